@@ -1,0 +1,99 @@
+"""The aiohttp application: routes, middleware and the resources each worker owns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+import asyncpg
+import redis.asyncio as redis_asyncio
+from aiohttp import web
+
+from gateway import admin_api, health, metrics, proxy
+from gateway.authentication import Authenticator
+from gateway.clock import Clock
+from gateway.config import Settings
+from gateway.keys import (AUTHENTICATOR, CLOCK, DATABASE, REDIS, SESSIONS, SETTINGS,
+                          TARGET_SESSION, URL_MAPS)
+from gateway.middleware import observe
+from gateway.rewriting import UrlMap
+from gateway.sessions import SessionRecorder
+
+PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def _count_queries(connection: asyncpg.Connection) -> None:
+    connection.add_query_logger(lambda _query: metrics.DATABASE_QUERIES.inc())
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[DATABASE] = await asyncpg.create_pool(
+        settings.database_url.value, min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max, init=_count_queries, command_timeout=30)
+    yield
+    await app[DATABASE].close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[REDIS] = redis_asyncio.from_url(
+        settings.redis_url.value, decode_responses=True, max_connections=512,
+        socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s)
+    yield
+    await app[REDIS].aclose()
+
+
+async def target_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    connector = aiohttp.TCPConnector(limit=settings.upstream_connections_max, ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=None, connect=settings.upstream_connect_timeout_s,
+                                    sock_read=settings.upstream_read_timeout_s)
+    # Only the client's own headers go upstream: no invented User-Agent or Accept-Encoding.
+    app[TARGET_SESSION] = aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("User-Agent", "Accept-Encoding"))
+    yield
+    await app[TARGET_SESSION].close()
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[AUTHENTICATOR] = Authenticator(settings, app[REDIS], app[DATABASE], app[CLOCK])
+    recorder = SessionRecorder(app[DATABASE], app[CLOCK], idle_s=settings.device_idle_s,
+                               pending_max=settings.session_pending_max)
+    app[SESSIONS] = recorder
+    task = asyncio.create_task(recorder.run(settings.session_flush_interval_s), name="sessions")
+    metrics.WORKERS.inc()
+    yield
+    metrics.WORKERS.dec()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    with contextlib.suppress(Exception):
+        await recorder.flush()  # last counters out before the pool closes
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    settings.require("database_url", "redis_url", "target_url", "public_url", "jwt_secret")
+    app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or Clock()
+    app[URL_MAPS] = {prefix: UrlMap.from_urls(settings.target_url, settings.public_url, prefix)
+                     for prefix in settings.target_prefixes}
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, target_ctx, services_ctx])
+
+    app.router.add_get("/health", health.health)
+    app.router.add_get("/ready", health.ready)
+    app.router.add_get("/metrics", health.metrics_endpoint)
+    app.router.add_post("/api/v1/auth/login", admin_api.login)
+    app.router.add_post("/api/v1/admin/tokens", admin_api.issue_token)
+    app.router.add_delete("/api/v1/admin/tokens/{token_id}", admin_api.revoke_token)
+    app.router.add_get("/api/v1/proxy/status", proxy.status)
+    for prefix in settings.target_prefixes:
+        handler = proxy.make_proxy_handler(prefix)
+        for method in PROXY_METHODS:
+            app.router.add_route(method, prefix + "/{tail:.*}", handler)
+    return app

@@ -1,0 +1,203 @@
+"""Authentication of access tokens: one Redis round trip on a hit, PostgreSQL on a miss or outage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+import redis.asyncio as redis_asyncio
+import redis.exceptions
+
+from gateway import metrics, tokens
+from gateway.call import Principal
+from gateway.clock import Clock
+from gateway.config import Settings
+from gateway.errors import Conflict, Forbidden, ServiceUnavailable, Unauthenticated
+from gateway.rate_limits import LocalWindows, plan_limit, rate_limited
+
+SCRIPT = resources.files("gateway").joinpath("lua/authenticate.lua").read_text()
+REDIS_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+DEVICE_ID_MAX = 128
+
+
+def record_key(token_hash: bytes) -> str:
+    # The hash tag keeps a credential's keys in one Redis Cluster slot.
+    return f"tg:{{{token_hash.hex()}}}:rec"
+
+
+def _keys(token_hash: bytes, client_ip: str) -> list[str]:
+    tag = token_hash.hex()
+    return [f"tg:{{{tag}}}:rec", f"tg:{{{tag}}}:dev", f"tg:{{{tag}}}:rl", f"tg:rl:ip:{client_ip}"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """Who holds a token's device binding, as seen without taking it."""
+
+    holder: str
+    last_seen_ms: int
+
+
+def _refuse(state: str, detail: list) -> None:
+    if state == "unknown":
+        raise Unauthenticated("unknown access token")
+    if state == "revoked":
+        raise Unauthenticated("access token revoked", code="token_revoked")
+    if state == "expired":
+        raise Unauthenticated("access token expired", code="token_expired")
+    if state == "disabled":
+        raise Forbidden("account disabled", code="account_disabled")
+    if state == "device_conflict":
+        retry_s = max(1, int(detail[0]) // 1000)
+        raise Conflict("token is in use on another device", code="device_conflict",
+                       headers={"Retry-After": str(retry_s)})
+    if state == "rate_limited":
+        raise rate_limited(str(detail[0]), int(detail[1]), int(detail[2]))
+    raise AssertionError(f"unexpected authentication state {state!r}")
+
+
+class Authenticator:
+    """Checks a token + device + rate windows; owns the Redis script and the outage fallback."""
+
+    def __init__(self, settings: Settings, redis: redis_asyncio.Redis, pool: asyncpg.Pool,
+                 clock: Clock) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.pool = pool
+        self.clock = clock
+        self.script = redis.register_script(SCRIPT)
+        self.device_idle_ms = settings.device_idle_s * 1000
+        self.window_ms = settings.rate_window_s * 1000
+        self.redis_skip_until_s = 0.0
+        self.local_windows = LocalWindows(self.window_ms)
+        self.local_devices: dict[int, tuple[str, int]] = {}
+
+    async def authenticate(self, token: str, device_id: str, client_ip: str,
+                           request_id: str) -> Principal:
+        token_hash = self._checked_hash(token)
+        reply = await self._run(token_hash, client_ip, [device_id, "use", request_id])
+        if reply is None:
+            return await self._authenticate_from_database(token_hash, device_id, client_ip)
+        return self._principal(reply)
+
+    async def peek(self, token: str, device_id: str) -> tuple[Principal, DeviceState]:
+        """Validate a token without binding a device or spending rate allowance."""
+        token_hash = self._checked_hash(token)
+        reply = await self._run(token_hash, "", [device_id, "peek", ""])
+        if reply is None:
+            row = await self._database_row(token_hash)
+            holder, last_ms = self.local_devices.get(row.id, ("", 0))
+            active = self.clock.now_ms() - last_ms < self.device_idle_ms
+            return self._row_principal(row), DeviceState(holder if active else "", last_ms)
+        principal = self._principal(reply)
+        return principal, DeviceState(str(reply[8]), int(reply[9]))
+
+    async def forget(self, token_hash: bytes) -> None:
+        """Write a revocation tombstone so the next request is refused without PostgreSQL."""
+        try:
+            await self.redis.hset(record_key(token_hash), mapping={"state": "revoked"})
+            await self.redis.expire(record_key(token_hash), self.settings.auth_cache_ttl_s)
+        except REDIS_FAILURES:
+            # The record expires within auth_cache_ttl_s; the fallback path reads PostgreSQL.
+            pass
+
+    # -- internals -------------------------------------------------------------------------
+
+    @staticmethod
+    def _checked_hash(token: str) -> bytes:
+        if not token:
+            raise Unauthenticated("missing X-Access-Token header", code="missing_token")
+        if not tokens.looks_valid(token):
+            raise Unauthenticated("malformed access token")
+        return tokens.digest(token)
+
+    async def _run(self, token_hash: bytes, client_ip: str, args: list[str]) -> list | None:
+        """Run the script (filling the cache on a miss); None means Redis is unreachable."""
+        if self.clock.now_s() < self.redis_skip_until_s:
+            metrics.AUTH_CACHE.labels("redis_unavailable").inc()
+            return None
+        keys = _keys(token_hash, client_ip)
+        base = [self.clock.now_ms(), args[0], self.device_idle_ms, self.window_ms,
+                self.settings.ip_limit_per_min, args[2], args[1]]
+        try:
+            reply = await self.script(keys=keys, args=base)
+            if reply[0] != "miss":
+                metrics.AUTH_CACHE.labels("redis_hit").inc()
+            else:
+                metrics.AUTH_CACHE.labels("postgres_fallback").inc()
+                fill = await self._fill_values(token_hash)
+                reply = await self.script(keys=keys, args=base + fill)
+        except REDIS_FAILURES:
+            self.redis_skip_until_s = self.clock.now_s() + self.settings.redis_retry_after_s
+            metrics.AUTH_CACHE.labels("redis_unavailable").inc()
+            return None
+        if reply[0] != "ok":
+            _refuse(reply[0], reply[1:])
+        return reply
+
+    async def _fill_values(self, token_hash: bytes) -> list:
+        try:
+            row = await tokens.find(self.pool, token_hash)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise ServiceUnavailable("credential store unavailable") from error
+        now_ms = self.clock.now_ms()
+        if row is None:
+            return ["unknown", 0, 0, "", 0, 0, self.settings.auth_negative_ttl_s * 1000]
+        state = "ok"
+        if row.revoked_at is not None:
+            state = "revoked"
+        elif not row.user_active:
+            state = "disabled"
+        expires_ms = int(row.expires_at.timestamp() * 1000)
+        ttl_ms = min(self.settings.auth_cache_ttl_s * 1000, max(1, expires_ms - now_ms))
+        if state != "ok":
+            ttl_ms = self.settings.auth_cache_ttl_s * 1000
+        limit = plan_limit(self.settings.plan_limits_per_min, row.plan)
+        return [state, row.user_id, row.id, row.scope, expires_ms, limit, ttl_ms]
+
+    def _principal(self, reply: list) -> Principal:
+        return Principal(token_id=int(reply[2]), user_id=int(reply[1]), scope=str(reply[3]),
+                         expires_ms=int(reply[4]), rate_limit=int(reply[5]),
+                         rate_remaining=int(reply[6]), rate_reset_ms=int(reply[7]))
+
+    async def _database_row(self, token_hash: bytes) -> tokens.TokenRow:
+        try:
+            row = await tokens.find(self.pool, token_hash)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # Neither Redis nor PostgreSQL can vouch for the token: never fail open.
+            raise ServiceUnavailable("credential store unavailable") from error
+        if row is None:
+            _refuse("unknown", [])
+        if row.revoked_at is not None:
+            _refuse("revoked", [])
+        if not row.user_active:
+            _refuse("disabled", [])
+        if row.expires_at <= dt.datetime.fromtimestamp(self.clock.now_s(), dt.timezone.utc):
+            _refuse("expired", [])
+        return row
+
+    def _row_principal(self, row: tokens.TokenRow) -> Principal:
+        return Principal(token_id=row.id, user_id=row.user_id, scope=row.scope,
+                         expires_ms=int(row.expires_at.timestamp() * 1000),
+                         rate_limit=plan_limit(self.settings.plan_limits_per_min, row.plan))
+
+    async def _authenticate_from_database(self, token_hash: bytes, device_id: str,
+                                          client_ip: str) -> Principal:
+        """Redis is down: PostgreSQL vouches for the token, this process for device and limits."""
+        row = await self._database_row(token_hash)
+        principal = self._row_principal(row)
+        now_ms = self.clock.now_ms()
+        holder, last_ms = self.local_devices.get(row.id, ("", 0))
+        if holder and holder != device_id and now_ms - last_ms < self.device_idle_ms:
+            _refuse("device_conflict", [last_ms + self.device_idle_ms - now_ms])
+        limit, remaining, reset_ms = self.local_windows.admit(
+            [("token", f"t:{row.id}", principal.rate_limit),
+             ("user", f"u:{row.user_id}", principal.rate_limit),
+             ("ip", f"ip:{client_ip}", self.settings.ip_limit_per_min)],
+            now_ms,
+        )
+        self.local_devices[row.id] = (device_id, now_ms)
+        principal.rate_limit, principal.rate_remaining, principal.rate_reset_ms = limit, remaining, reset_ms
+        return principal

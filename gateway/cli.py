@@ -1,0 +1,165 @@
+"""The `tollgate` command: serve, dev, migrate, create-admin, issue-token, revoke-token, mock-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+
+from gateway import config
+
+
+def _settings(**overrides) -> config.Settings:
+    return config.load(**overrides)
+
+
+async def _with_connection(settings: config.Settings, work):
+    import asyncpg
+
+    settings.require("database_url")
+    connection = await asyncpg.connect(settings.database_url.value)
+    try:
+        return await work(connection)
+    finally:
+        await connection.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway import server
+
+    server.serve(_settings(workers=args.workers, host=args.host, port=args.port))
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from gateway import dev
+
+    dev.main(_settings(port=args.port, host=args.host))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from gateway import migrate
+
+    settings = _settings()
+    settings.require("database_url")
+    applied = asyncio.run(migrate.apply(settings.database_url.value))
+    print(f"applied {len(applied)} migration(s): {applied}" if applied else "schema is up to date")
+    return 0
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from gateway import users
+
+    if len(args.password) < 8:
+        print("error: the password must have at least 8 characters", file=sys.stderr)
+        return 2
+    user_id = asyncio.run(_with_connection(
+        _settings(), lambda c: users.ensure_admin(c, email=args.email, password=args.password)))
+    print(f"admin {args.email} ready (user id {user_id})")
+    return 0
+
+
+def cmd_issue_token(args: argparse.Namespace) -> int:
+    from gateway import tokens, users
+
+    if not 0 < args.hours <= 24 * 366:
+        print("error: --hours must be in (0, 8784]", file=sys.stderr)
+        return 2
+
+    async def work(connection):
+        user_id = await users.ensure_client(connection, email=args.email)
+        return await tokens.issue(connection, user_id=user_id, hours=args.hours, scope=args.scope,
+                                  now=dt.datetime.now(dt.timezone.utc))
+
+    issued = asyncio.run(_with_connection(_settings(), work))
+    print(issued.token)
+    print(f"# token id {issued.id}, scope {issued.scope}, expires {issued.expires_at.isoformat()}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    import redis.asyncio as redis_asyncio
+
+    from gateway import tokens
+    from gateway.authentication import record_key
+
+    settings = _settings()
+
+    async def work(connection):
+        token_hash = await tokens.revoke(connection, args.id, now=dt.datetime.now(dt.timezone.utc))
+        if token_hash is not None and settings.redis_url:
+            client = redis_asyncio.from_url(settings.redis_url.value)
+            try:
+                await client.hset(record_key(token_hash), mapping={"state": "revoked"})
+                await client.expire(record_key(token_hash), settings.auth_cache_ttl_s)
+            finally:
+                await client.aclose()
+        return token_hash
+
+    if asyncio.run(_with_connection(settings, work)) is None:
+        print(f"error: no token with id {args.id}", file=sys.stderr)
+        return 1
+    print(f"token {args.id} revoked")
+    return 0
+
+
+def cmd_mock_upstream(args: argparse.Namespace) -> int:
+    from gateway import mock_upstream
+
+    mock_upstream.run(args.host, args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tollgate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway (configured by TOLLGATE_* variables)")
+    serve.add_argument("--workers", type=int, default=None, help="worker processes on one port")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(func=cmd_serve)
+
+    dev = sub.add_parser("dev", help="run on the embedded default: own PostgreSQL, Redis, mock target")
+    dev.add_argument("--host", default=None)
+    dev.add_argument("--port", type=int, default=None)
+    dev.set_defaults(func=cmd_dev)
+
+    sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
+
+    admin = sub.add_parser("create-admin", help="create (or reset) an admin account")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", required=True)
+    admin.set_defaults(func=cmd_create_admin)
+
+    issue = sub.add_parser("issue-token", help="issue an access token; prints it once")
+    issue.add_argument("--email", required=True)
+    issue.add_argument("--hours", type=float, required=True)
+    issue.add_argument("--scope", choices=("full", "certificates_only"), default="full")
+    issue.set_defaults(func=cmd_issue_token)
+
+    revoke = sub.add_parser("revoke-token", help="revoke an access token by id")
+    revoke.add_argument("--id", type=int, required=True)
+    revoke.set_defaults(func=cmd_revoke_token)
+
+    mock = sub.add_parser("mock-upstream", help="run the mock upstream server")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=9000)
+    mock.set_defaults(func=cmd_mock_upstream)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except config.ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Settings: one frozen object built once from TOLLGATE_* variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+PREFIX = "TOLLGATE_"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+class Secret(str):
+    """A string that never shows itself in repr or logs."""
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+
+def _parse_plan_limits(raw: str) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        name, _, number = item.partition("=")
+        limits[name.strip()] = int(number)
+    return limits
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Where the gateway's state lives; empty means "embedded default" (dev command only).
+    database_url: Secret = Secret("")
+    redis_url: Secret = Secret("")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The desktop clients' upstream, e.g. http://127.0.0.1:9000 (may carry a base path).
+    target_url: str = ""
+    # The gateway's own base URL as clients see it; used for rewriting upstream URLs.
+    public_url: str = ""
+    # An extra mount point for the target besides /api/v1/proxy, e.g. "/zenzefi"; empty = none.
+    target_prefix: str = ""
+    jwt_secret: Secret = Secret("")
+    workers: int = 1
+    # Device binding: a token's device is released after this long without requests.
+    device_idle_s: int = 300
+    # Requests per minute per token and per user by plan; 0 = unlimited.
+    plan_limits_per_min: Mapping[str, int] = field(
+        default_factory=lambda: {"free": 100, "premium": 500, "enterprise": 0}
+    )
+    # Requests per minute per client IP across all tokens; 0 = unlimited.
+    ip_limit_per_min: int = 1000
+    rate_window_s: int = 60
+    # Take the client IP from X-Forwarded-For (only behind a trusted proxy).
+    trust_forwarded: bool = False
+    # Upper bound of a proxied request body.
+    body_size_max_bytes: int = 64 * 1024 * 1024
+    upstream_connect_timeout_s: float = 5.0
+    upstream_read_timeout_s: float = 60.0
+    upstream_connections_max: int = 256
+    # Redis auth-record cache lifetime (also bounded by the token's expiry).
+    auth_cache_ttl_s: int = 300
+    # Unknown tokens are remembered this long so floods of bad tokens skip PostgreSQL.
+    auth_negative_ttl_s: int = 30
+    # Redis is skipped for this long after it failed (fallback to PostgreSQL + local limits).
+    redis_retry_after_s: float = 2.0
+    redis_timeout_s: float = 0.5
+    session_flush_interval_s: float = 2.0
+    session_pending_max: int = 100_000
+    database_pool_min: int = 1
+    database_pool_max: int = 10
+    access_token_ttl_s: int = 1800
+    # Where `tollgate dev` keeps its embedded PostgreSQL/Redis and generated secrets.
+    data_dir: str = "/tmp/tollgate-dev"
+    # Shared directory for multi-worker metrics; empty = a temporary one per `serve` run.
+    metrics_dir: str = ""
+    log_level: str = "INFO"
+
+    @property
+    def target_prefixes(self) -> tuple[str, ...]:
+        prefixes = ["/api/v1/proxy"]
+        if self.target_prefix:
+            prefixes.append("/" + self.target_prefix.strip("/"))
+        return tuple(prefixes)
+
+    def require(self, *names: str) -> None:
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            raise ConfigError(
+                "missing required setting(s): "
+                + ", ".join(PREFIX + n.upper() for n in missing)
+            )
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, annotation: str, raw: Any) -> Any:
+    try:
+        if annotation == "Secret":
+            return Secret(str(raw))
+        if annotation == "int":
+            return int(raw)
+        if annotation == "float":
+            return float(raw)
+        if annotation == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return text in {"1", "true", "yes", "on"}
+        if annotation.startswith("Mapping"):
+            return dict(raw) if isinstance(raw, Mapping) else _parse_plan_limits(str(raw))
+        return str(raw)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{PREFIX}{name.upper()}: cannot read {raw!r} as {annotation}") from error
+
+
+def load(
+    environ: Mapping[str, str] | None = None, toml_path: str | None = None, **overrides: Any
+) -> Settings:
+    """Build Settings from a TOML file (TOLLGATE_CONFIG), then the environment, then overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    toml_path = toml_path or environ.get(PREFIX + "CONFIG")
+    if toml_path:
+        with open(toml_path, "rb") as handle:
+            values.update(tomllib.load(handle))
+    for spec in dataclasses.fields(Settings):
+        key = PREFIX + spec.name.upper()
+        if key in environ:
+            values[spec.name] = environ[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {spec.name: spec for spec in dataclasses.fields(Settings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError("unknown setting(s): " + ", ".join(unknown))
+    coerced = {n: _coerce(n, str(known[n].type), v) for n, v in values.items()}
+    settings = Settings(**coerced)
+    if settings.public_url == "":
+        settings = settings.replace(public_url=f"http://{settings.host}:{settings.port}")
+    return settings

@@ -1,0 +1,144 @@
+"""The embedded default: own PostgreSQL + Redis in a data folder, migrated, an admin, a mock target."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import secrets
+import signal
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+
+from gateway import migrate, mock_upstream, tokens, users
+from gateway.config import Secret, Settings
+from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+
+ADMIN_EMAIL = "admin@tollgate.local"
+DEMO_EMAIL = "demo@tollgate.local"
+
+
+def _remembered(path: Path, make) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = str(make())
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+def _ports(data_dir: Path) -> dict[str, int]:
+    path = data_dir / "ports.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    ports = {"postgres": free_port(), "redis": free_port()}
+    path.write_text(json.dumps(ports))
+    return ports
+
+
+async def _ensure_database(admin_url: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def prepare(settings: Settings) -> tuple[Settings, list[object], dict[str, str]]:
+    """Start what is not configured; returns settings pointing at it, servers to stop, facts to print."""
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o755)
+    ports = _ports(data_dir)
+    servers: list[object] = []
+    if not settings.database_url:
+        postgres = EmbeddedPostgres(data_dir / "postgres", ports["postgres"])
+        postgres.start()
+        servers.append(postgres)
+        await _ensure_database(postgres.url, "tollgate")
+        settings = settings.replace(database_url=Secret(postgres.url.rsplit("/", 1)[0] + "/tollgate"))
+    if not settings.redis_url:
+        redis = EmbeddedRedis(data_dir / "redis", ports["redis"])
+        redis.start()
+        servers.append(redis)
+        settings = settings.replace(redis_url=Secret(redis.url))
+    if not settings.jwt_secret:
+        settings = settings.replace(jwt_secret=Secret(_remembered(data_dir / "jwt_secret",
+                                                                  lambda: secrets.token_urlsafe(48))))
+    await migrate.apply(settings.database_url.value)
+    password = _remembered(data_dir / "admin_password", lambda: secrets.token_urlsafe(12))
+    connection = await asyncpg.connect(settings.database_url.value)
+    try:
+        await users.ensure_admin(connection, email=ADMIN_EMAIL, password=password)
+        demo_id = await users.ensure_client(connection, email=DEMO_EMAIL)
+        issued = await tokens.issue(connection, user_id=demo_id, hours=24, scope="full",
+                                    now=dt.datetime.now(dt.timezone.utc))
+    finally:
+        await connection.close()
+    return settings, servers, {"admin_password": password, "demo_token": issued.token}
+
+
+def banner(settings: Settings, facts: dict[str, str]) -> str:
+    base = settings.public_url
+    token = facts["demo_token"]
+    return f"""
+tollgate is running (embedded default; data in {settings.data_dir})
+
+  gateway      {base}
+  target       {settings.target_url}   (mock upstream)
+  admin login  {ADMIN_EMAIL} / {facts['admin_password']}
+  demo token   {token}   (24 h, scope full, user {DEMO_EMAIL})
+
+Try it:
+  curl -s {base}/health
+  curl -s {base}/api/v1/proxy/status -H 'X-Access-Token: {token}' -H 'X-Device-ID: laptop-1'
+  curl -si {base}/api/v1/proxy/ -H 'X-Access-Token: {token}' -H 'X-Device-ID: laptop-1'
+  curl -s {base}/api/v1/proxy/echo/hello?x=1 -H 'X-Access-Token: {token}' -H 'X-Device-ID: laptop-1'
+  curl -s {base}/api/v1/proxy/echo/hello -H 'X-Access-Token: {token}' -H 'X-Device-ID: phone-2'   # 409 device_conflict
+  curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d '{{"email": "{ADMIN_EMAIL}", "password": "{facts['admin_password']}"}}'
+  curl -s {base}/metrics | grep tollgate_http_requests
+
+Press Ctrl-C to stop (the embedded PostgreSQL and Redis stop with it).
+"""
+
+
+async def run(settings: Settings) -> None:
+    settings, servers, facts = await prepare(settings)
+    runners: list[web.AppRunner] = []
+    try:
+        if not settings.target_url:
+            mock_port = free_port()
+            mock_url = f"http://127.0.0.1:{mock_port}"
+            runner = web.AppRunner(mock_upstream.build_app(public_base_url=mock_url), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", mock_port).start()
+            runners.append(runner)
+            settings = settings.replace(target_url=mock_url)
+        from gateway.app import create_app
+
+        gateway_runner = web.AppRunner(create_app(settings), access_log=None)
+        await gateway_runner.setup()
+        await web.TCPSite(gateway_runner, settings.host, settings.port).start()
+        runners.append(gateway_runner)
+        print(banner(settings, facts), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        for server in servers:
+            server.stop()
+
+
+def main(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    import uvloop
+
+    uvloop.run(run(settings))

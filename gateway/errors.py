@@ -1,0 +1,58 @@
+"""Errors: a shallow tree of gateway errors, each with an HTTP status, a code and an outcome word."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status = 500
+    code = "internal_error"
+    outcome = "error"
+    message = "internal error"
+
+    def __init__(self, message: str | None = None, *, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class BadRequest(GatewayError):
+    status, code, outcome, message = 400, "bad_request", "bad_request", "bad request"
+
+
+class Unauthenticated(GatewayError):
+    status, code, outcome, message = 401, "invalid_token", "unauthenticated", "invalid or unknown credential"
+
+
+class Forbidden(GatewayError):
+    status, code, outcome, message = 403, "forbidden", "forbidden", "not allowed"
+
+
+class NotFound(GatewayError):
+    status, code, outcome, message = 404, "not_found", "no_route", "not found"
+
+
+class Conflict(GatewayError):
+    status, code, outcome, message = 409, "conflict", "conflict", "conflict"
+
+
+class PayloadTooLarge(GatewayError):
+    status, code, outcome, message = 413, "payload_too_large", "bad_request", "request body too large"
+
+
+class RateLimited(GatewayError):
+    status, code, outcome, message = 429, "rate_limited", "rate_limited", "rate limit exceeded"
+
+
+class UpstreamUnreachable(GatewayError):
+    status, code, outcome, message = 502, "upstream_unreachable", "upstream_unreachable", "upstream unreachable"
+
+
+class ServiceUnavailable(GatewayError):
+    status, code, outcome, message = 503, "service_unavailable", "unavailable", "service unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status, code, outcome, message = 504, "upstream_timeout", "upstream_timeout", "upstream timed out"

@@ -1,0 +1,46 @@
+"""JSON request bodies: read with a size cap, parse with orjson, validate fields with clear 400s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import BadRequest, PayloadTooLarge
+
+JSON_BODY_MAX_BYTES = 64 * 1024
+
+
+async def read_object(request: web.Request, limit_bytes: int = JSON_BODY_MAX_BYTES) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > limit_bytes:
+        raise PayloadTooLarge(f"JSON body exceeds {limit_bytes} bytes")
+    raw = await request.content.read(limit_bytes + 1)
+    if len(raw) > limit_bytes:
+        raise PayloadTooLarge(f"JSON body exceeds {limit_bytes} bytes")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest("body is not valid JSON", code="invalid_json") from error
+    if not isinstance(value, dict):
+        raise BadRequest("body must be a JSON object", code="invalid_json")
+    return value
+
+
+def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True,
+          default: Any = None) -> Any:
+    if name not in body or body[name] is None:
+        if required:
+            raise BadRequest(f"missing field {name!r}", code="missing_field")
+        return default
+    value = body[name]
+    # bool is an int in Python; never accept true/false where a number is asked for.
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise BadRequest(f"field {name!r} has the wrong type", code="invalid_field")
+    if not isinstance(value, kind):
+        raise BadRequest(f"field {name!r} has the wrong type", code="invalid_field")
+    return value
+
+
+def json_response(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")

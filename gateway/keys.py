@@ -1,0 +1,23 @@
+"""Typed application keys: every shared resource the handlers reach through the app."""
+
+from __future__ import annotations
+
+import aiohttp
+import asyncpg
+import redis.asyncio as redis_asyncio
+from aiohttp import web
+
+from gateway.authentication import Authenticator
+from gateway.clock import Clock
+from gateway.config import Settings
+from gateway.rewriting import UrlMap
+from gateway.sessions import SessionRecorder
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
+DATABASE = web.AppKey("database", asyncpg.Pool)
+REDIS = web.AppKey("redis", redis_asyncio.Redis)
+TARGET_SESSION = web.AppKey("target_session", aiohttp.ClientSession)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+SESSIONS = web.AppKey("sessions", SessionRecorder)
+URL_MAPS = web.AppKey("url_maps", dict)  # mount prefix -> UrlMap, precomputed at start-up

@@ -1,0 +1,58 @@
+"""Metrics: the Prometheus series, aggregated across worker processes when served with --workers N.
+
+prometheus_client reads PROMETHEUS_MULTIPROC_DIR when it is first imported; `gateway.server`
+sets it (from settings) before importing this module in multi-worker runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+REQUESTS = Counter("tollgate_http_requests", "Requests served, by route, status and outcome.",
+                   ["route", "method", "status", "outcome"])
+REQUEST_SECONDS = Histogram("tollgate_http_request_duration_seconds",
+                            "Time from request to the end of the response.", ["route"],
+                            buckets=LATENCY_BUCKETS_S)
+UPSTREAM_REQUESTS = Counter("tollgate_upstream_requests", "Requests forwarded upstream, by outcome.",
+                            ["upstream", "outcome"])
+UPSTREAM_SECONDS = Histogram("tollgate_upstream_response_seconds",
+                             "Time until the upstream's response headers arrived.", ["upstream"],
+                             buckets=LATENCY_BUCKETS_S)
+AUTH_CACHE = Counter("tollgate_auth_cache_lookups",
+                     "Credential lookups: redis_hit, postgres_fallback (cache miss), redis_unavailable.",
+                     ["result"])
+RATE_LIMITED = Counter("tollgate_rate_limited", "Requests refused by a rate limit.")
+PROXY_BYTES = Counter("tollgate_proxy_bytes", "Body bytes relayed, by direction (in = from client).",
+                      ["direction"])
+SESSIONS_FLUSHED = Counter("tollgate_session_updates_flushed",
+                           "Per-session counter batches written to PostgreSQL.")
+SESSIONS_ENDED = Counter("tollgate_sessions_ended", "Proxy sessions ended after idling.")
+SESSIONS_STARTED = Counter("tollgate_sessions_started", "Device bindings taken (new proxy sessions).")
+DATABASE_QUERIES = Counter("tollgate_database_queries", "Queries sent to PostgreSQL by this gateway.")
+WORKERS = Gauge("tollgate_workers", "Worker processes serving this port.", multiprocess_mode="livesum")
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text: every worker's series summed when running multi-process."""
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,82 @@
+"""Middleware: request id, timing, metrics, and the one place errors become JSON responses."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+import orjson
+from aiohttp import web
+
+from gateway import metrics
+from gateway.call import Call
+from gateway.errors import GatewayError
+from gateway.keys import SETTINGS
+
+log = logging.getLogger("tollgate.access")
+CALL = web.RequestKey("call", Call)
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def error_body(code: str, message: str, request_id: str) -> dict:
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
+
+
+def error_response(error: GatewayError, request_id: str) -> web.Response:
+    response = web.json_response(error_body(error.code, error.message, request_id),
+                                 status=error.status, dumps=_dumps)
+    response.headers.update(error.headers)
+    return response
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def client_ip(request: web.Request, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        first = forwarded.split(",", 1)[0].strip()
+        if first:
+            return first
+    return request.remote or ""
+
+
+@web.middleware
+async def observe(request: web.Request, handler) -> web.StreamResponse:
+    incoming = request.headers.get("x-request-id", "")
+    request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+    settings = request.app[SETTINGS]
+    call = Call(request_id=request_id, started_s=time.perf_counter(),
+                client_ip=client_ip(request, settings.trust_forwarded))
+    call.extra_headers["X-Request-Id"] = request_id
+    request[CALL] = call
+    try:
+        response = await handler(request)
+        if not call.status:
+            call.status = response.status
+    except GatewayError as error:
+        call.status, call.outcome = error.status, error.outcome
+        response = error_response(error, request_id)
+    except web.HTTPException as error:
+        call.status = error.status
+        call.outcome = "no_route" if error.status in (404, 405) else "bad_request"
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            error.status, "bad_request")
+        response = error_response(GatewayError(error.reason, code=code), request_id)
+        response.set_status(error.status)
+    except Exception:
+        log.exception("unhandled error request_id=%s", request_id)
+        call.status, call.outcome = 500, "error"
+        response = error_response(GatewayError(), request_id)
+    finally:
+        elapsed = time.perf_counter() - call.started_s
+        metrics.REQUESTS.labels(call.route, request.method, str(call.status), call.outcome).inc()
+        metrics.REQUEST_SECONDS.labels(call.route).observe(elapsed)
+        if call.outcome == "rate_limited":
+            metrics.RATE_LIMITED.inc()
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    return response

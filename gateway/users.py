@@ -1,0 +1,92 @@
+"""Users: rows, argon2id password hashes, and the first admin (the ledger issue extends this)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+ROLES = ("client", "manager", "admin")
+PLANS = ("free", "premium", "enterprise")
+HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+SELECT_BY_EMAIL = "SELECT id, email, role, plan, is_active, password_hash FROM users WHERE lower(email) = lower($1)"
+SELECT_BY_ID = "SELECT id, email, role, plan, is_active, password_hash FROM users WHERE id = $1"
+INSERT = """
+INSERT INTO users (email, username, full_name, password_hash, role, plan)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT ((lower(email))) DO NOTHING
+RETURNING id"""
+SET_ADMIN = "UPDATE users SET role = 'admin', password_hash = $2, is_active = true WHERE id = $1"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    email: str
+    role: str
+    plan: str
+    is_active: bool
+    password_hash: str | None
+
+
+def _user(row: asyncpg.Record | None) -> User | None:
+    return None if row is None else User(**dict(row))
+
+
+def hash_password(password: str) -> str:
+    return HASHER.hash(password)
+
+
+def verify_password(user: User | None, password: str) -> bool:
+    """Constant work whether or not the user exists, so timing does not reveal accounts."""
+    stored = user.password_hash if user and user.password_hash else DUMMY_HASH
+    try:
+        ok = HASHER.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+    return ok and user is not None and user.password_hash is not None
+
+
+DUMMY_HASH = hash_password("tollgate-dummy-password-for-timing")
+
+
+async def by_email(db: asyncpg.Pool | asyncpg.Connection, email: str) -> User | None:
+    return _user(await db.fetchrow(SELECT_BY_EMAIL, email))
+
+
+async def by_id(db: asyncpg.Pool | asyncpg.Connection, user_id: int) -> User | None:
+    return _user(await db.fetchrow(SELECT_BY_ID, user_id))
+
+
+async def create(db: asyncpg.Pool | asyncpg.Connection, *, email: str, password: str | None,
+                 role: str = "client", plan: str = "free", username: str | None = None,
+                 full_name: str = "") -> int | None:
+    """Insert a user; None when the email is taken."""
+    assert role in ROLES and plan in PLANS
+    password_hash = hash_password(password) if password else None
+    return await db.fetchval(INSERT, email, username, full_name, password_hash, role, plan)
+
+
+async def ensure_admin(db: asyncpg.Pool | asyncpg.Connection, *, email: str, password: str) -> int:
+    """Create the admin, or make the existing account an admin with this password (idempotent)."""
+    user_id = await create(db, email=email, password=password, role="admin")
+    if user_id is None:
+        existing = await by_email(db, email)
+        assert existing is not None
+        user_id = existing.id
+        await db.execute(SET_ADMIN, user_id, hash_password(password))
+    return user_id
+
+
+async def ensure_client(db: asyncpg.Pool | asyncpg.Connection, *, email: str,
+                        plan: str = "free") -> int:
+    """The user with this email, created as a passwordless client if missing."""
+    user_id = await create(db, email=email, password=None, plan=plan)
+    if user_id is None:
+        existing = await by_email(db, email)
+        assert existing is not None
+        return existing.id
+    return user_id

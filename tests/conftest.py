@@ -1,0 +1,128 @@
+"""Shared fixtures: a real PostgreSQL and Redis started once per run, a mock target, the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as redis_asyncio
+
+from gateway import migrate, mock_upstream, tokens, users
+from gateway.app import create_app
+from gateway.clock import ManualClock
+from gateway.config import Secret, Settings
+from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+
+MUTABLE_TABLES = ("proxy_sessions", "access_tokens", "users")
+JWT_SECRET = "test-secret-" + "x" * 40
+
+
+@dataclass(frozen=True)
+class Servers:
+    database_url: str
+    redis_url: str
+    admin_database_url: str
+
+
+@pytest.fixture(scope="session")
+def servers() -> Servers:
+    data_dir = Path(tempfile.mkdtemp(prefix="tollgate-test-", dir="/tmp"))
+    data_dir.chmod(0o755)  # the postgres system user must traverse it
+    postgres = EmbeddedPostgres(data_dir / "postgres", free_port())
+    redis = EmbeddedRedis(data_dir / "redis", free_port())
+    postgres.start(for_tests=True)
+    redis.start()
+    database_url = postgres.url.rsplit("/", 1)[0] + "/tollgate_test"
+
+    async def prepare() -> None:
+        connection = await asyncpg.connect(postgres.url)
+        await connection.execute("CREATE DATABASE tollgate_test")
+        await connection.close()
+        await migrate.apply(database_url)
+
+    asyncio.run(prepare())
+    yield Servers(database_url, redis.url, postgres.url)
+    redis.stop()
+    postgres.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def database(servers: Servers):
+    """A pool on the test database, emptied (and Redis flushed) before each test."""
+    pool = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=4)
+    await pool.execute(f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE")
+    client = redis_asyncio.from_url(servers.redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis_client(servers: Servers):
+    client = redis_asyncio.from_url(servers.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def mock_target(aiohttp_server):
+    """The mock target upstream, a real aiohttp server on loopback."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = await aiohttp_server(mock_upstream.build_app(public_base_url=base), port=port)
+    assert str(server.make_url("")).rstrip("/") == base
+    return base
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def make_settings(servers: Servers, target_url: str, port: int, **changes) -> Settings:
+    settings = Settings(
+        database_url=Secret(servers.database_url), redis_url=Secret(servers.redis_url),
+        host="127.0.0.1", port=port, target_url=target_url,
+        public_url=f"http://127.0.0.1:{port}", jwt_secret=Secret(JWT_SECRET),
+        session_flush_interval_s=3600, upstream_read_timeout_s=5.0,
+    )
+    return settings.replace(**changes)
+
+
+@pytest.fixture
+def gateway_factory(servers, database, mock_target, clock, aiohttp_client):
+    """Start a gateway (settings overridable per test) in front of the mock target."""
+
+    async def start(target_url: str | None = None, **changes):
+        port = free_port()
+        settings = make_settings(servers, target_url or mock_target, port, **changes)
+        app = create_app(settings, clock=clock)
+        client = await aiohttp_client(app, server_kwargs={"port": port})
+        client.settings = settings
+        return client
+
+    return start
+
+
+@pytest.fixture
+async def gateway(gateway_factory):
+    return await gateway_factory()
+
+
+async def make_token(pool: asyncpg.Pool, *, email: str = "user@example.com", hours: float = 24,
+                     scope: str = "full", plan: str = "free", now: dt.datetime | None = None):
+    user_id = await users.ensure_client(pool, email=email, plan=plan)
+    return await tokens.issue(pool, user_id=user_id, hours=hours, scope=scope,
+                              now=now or dt.datetime.now(dt.timezone.utc))
+
+
+def proxy_headers(token: str, device: str = "device-1", **extra: str) -> dict[str, str]:
+    return {"X-Access-Token": token, "X-Device-ID": device, **extra}

@@ -1,0 +1,207 @@
+"""The desktop hot path's gatekeeping: tokens, device binding, scopes and rate limits, over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from gateway import metrics, tokens
+from gateway.keys import AUTHENTICATOR
+from tests.conftest import make_token, proxy_headers
+
+ECHO = "/api/v1/proxy/echo/x"
+
+
+async def error_of(response) -> dict:
+    body = await response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "request_id"}
+    assert body["error"]["request_id"] == response.headers["X-Request-Id"]
+    return body["error"]
+
+
+async def test_a_valid_token_and_device_reach_the_target(gateway, database):
+    issued = await make_token(database)
+    response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
+    assert response.status == 200
+    assert (await response.json())["path"] == "/echo/x"
+
+
+async def test_a_request_without_token_is_refused_with_401(gateway, database):
+    response = await gateway.get(ECHO, headers={"X-Device-ID": "d1"})
+    assert response.status == 401
+    assert (await error_of(response))["code"] == "missing_token"
+
+
+async def test_an_unknown_token_is_refused_with_401(gateway, database):
+    response = await gateway.get(ECHO, headers=proxy_headers("A" * 64))
+    assert response.status == 401
+    assert (await error_of(response))["code"] == "invalid_token"
+
+
+async def test_a_malformed_token_is_refused_without_a_lookup(gateway, database):
+    before = metrics.AUTH_CACHE.labels("postgres_fallback")._value.get()
+    response = await gateway.get(ECHO, headers=proxy_headers("short token with spaces"))
+    assert response.status == 401
+    assert (await error_of(response))["code"] == "invalid_token"
+    assert metrics.AUTH_CACHE.labels("postgres_fallback")._value.get() == before
+
+
+async def test_an_expired_token_is_refused_with_401(gateway, database):
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=3)
+    issued = await make_token(database, hours=1, now=past)
+    response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
+    assert response.status == 401
+    assert (await error_of(response))["code"] == "token_expired"
+
+
+async def test_a_cached_token_is_refused_once_its_expiry_passes(gateway, database, clock):
+    issued = await make_token(database, hours=1)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token))).status == 200
+    clock.advance(3601)
+    response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
+    assert response.status == 401
+    assert (await error_of(response))["code"] == "token_expired"
+
+
+async def test_a_missing_device_id_is_a_400(gateway, database):
+    issued = await make_token(database)
+    response = await gateway.get(ECHO, headers={"X-Access-Token": issued.token})
+    assert response.status == 400
+    assert (await error_of(response))["code"] == "missing_device_id"
+
+
+async def test_malformed_device_ids_are_400s(gateway, database):
+    issued = await make_token(database)
+    for bad in ("x" * 129, "has space", ""):
+        response = await gateway.get(ECHO, headers=proxy_headers(issued.token, device=bad))
+        assert response.status == 400, bad
+        assert (await error_of(response))["code"] in {"invalid_device_id", "missing_device_id"}
+
+
+async def test_two_access_token_headers_are_a_400(gateway, database):
+    issued = await make_token(database)
+    headers = [("X-Access-Token", issued.token), ("X-Access-Token", issued.token),
+               ("X-Device-ID", "d1")]
+    response = await gateway.get(ECHO, headers=headers)
+    assert response.status == 400
+
+
+async def test_a_second_device_gets_409_while_the_first_is_active(gateway, database):
+    issued = await make_token(database)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "laptop"))).status == 200
+    response = await gateway.get(ECHO, headers=proxy_headers(issued.token, "phone"))
+    assert response.status == 409
+    assert (await error_of(response))["code"] == "device_conflict"
+    assert int(response.headers["Retry-After"]) > 0
+
+
+async def test_the_device_binding_is_released_after_five_idle_minutes(gateway, database, clock):
+    issued = await make_token(database)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "laptop"))).status == 200
+    clock.advance(299)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "phone"))).status == 409
+    clock.advance(301)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "phone"))).status == 200
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "laptop"))).status == 409
+
+
+async def test_requests_keep_the_binding_alive(gateway, database, clock):
+    issued = await make_token(database)
+    for _ in range(3):
+        assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "laptop"))).status == 200
+        clock.advance(200)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "phone"))).status == 409
+
+
+async def test_certificates_only_reaches_certificates(gateway, database):
+    issued = await make_token(database, scope="certificates_only")
+    response = await gateway.get("/api/v1/proxy/certificates/a.pem", headers=proxy_headers(issued.token))
+    assert response.status == 200
+
+
+async def test_certificates_only_is_denied_elsewhere(gateway, database):
+    issued = await make_token(database, scope="certificates_only")
+    for path in ("/api/v1/proxy/echo/x", "/api/v1/proxy/", "/api/v1/proxy/certificates",
+                 "/api/v1/proxy/certificates/%2E%2E/echo/x"):
+        response = await gateway.get(path, headers=proxy_headers(issued.token))
+        assert response.status == 403, path
+        assert (await error_of(response))["code"] == "scope_denied"
+
+
+async def test_revocation_takes_effect_on_the_next_request(gateway, database):
+    issued = await make_token(database)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token))).status == 200
+    token_hash = await tokens.revoke(database, issued.id, now=dt.datetime.now(dt.timezone.utc))
+    await gateway.app[AUTHENTICATOR].forget(token_hash)
+    response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
+    assert response.status == 401
+    assert (await error_of(response))["code"] == "token_revoked"
+
+
+async def test_the_plan_limit_answers_429_with_headers(gateway_factory, database):
+    gateway = await gateway_factory(plan_limits_per_min={"free": 3, "premium": 5, "enterprise": 0})
+    issued = await make_token(database)
+    for remaining in (2, 1, 0):
+        response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
+        assert response.status == 200
+        assert response.headers["RateLimit-Limit"] == "3"
+        assert response.headers["RateLimit-Remaining"] == str(remaining)
+    response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
+    assert response.status == 429
+    assert (await error_of(response))["code"] == "rate_limited"
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert response.headers["RateLimit-Remaining"] == "0"
+
+
+async def test_the_window_slides(gateway_factory, database, clock):
+    gateway = await gateway_factory(plan_limits_per_min={"free": 2, "premium": 5, "enterprise": 0})
+    issued = await make_token(database)
+    for _ in range(2):
+        assert (await gateway.get(ECHO, headers=proxy_headers(issued.token))).status == 200
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token))).status == 429
+    clock.advance(61)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token))).status == 200
+
+
+async def test_the_user_limit_spans_the_users_tokens(gateway_factory, database):
+    gateway = await gateway_factory(plan_limits_per_min={"free": 2, "premium": 5, "enterprise": 0})
+    first = await make_token(database)
+    second = await make_token(database)
+    assert (await gateway.get(ECHO, headers=proxy_headers(first.token))).status == 200
+    assert (await gateway.get(ECHO, headers=proxy_headers(second.token))).status == 200
+    assert (await gateway.get(ECHO, headers=proxy_headers(second.token))).status == 429
+
+
+async def test_premium_plans_get_the_premium_limit(gateway_factory, database):
+    gateway = await gateway_factory(plan_limits_per_min={"free": 1, "premium": 3, "enterprise": 0})
+    issued = await make_token(database, plan="premium")
+    statuses = [(await gateway.get(ECHO, headers=proxy_headers(issued.token))).status for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+async def test_enterprise_is_unlimited(gateway_factory, database):
+    gateway = await gateway_factory(plan_limits_per_min={"free": 1, "premium": 1, "enterprise": 0},
+                                    ip_limit_per_min=0)
+    issued = await make_token(database, plan="enterprise")
+    for _ in range(5):
+        response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
+        assert response.status == 200
+        assert "RateLimit-Limit" not in response.headers
+
+
+async def test_the_ip_limit_spans_users(gateway_factory, database):
+    gateway = await gateway_factory(ip_limit_per_min=2)
+    first = await make_token(database, email="a@example.com")
+    second = await make_token(database, email="b@example.com")
+    assert (await gateway.get(ECHO, headers=proxy_headers(first.token))).status == 200
+    assert (await gateway.get(ECHO, headers=proxy_headers(second.token))).status == 200
+    assert (await gateway.get(ECHO, headers=proxy_headers(second.token))).status == 429
+
+
+async def test_a_device_conflict_does_not_spend_the_rate_allowance(gateway_factory, database):
+    gateway = await gateway_factory(plan_limits_per_min={"free": 2, "premium": 5, "enterprise": 0})
+    issued = await make_token(database)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "a"))).status == 200
+    for _ in range(3):
+        assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "b"))).status == 409
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "a"))).status == 200
