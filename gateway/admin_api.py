@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway import jwt_tokens, tokens, users
 from gateway.errors import BadRequest, Forbidden, NotFound, Unauthenticated
-from gateway.json_body import field, json_response, read_object
+from gateway.json_body import database_id, field, json_response, read_object
 from gateway.keys import AUTHENTICATOR, CLOCK, DATABASE, SETTINGS
 from gateway.middleware import CALL
 
@@ -73,7 +73,8 @@ async def issue_token(request: web.Request) -> web.Response:
         raise BadRequest(f"scope must be one of {', '.join(tokens.SCOPES)}", code="invalid_field")
     database = request.app[DATABASE]
     if "user_id" in body:
-        user = await users.by_id(database, field(body, "user_id", int))
+        user_id = database_id(field(body, "user_id", int))
+        user = await users.by_id(database, user_id) if user_id else None
     else:
         user = await users.by_email(database, field(body, "email", str)[:EMAIL_MAX])
     if user is None:
@@ -88,11 +89,10 @@ async def revoke_token(request: web.Request) -> web.Response:
     """DELETE /api/v1/admin/tokens/{id}: refused from the very next request on."""
     request[CALL].route = "admin"
     await require_admin(request)
-    try:
-        token_id = int(request.match_info["token_id"])
-    except ValueError as error:
-        raise NotFound("no such token", code="token_not_found") from error
-    token_hash = await tokens.revoke(request.app[DATABASE], token_id, now=_now(request))
+    token_id = database_id(request.match_info["token_id"])
+    token_hash = None
+    if token_id is not None:
+        token_hash = await tokens.revoke(request.app[DATABASE], token_id, now=_now(request))
     if token_hash is None:
         raise NotFound("no such token", code="token_not_found")
     await request.app[AUTHENTICATOR].forget(token_hash)

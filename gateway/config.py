@@ -85,6 +85,13 @@ class Settings:
     metrics_dir: str = ""
     log_level: str = "INFO"
 
+    def __post_init__(self) -> None:
+        # Secrets stay Secret however the object was built (replace(), tests, TOML).
+        for name in ("database_url", "redis_url", "jwt_secret"):
+            value = getattr(self, name)
+            if not isinstance(value, Secret):
+                object.__setattr__(self, name, Secret(value))
+
     @property
     def target_prefixes(self) -> tuple[str, ...]:
         prefixes = ["/api/v1/proxy"]

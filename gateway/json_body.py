@@ -42,5 +42,19 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, req
     return value
 
 
+BIGINT_MAX = 2**63 - 1
+
+
+def database_id(value: object) -> int | None:
+    """An id as PostgreSQL can hold it (bigint, positive); None for anything else, which no row has."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number <= BIGINT_MAX else None
+
+
 def json_response(value: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")

@@ -82,7 +82,7 @@ class BodyRewriter:
             raise ValueError("patterns must be non-empty and distinct")
         patterns = sorted(self._replacement_by_pattern, key=len, reverse=True)
         # Longest first: a regex alternation takes the first alternative that matches at a position.
-        alternatives = [re.escape(p) + (b"") for p in patterns]
+        alternatives = [re.escape(p) + (_NOT_CONTINUED * (p[-1] in _CONTINUATION_BYTES)) for p in patterns]
         self._regex = re.compile(b"|".join(alternatives) if patterns else rb"(?!)")  # (?!) never matches
         self._prefixes = frozenset(p[:length] for p in patterns for length in range(1, len(p) + 1))
         self._pattern_length_max = max(map(len, patterns), default=0)

@@ -1,0 +1,122 @@
+"""Login and the admin token endpoints: issue a token once, revoke it for the very next request."""
+
+from __future__ import annotations
+
+import jwt
+
+from gateway import users
+from tests.conftest import JWT_SECRET, make_token, proxy_headers
+
+ADMIN = {"email": "root@example.com", "password": "correct horse battery"}
+
+
+async def admin_headers(gateway, database) -> dict[str, str]:
+    await users.ensure_admin(database, email=ADMIN["email"], password=ADMIN["password"])
+    response = await gateway.post("/api/v1/auth/login", json=ADMIN)
+    assert response.status == 200
+    return {"Authorization": "Bearer " + (await response.json())["access_token"]}
+
+
+async def test_login_answers_a_bearer_jwt_without_the_email(gateway, database):
+    await users.ensure_admin(database, email=ADMIN["email"], password=ADMIN["password"])
+    body = await (await gateway.post("/api/v1/auth/login", json=ADMIN)).json()
+    assert body["token_type"] == "bearer" and body["expires_in"] == 1800
+    claims = jwt.decode(body["access_token"], JWT_SECRET, algorithms=["HS256"])
+    assert ADMIN["email"] not in str(claims)
+
+
+async def test_login_with_a_wrong_password_is_401(gateway, database):
+    await users.ensure_admin(database, email=ADMIN["email"], password=ADMIN["password"])
+    response = await gateway.post("/api/v1/auth/login", json={**ADMIN, "password": "nope"})
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "invalid_credentials"
+
+
+async def test_login_with_bad_json_is_400(gateway, database):
+    for body in (b"{not json", b"[1, 2]", b'{"email": 5, "password": "x"}', b'{"email": "a@b"}'):
+        response = await gateway.post("/api/v1/auth/login", data=body,
+                                      headers={"Content-Type": "application/json"})
+        assert response.status == 400, body
+
+
+async def test_an_admin_issues_a_token_that_works_once_shown(gateway, database):
+    headers = await admin_headers(gateway, database)
+    await users.ensure_client(database, email="desk@example.com")
+    response = await gateway.post("/api/v1/admin/tokens", headers=headers,
+                                  json={"email": "desk@example.com", "hours": 1, "scope": "full"})
+    assert response.status == 201
+    issued = await response.json()
+    assert len(issued["token"]) == 64
+    stored = await database.fetchval("SELECT token_hash FROM access_tokens WHERE id = $1", issued["id"])
+    assert issued["token"].encode() not in bytes(stored)
+    proxied = await gateway.get("/api/v1/proxy/echo/x", headers=proxy_headers(issued["token"]))
+    assert proxied.status == 200
+
+
+async def test_issuing_rejects_bad_fields(gateway, database):
+    headers = await admin_headers(gateway, database)
+    await users.ensure_client(database, email="desk@example.com")
+    for body in ({"email": "desk@example.com", "hours": 0}, {"email": "desk@example.com", "hours": -1},
+                 {"email": "desk@example.com", "hours": 10**9}, {"email": "desk@example.com", "hours": "1"},
+                 {"email": "desk@example.com", "hours": True},
+                 {"email": "desk@example.com", "hours": 1, "scope": "admin"}, {"hours": 1},
+                 {"user_id": 2**70, "hours": 1}, {"user_id": "1", "hours": 1}):
+        response = await gateway.post("/api/v1/admin/tokens", headers=headers, json=body)
+        assert response.status == 400, body
+    assert await database.fetchval("SELECT count(*) FROM access_tokens") == 0
+
+
+async def test_issuing_for_an_unknown_user_is_404(gateway, database):
+    headers = await admin_headers(gateway, database)
+    for body in ({"email": "ghost@example.com", "hours": 1}, {"user_id": 999999, "hours": 1},
+                 {"user_id": 2**62, "hours": 1}, {"user_id": 0, "hours": 1}):
+        response = await gateway.post("/api/v1/admin/tokens", headers=headers, json=body)
+        assert response.status == 404, body
+
+
+async def test_a_client_cannot_use_admin_endpoints(gateway, database):
+    await users.create(database, email="c@example.com", password="client password")
+    login = await gateway.post("/api/v1/auth/login", json={"email": "c@example.com",
+                                                           "password": "client password"})
+    token = (await login.json())["access_token"]
+    response = await gateway.post("/api/v1/admin/tokens", headers={"Authorization": f"Bearer {token}"},
+                                  json={"email": "c@example.com", "hours": 1})
+    assert response.status == 403
+
+
+async def test_forged_and_none_jwts_are_401(gateway, database):
+    user_id = await users.ensure_admin(database, email=ADMIN["email"], password=ADMIN["password"])
+    claims = {"sub": str(user_id), "role": "admin", "type": "access", "iat": 1, "exp": 4102444800}
+    forged = jwt.encode(claims, "wrong-secret-" + "y" * 40, algorithm="HS256")
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    for token in (forged, unsigned, "garbage", ""):
+        response = await gateway.post("/api/v1/admin/tokens", headers={"Authorization": f"Bearer {token}"},
+                                      json={"email": ADMIN["email"], "hours": 1})
+        assert response.status == 401, token
+
+
+async def test_an_expired_jwt_is_401(gateway, database, clock):
+    headers = await admin_headers(gateway, database)
+    clock.advance(1801)
+    response = await gateway.post("/api/v1/admin/tokens", headers=headers,
+                                  json={"email": ADMIN["email"], "hours": 1})
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "jwt_expired"
+
+
+async def test_revoking_refuses_the_next_request(gateway, database):
+    headers = await admin_headers(gateway, database)
+    issued = await make_token(database)
+    assert (await gateway.get("/api/v1/proxy/echo/x", headers=proxy_headers(issued.token))).status == 200
+    response = await gateway.delete(f"/api/v1/admin/tokens/{issued.id}", headers=headers)
+    assert response.status == 200
+    proxied = await gateway.get("/api/v1/proxy/echo/x", headers=proxy_headers(issued.token))
+    assert proxied.status == 401
+    assert (await proxied.json())["error"]["code"] == "token_revoked"
+
+
+async def test_revoking_an_unknown_token_is_404(gateway, database):
+    headers = await admin_headers(gateway, database)
+    for token_id in ("999999", "abc", str(2**70)):
+        response = await gateway.delete(f"/api/v1/admin/tokens/{token_id}", headers=headers)
+        assert response.status == 404, token_id
