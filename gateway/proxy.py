@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.authorization import authorize_target_path
 from gateway.errors import BadRequest
 from gateway.forwarding import relay
+from gateway.json_body import json_response
 from gateway.keys import AUTHENTICATOR, SESSIONS, SETTINGS, TARGET_SESSION, URL_MAPS
 from gateway.middleware import CALL
 from gateway.rate_limits import limit_headers
@@ -81,7 +82,7 @@ async def status(request: web.Request) -> web.Response:
             "last_seen_at": _iso(device.last_seen_ms),
             "releases_at": _iso(device.last_seen_ms + idle_ms),
         }
-    return web.json_response({
+    return json_response({
         "valid": True,
         "token": {
             "id": principal.token_id,

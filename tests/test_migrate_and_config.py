@@ -1,0 +1,109 @@
+"""Migrations (ordered, recorded, safe twice and concurrently) and settings (named errors, secrets hidden)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from gateway import config, migrate
+
+
+async def fresh_database(servers, name: str) -> str:
+    connection = await asyncpg.connect(servers.admin_database_url)
+    await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await connection.execute(f'CREATE DATABASE "{name}"')
+    await connection.close()
+    return servers.admin_database_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def test_migrations_apply_in_order_and_are_recorded(servers):
+    url = await fresh_database(servers, "migrate_order")
+    applied = await migrate.apply(url)
+    assert applied == sorted(applied) and applied[0] == 1
+    connection = await asyncpg.connect(url)
+    versions = await connection.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    await connection.close()
+    assert [row["version"] for row in versions] == applied
+
+
+async def test_migrating_twice_applies_nothing_the_second_time(servers):
+    url = await fresh_database(servers, "migrate_twice")
+    await migrate.apply(url)
+    assert await migrate.apply(url) == []
+
+
+async def test_concurrent_migrators_apply_each_migration_once(servers):
+    url = await fresh_database(servers, "migrate_race")
+    results = await asyncio.gather(*(migrate.apply(url) for _ in range(4)))
+    flattened = sorted(v for result in results for v in result)
+    assert flattened == [m.version for m in migrate.discover()]
+
+
+async def test_a_changed_applied_migration_is_refused(servers):
+    url = await fresh_database(servers, "migrate_changed")
+    await migrate.apply(url)
+    first = migrate.discover()[0]
+    tampered = migrate.Migration(first.version, first.name, first.sql + "\n-- edited")
+    with pytest.raises(migrate.MigrationError):
+        await migrate.apply(url, [tampered])
+
+
+async def test_a_failing_migration_leaves_no_trace(servers):
+    url = await fresh_database(servers, "migrate_fail")
+    broken = migrate.Migration(1, "broken", "CREATE TABLE half (id int); SELECT 1/0;")
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await migrate.apply(url, [broken])
+    connection = await asyncpg.connect(url)
+    tables = await connection.fetchval("SELECT count(*) FROM pg_tables WHERE tablename = 'half'")
+    recorded = await connection.fetchval("SELECT count(*) FROM schema_migrations")
+    await connection.close()
+    assert (tables, recorded) == (0, 0)
+
+
+def test_settings_read_tollgate_variables():
+    settings = config.load({"TOLLGATE_PORT": "9090", "TOLLGATE_TARGET_URL": "http://127.0.0.1:1",
+                            "TOLLGATE_PLAN_LIMITS_PER_MIN": "free=5,premium=50,enterprise=0",
+                            "TOLLGATE_TRUST_FORWARDED": "yes"})
+    assert settings.port == 9090 and settings.target_url == "http://127.0.0.1:1"
+    assert settings.plan_limits_per_min == {"free": 5, "premium": 50, "enterprise": 0}
+    assert settings.trust_forwarded is True
+
+
+def test_settings_are_frozen():
+    settings = config.load({})
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+
+
+def test_a_missing_required_setting_is_named():
+    settings = config.load({"TOLLGATE_REDIS_URL": "redis://x"})
+    with pytest.raises(config.ConfigError, match="TOLLGATE_DATABASE_URL"):
+        settings.require("database_url", "redis_url")
+
+
+def test_a_malformed_number_is_named():
+    with pytest.raises(config.ConfigError, match="TOLLGATE_PORT"):
+        config.load({"TOLLGATE_PORT": "eighty"})
+
+
+def test_secrets_never_show_in_repr():
+    settings = config.load({"TOLLGATE_DATABASE_URL": "postgresql://u:hunter2@h/db",
+                            "TOLLGATE_JWT_SECRET": "s3cret-value"})
+    assert "hunter2" not in repr(settings) and "s3cret-value" not in repr(settings)
+    assert settings.jwt_secret.value == "s3cret-value"
+
+
+def test_a_toml_file_is_read_and_the_environment_wins(tmp_path):
+    path = tmp_path / "tollgate.toml"
+    path.write_text('port = 7000\ntarget_url = "http://127.0.0.1:2"\n')
+    settings = config.load({"TOLLGATE_CONFIG": str(path), "TOLLGATE_PORT": "7001"})
+    assert (settings.port, settings.target_url) == (7001, "http://127.0.0.1:2")
+
+
+def test_unknown_toml_keys_are_refused(tmp_path):
+    path = tmp_path / "tollgate.toml"
+    path.write_text("prot = 7000\n")
+    with pytest.raises(config.ConfigError, match="prot"):
+        config.load({"TOLLGATE_CONFIG": str(path)})

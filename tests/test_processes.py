@@ -1,0 +1,163 @@
+"""The command line as a user runs it: serve --workers 2, the embedded dev run, and the admin commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway import tokens
+from gateway.embedded import free_port
+from tests.conftest import JWT_SECRET, make_token, proxy_headers
+
+TOLLGATE = [sys.executable, "-m", "gateway.cli"]
+PROXY_SERIES = re.compile(r'^tollgate_http_requests_total\{[^}]*route="proxy"[^}]*\} (\S+)$', re.M)
+
+
+def gateway_env(servers, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update({"TOLLGATE_DATABASE_URL": servers.database_url, "TOLLGATE_REDIS_URL": servers.redis_url,
+                "TOLLGATE_JWT_SECRET": JWT_SECRET, **extra})
+    return env
+
+
+def run_cli(servers, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*TOLLGATE, *args], env=gateway_env(servers), capture_output=True,
+                          text=True, timeout=60)
+
+
+async def wait_until_up(url: str, process, seconds: float = 30.0) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(seconds * 10)):
+            assert process.returncode is None, "gateway exited early"
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} did not come up")
+
+
+async def stop(process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def test_two_workers_share_one_port_and_report_each_others_requests(servers, database,
+                                                                          mock_target):
+    issued = await make_token(database)
+    port = free_port()
+    env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port))
+    process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "2", env=env,
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until_up(base + "/health", process)
+        requests_n = 40
+        # A fresh connection per request lets the kernel spread them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(requests_n):
+                async with session.get(base + "/api/v1/proxy/echo/x",
+                                       headers=proxy_headers(issued.token)) as response:
+                    assert response.status == 200
+            scrapes = []
+            for _ in range(6):
+                async with session.get(base + "/metrics") as response:
+                    scrapes.append(await response.text())
+        for text in scrapes:
+            assert sum(float(v) for v in PROXY_SERIES.findall(text)) == requests_n
+            assert re.search(r"^tollgate_workers 2\.0$", text, re.M)
+    finally:
+        await stop(process)
+
+
+async def test_the_dev_run_prints_curl_lines_that_work():
+    data_dir = Path(tempfile.mkdtemp(prefix="tollgate-dev-test-", dir="/tmp"))
+    data_dir.chmod(0o755)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update({"TOLLGATE_DATA_DIR": str(data_dir), "TOLLGATE_PORT": str(port)})
+    process = await asyncio.create_subprocess_exec(*TOLLGATE, "dev", env=env,
+                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        banner = ""
+        while "Press Ctrl-C" not in banner:
+            line = await asyncio.wait_for(process.stdout.readline(), 60)
+            assert line, f"dev run ended early:\n{banner}"
+            banner += line.decode()
+        curl_lines = [line.strip().split("   #")[0] for line in banner.splitlines()
+                      if line.strip().startswith("curl ")]
+        assert len(curl_lines) >= 6
+        outputs = []
+        for line in curl_lines:
+            done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=30)
+            assert done.returncode == 0, line
+            outputs.append(done.stdout)
+        joined = "\n".join(outputs)
+        assert '"status":"ok"' in outputs[0]
+        assert '"valid":true' in outputs[1]
+        assert "HTTP/1.1 200" in outputs[2] and f"127.0.0.1:{port}/api/v1/proxy/page2" in outputs[2]
+        assert json.loads(outputs[3])["path"] == "/echo/hello"
+        assert "device_conflict" in outputs[4]
+        assert "access_token" in outputs[5]
+        assert "tollgate_http_requests_total" in joined
+    finally:
+        await stop(process)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_create_admin_is_idempotent(servers, database):
+    first = run_cli(servers, "create-admin", "--email", "boss@example.com", "--password", "long password 1")
+    second = run_cli(servers, "create-admin", "--email", "boss@example.com", "--password", "long password 2")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.split("user id")[1] == second.stdout.split("user id")[1]
+
+
+def test_create_admin_refuses_a_short_password(servers, database):
+    done = run_cli(servers, "create-admin", "--email", "boss@example.com", "--password", "short")
+    assert done.returncode == 2
+
+
+async def test_issue_token_prints_a_token_stored_only_as_its_hash(servers, database):
+    done = run_cli(servers, "issue-token", "--email", "desk@example.com", "--hours", "2",
+                   "--scope", "certificates_only")
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert tokens.looks_valid(token)
+    row = await database.fetchrow("SELECT scope, token_hash FROM access_tokens")
+    assert row["scope"] == "certificates_only" and bytes(row["token_hash"]) == tokens.digest(token)
+
+
+def test_issue_token_refuses_a_bad_scope_or_duration(servers, database):
+    assert run_cli(servers, "issue-token", "--email", "d@example.com", "--hours", "1",
+                   "--scope", "everything").returncode == 2
+    assert run_cli(servers, "issue-token", "--email", "d@example.com", "--hours", "0").returncode == 2
+
+
+def test_migrate_reports_an_up_to_date_schema(servers):
+    done = run_cli(servers, "migrate")
+    assert done.returncode == 0 and "up to date" in done.stdout
+
+
+def test_serve_names_a_missing_setting():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    done = subprocess.run([*TOLLGATE, "serve"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "TOLLGATE_DATABASE_URL" in done.stderr
