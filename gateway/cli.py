@@ -109,7 +109,7 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
 def cmd_mock_upstream(args: argparse.Namespace) -> int:
     from gateway import mock_upstream
 
-    mock_upstream.run(args.host, args.port)
+    mock_upstream.run(args.host, args.port, args.public_url)
     return 0
 
 
@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     mock = sub.add_parser("mock-upstream", help="run the mock upstream server")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=9000)
+    mock.add_argument("--public-url", default=None,
+                      help="the base URL the mock embeds in its links (default http://HOST:PORT)")
     mock.set_defaults(func=cmd_mock_upstream)
     return parser
 

@@ -302,8 +302,8 @@ async def serve(host: str, port: int, *, public_base_url: str | None = None) -> 
         await runner.cleanup()
 
 
-def run(host: str, port: int) -> None:
+def run(host: str, port: int, public_base_url: str | None = None) -> None:
     """Blocking entry point for `tollgate mock-upstream`."""
     # Ctrl-C is the normal way to stop the dev server, not an error worth a traceback.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(host, port))
+        asyncio.run(serve(host, port, public_base_url=public_base_url))
