@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
 
@@ -19,7 +20,7 @@ from gateway.rate_limits import LocalWindows, plan_limit, rate_limited
 
 SCRIPT = resources.files("gateway").joinpath("lua/authenticate.lua").read_text()
 REDIS_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-DEVICE_ID_MAX = 128
+LOCAL_DEVICES_MAX = 100_000
 
 
 def record_key(token_hash: bytes) -> str:
@@ -72,7 +73,8 @@ class Authenticator:
         self.window_ms = settings.rate_window_s * 1000
         self.redis_skip_until_s = 0.0
         self.local_windows = LocalWindows(self.window_ms)
-        self.local_devices: dict[int, tuple[str, int]] = {}
+        # Outage-only device bindings, least recently used first; bounded like LocalWindows.
+        self.local_devices: OrderedDict[int, tuple[str, int]] = OrderedDict()
 
     async def authenticate(self, token: str, device_id: str, client_ip: str,
                            request_id: str) -> Principal:
@@ -199,5 +201,8 @@ class Authenticator:
             now_ms,
         )
         self.local_devices[row.id] = (device_id, now_ms)
+        self.local_devices.move_to_end(row.id)
+        if len(self.local_devices) > LOCAL_DEVICES_MAX:
+            self.local_devices.popitem(last=False)
         principal.rate_limit, principal.rate_remaining, principal.rate_reset_ms = limit, remaining, reset_ms
         return principal

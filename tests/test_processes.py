@@ -50,6 +50,17 @@ async def wait_until_up(url: str, process, seconds: float = 30.0) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
+async def wait_for_workers(base: str, count: int, seconds: float = 30.0) -> None:
+    """Both workers count themselves in once their start-up (pools, Redis) is done."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(seconds * 10)):
+            async with session.get(base + "/metrics") as response:
+                if re.search(rf"^tollgate_workers {count}\.0$", await response.text(), re.M):
+                    return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{count} workers did not come up")
+
+
 async def stop(process) -> None:
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
@@ -63,13 +74,16 @@ async def stop(process) -> None:
 async def test_two_workers_share_one_port_and_report_each_others_requests(servers, database,
                                                                           mock_target):
     issued = await make_token(database)
+    limited = await make_token(database, email="premium@example.com", plan="premium")
     port = free_port()
-    env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port))
+    env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port),
+                      TOLLGATE_PLAN_LIMITS_PER_MIN="free=1000,premium=5,enterprise=0")
     process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "2", env=env,
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_until_up(base + "/health", process)
+        await wait_for_workers(base, 2)
         requests_n = 40
         # A fresh connection per request lets the kernel spread them over both workers.
         connector = aiohttp.TCPConnector(force_close=True)
@@ -78,12 +92,19 @@ async def test_two_workers_share_one_port_and_report_each_others_requests(server
                 async with session.get(base + "/api/v1/proxy/echo/x",
                                        headers=proxy_headers(issued.token)) as response:
                     assert response.status == 200
+            statuses = []
+            for _ in range(12):
+                async with session.get(base + "/api/v1/proxy/echo/x",
+                                       headers=proxy_headers(limited.token)) as response:
+                    statuses.append(response.status)
             scrapes = []
             for _ in range(6):
                 async with session.get(base + "/metrics") as response:
                     scrapes.append(await response.text())
+        # The premium limit (5/min) holds across both workers: Redis keeps one window.
+        assert sorted(statuses) == [200] * 5 + [429] * 7
         for text in scrapes:
-            assert sum(float(v) for v in PROXY_SERIES.findall(text)) == requests_n
+            assert sum(float(v) for v in PROXY_SERIES.findall(text)) == requests_n + 12
             assert re.search(r"^tollgate_workers 2\.0$", text, re.M)
     finally:
         await stop(process)
