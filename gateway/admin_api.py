@@ -13,6 +13,7 @@ from gateway.keys import AUTHENTICATOR, CLOCK, DATABASE, SETTINGS
 from gateway.middleware import CALL
 
 TOKEN_HOURS_MAX = 24 * 366
+TOKEN_HOURS_MIN = 1 / 60  # one minute; shorter rounds to nothing
 EMAIL_MAX = 254
 
 
@@ -51,7 +52,7 @@ async def login(request: web.Request) -> web.Response:
     email = field(body, "email", str)
     password = field(body, "password", str)
     user = await users.by_email(request.app[DATABASE], email[:EMAIL_MAX])
-    if not users.verify_password(user, password) or user is None or not user.is_active:
+    if not await users.verify_password_off_loop(user, password) or user is None or not user.is_active:
         raise Unauthenticated("wrong email or password", code="invalid_credentials")
     settings = request.app[SETTINGS]
     token = jwt_tokens.issue_access(settings.jwt_secret.value, user_id=user.id, role=user.role,
@@ -67,8 +68,8 @@ async def issue_token(request: web.Request) -> web.Response:
     body = await read_object(request)
     hours = field(body, "hours", (int, float))
     scope = field(body, "scope", str, required=False, default="full")
-    if not 0 < hours <= TOKEN_HOURS_MAX:
-        raise BadRequest(f"hours must be in (0, {TOKEN_HOURS_MAX}]", code="invalid_field")
+    if not TOKEN_HOURS_MIN <= hours <= TOKEN_HOURS_MAX:
+        raise BadRequest(f"hours must be between 1/60 and {TOKEN_HOURS_MAX}", code="invalid_field")
     if scope not in tokens.SCOPES:
         raise BadRequest(f"scope must be one of {', '.join(tokens.SCOPES)}", code="invalid_field")
     database = request.app[DATABASE]

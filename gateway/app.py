@@ -32,7 +32,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[DATABASE] = await asyncpg.create_pool(
         settings.database_url.value, min_size=settings.database_pool_min,
-        max_size=settings.database_pool_max, init=_count_queries, command_timeout=30)
+        max_size=settings.database_pool_max, init=_count_queries,
+        command_timeout=settings.database_timeout_s)
     yield
     await app[DATABASE].close()
 
@@ -40,7 +41,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[REDIS] = redis_asyncio.from_url(
-        settings.redis_url.value, decode_responses=True, max_connections=512,
+        settings.redis_url.value, decode_responses=True,
+        max_connections=settings.redis_connections_max + 16,
         socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s)
     yield
     await app[REDIS].aclose()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
@@ -33,6 +35,21 @@ def _keys(token_hash: bytes, client_ip: str) -> list[str]:
     return [f"tg:{{{tag}}}:rec", f"tg:{{{tag}}}:dev", f"tg:{{{tag}}}:rl", f"tg:rl:ip:{client_ip}"]
 
 
+async def write_tombstone(redis: redis_asyncio.Redis, token_hash: bytes, ttl_s: int) -> None:
+    key = record_key(token_hash)
+    for attempt in range(3):
+        try:
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={"state": "revoked"})
+                pipe.expire(key, ttl_s)
+                await pipe.execute()
+            return
+        except REDIS_FAILURES:
+            await asyncio.sleep(0.05 * (attempt + 1))
+    raise ServiceUnavailable(f"revoked, but the credential cache could not be updated; "
+                             f"the revocation reaches every gateway within {ttl_s} s")
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceState:
     """Who holds a token's device binding, as seen without taking it."""
@@ -51,7 +68,7 @@ def _refuse(state: str, detail: list) -> None:
     if state == "disabled":
         raise Forbidden("account disabled", code="account_disabled")
     if state == "device_conflict":
-        retry_s = max(1, int(detail[0]) // 1000)
+        retry_s = max(1, -(-int(detail[0]) // 1000))  # rounded up: never invite an early retry
         raise Conflict("token is in use on another device", code="device_conflict",
                        headers={"Retry-After": str(retry_s)})
     if state == "rate_limited":
@@ -69,6 +86,9 @@ class Authenticator:
         self.pool = pool
         self.clock = clock
         self.script = redis.register_script(SCRIPT)
+        # At most this many script calls in flight: a full Redis pool must never look like an
+        # outage (that would switch to the per-process fallback and loosen device binding).
+        self.redis_slots = asyncio.Semaphore(settings.redis_connections_max)
         self.device_idle_ms = settings.device_idle_s * 1000
         self.window_ms = settings.rate_window_s * 1000
         self.redis_skip_until_s = 0.0
@@ -76,18 +96,19 @@ class Authenticator:
         # Outage-only device bindings, least recently used first; bounded like LocalWindows.
         self.local_devices: OrderedDict[int, tuple[str, int]] = OrderedDict()
 
-    async def authenticate(self, token: str, device_id: str, client_ip: str,
-                           request_id: str) -> Principal:
+    async def authenticate(self, token: str, device_id: str, client_ip: str) -> Principal:
         token_hash = self._checked_hash(token)
-        reply = await self._run(token_hash, client_ip, [device_id, "use", request_id])
+        # The window member is ours, never the client's X-Request-Id: a repeated member would
+        # overwrite one entry instead of adding one, and the count would never rise.
+        reply = await self._run(token_hash, client_ip, [device_id, "use", os.urandom(12).hex()])
         if reply is None:
             return await self._authenticate_from_database(token_hash, device_id, client_ip)
         return self._principal(reply)
 
-    async def peek(self, token: str, device_id: str) -> tuple[Principal, DeviceState]:
-        """Validate a token without binding a device or spending rate allowance."""
+    async def peek(self, token: str, device_id: str, client_ip: str) -> tuple[Principal, DeviceState]:
+        """Validate a token without binding a device; counts only in the client IP's window."""
         token_hash = self._checked_hash(token)
-        reply = await self._run(token_hash, "", [device_id, "peek", ""])
+        reply = await self._run(token_hash, client_ip, [device_id, "peek", os.urandom(12).hex()])
         if reply is None:
             row = await self._database_row(token_hash)
             holder, last_ms = self.local_devices.get(row.id, ("", 0))
@@ -97,13 +118,13 @@ class Authenticator:
         return principal, DeviceState(str(reply[8]), int(reply[9]))
 
     async def forget(self, token_hash: bytes) -> None:
-        """Write a revocation tombstone so the next request is refused without PostgreSQL."""
-        try:
-            await self.redis.hset(record_key(token_hash), mapping={"state": "revoked"})
-            await self.redis.expire(record_key(token_hash), self.settings.auth_cache_ttl_s)
-        except REDIS_FAILURES:
-            # The record expires within auth_cache_ttl_s; the fallback path reads PostgreSQL.
-            pass
+        """Write a revocation tombstone so the next request is refused without PostgreSQL.
+
+        Raises ServiceUnavailable when Redis cannot take it: the revocation is committed in
+        PostgreSQL, but a cached record could be honoured until it expires, and the caller must
+        know that rather than be told "done".
+        """
+        await write_tombstone(self.redis, token_hash, self.settings.auth_cache_ttl_s)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -124,13 +145,13 @@ class Authenticator:
         base = [self.clock.now_ms(), args[0], self.device_idle_ms, self.window_ms,
                 self.settings.ip_limit_per_min, args[2], args[1]]
         try:
-            reply = await self.script(keys=keys, args=base)
+            reply = await self._call_script(keys, base)
             if reply[0] != "miss":
                 metrics.AUTH_CACHE.labels("redis_hit").inc()
             else:
                 metrics.AUTH_CACHE.labels("postgres_fallback").inc()
                 fill = await self._fill_values(token_hash)
-                reply = await self.script(keys=keys, args=base + fill)
+                reply = await self._call_script(keys, base + fill)
         except REDIS_FAILURES:
             self.redis_skip_until_s = self.clock.now_s() + self.settings.redis_retry_after_s
             metrics.AUTH_CACHE.labels("redis_unavailable").inc()
@@ -138,6 +159,16 @@ class Authenticator:
         if reply[0] != "ok":
             _refuse(reply[0], reply[1:])
         return reply
+
+    async def _call_script(self, keys: list[str], args: list) -> list:
+        try:
+            await asyncio.wait_for(self.redis_slots.acquire(), self.settings.redis_timeout_s)
+        except asyncio.TimeoutError as error:
+            raise ServiceUnavailable("gateway overloaded, retry shortly") from error
+        try:
+            return await self.script(keys=keys, args=args)
+        finally:
+            self.redis_slots.release()
 
     async def _fill_values(self, token_hash: bytes) -> list:
         try:

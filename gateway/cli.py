@@ -84,7 +84,7 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     import redis.asyncio as redis_asyncio
 
     from gateway import tokens
-    from gateway.authentication import record_key
+    from gateway.authentication import write_tombstone
 
     settings = _settings()
 
@@ -93,8 +93,7 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
         if token_hash is not None and settings.redis_url:
             client = redis_asyncio.from_url(settings.redis_url.value)
             try:
-                await client.hset(record_key(token_hash), mapping={"state": "revoked"})
-                await client.expire(record_key(token_hash), settings.auth_cache_ttl_s)
+                await write_tombstone(client, token_hash, settings.auth_cache_ttl_s)
             finally:
                 await client.aclose()
         return token_hash

@@ -26,13 +26,22 @@ class Secret(str):
         return str.__str__(self)
 
 
-def _parse_plan_limits(raw: str) -> dict[str, int]:
-    limits: dict[str, int] = {}
-    for item in raw.split(","):
-        if not item.strip():
-            continue
-        name, _, number = item.partition("=")
-        limits[name.strip()] = int(number)
+PLANS = ("free", "premium", "enterprise")
+DEFAULT_PLAN_LIMITS_PER_MIN = {"free": 100, "premium": 500, "enterprise": 0}
+
+
+def _parse_plan_limits(raw: str | Mapping) -> dict[str, int]:
+    """'free=50' -> the defaults with free replaced; a plan left out keeps its default, never 0."""
+    items = raw.items() if isinstance(raw, Mapping) else (
+        item.partition("=")[::2] for item in str(raw).split(",") if item.strip())
+    limits = dict(DEFAULT_PLAN_LIMITS_PER_MIN)
+    for name, number in items:
+        name = str(name).strip()
+        if name not in PLANS:
+            raise ValueError(f"unknown plan {name!r}")
+        limits[name] = int(number)
+        if limits[name] < 0:
+            raise ValueError("limits must be >= 0")
     return limits
 
 
@@ -55,7 +64,7 @@ class Settings:
     device_idle_s: int = 300
     # Requests per minute per token and per user by plan; 0 = unlimited.
     plan_limits_per_min: Mapping[str, int] = field(
-        default_factory=lambda: {"free": 100, "premium": 500, "enterprise": 0}
+        default_factory=lambda: dict(DEFAULT_PLAN_LIMITS_PER_MIN)
     )
     # Requests per minute per client IP across all tokens; 0 = unlimited.
     ip_limit_per_min: int = 1000
@@ -74,6 +83,10 @@ class Settings:
     # Redis is skipped for this long after it failed (fallback to PostgreSQL + local limits).
     redis_retry_after_s: float = 2.0
     redis_timeout_s: float = 0.5
+    # Concurrent Redis calls per worker (the pool holds a few more for health checks and revokes).
+    redis_connections_max: int = 256
+    # Statement timeout for the gateway's own queries; an unresponsive PostgreSQL becomes a 503.
+    database_timeout_s: float = 10.0
     session_flush_interval_s: float = 2.0
     session_pending_max: int = 100_000
     database_pool_min: int = 1
@@ -91,6 +104,7 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, Secret):
                 object.__setattr__(self, name, Secret(value))
+        object.__setattr__(self, "plan_limits_per_min", _parse_plan_limits(self.plan_limits_per_min))
 
     @property
     def target_prefixes(self) -> tuple[str, ...]:
@@ -127,7 +141,7 @@ def _coerce(name: str, annotation: str, raw: Any) -> Any:
                 raise ValueError(raw)
             return text in {"1", "true", "yes", "on"}
         if annotation.startswith("Mapping"):
-            return dict(raw) if isinstance(raw, Mapping) else _parse_plan_limits(str(raw))
+            return _parse_plan_limits(raw)
         return str(raw)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{PREFIX}{name.upper()}: cannot read {raw!r} as {annotation}") from error

@@ -50,11 +50,20 @@ async def _ensure_database(admin_url: str, name: str) -> None:
 
 async def prepare(settings: Settings) -> tuple[Settings, list[object], dict[str, str]]:
     """Start what is not configured; returns settings pointing at it, servers to stop, facts to print."""
+    servers: list[object] = []
+    try:
+        return await _prepare(settings, servers)
+    except BaseException:
+        for server in servers:
+            server.stop()  # a failed start leaves nothing running behind
+        raise
+
+
+async def _prepare(settings: Settings, servers: list[object]) -> tuple[Settings, list[object], dict[str, str]]:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o755)
     ports = _ports(data_dir)
-    servers: list[object] = []
     if not settings.database_url:
         postgres = EmbeddedPostgres(data_dir / "postgres", ports["postgres"])
         postgres.start()

@@ -15,9 +15,14 @@ JSON_BODY_MAX_BYTES = 64 * 1024
 async def read_object(request: web.Request, limit_bytes: int = JSON_BODY_MAX_BYTES) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > limit_bytes:
         raise PayloadTooLarge(f"JSON body exceeds {limit_bytes} bytes")
-    raw = await request.content.read(limit_bytes + 1)
-    if len(raw) > limit_bytes:
-        raise PayloadTooLarge(f"JSON body exceeds {limit_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        size += len(chunk)
+        if size > limit_bytes:
+            raise PayloadTooLarge(f"JSON body exceeds {limit_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:

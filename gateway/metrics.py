@@ -39,6 +39,8 @@ PROXY_BYTES = Counter("tollgate_proxy_bytes", "Body bytes relayed, by direction 
                       ["direction"])
 SESSIONS_FLUSHED = Counter("tollgate_session_updates_flushed",
                            "Per-session counter batches written to PostgreSQL.")
+SESSION_UPDATES_DROPPED = Counter("tollgate_session_updates_dropped",
+                                  "Session counter updates dropped (store unreachable too long, or refused).")
 SESSIONS_ENDED = Counter("tollgate_sessions_ended", "Proxy sessions ended after idling.")
 SESSIONS_STARTED = Counter("tollgate_sessions_started", "Device bindings taken (new proxy sessions).")
 DATABASE_QUERIES = Counter("tollgate_database_queries", "Queries sent to PostgreSQL by this gateway.")

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
 import re
 import time
 import uuid
 
+import asyncpg
 import orjson
 from aiohttp import web
 
 from gateway import metrics
 from gateway.call import Call
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.keys import SETTINGS
 
 log = logging.getLogger("tollgate.access")
 CALL = web.RequestKey("call", Call)
+# Foreign failures that mean "a store is unreachable", translated to one 503 here.
+STORE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                  asyncpg.exceptions.QueryCanceledError, OSError, asyncio.TimeoutError)
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -24,9 +30,12 @@ def error_body(code: str, message: str, request_id: str) -> dict:
     return {"error": {"code": code, "message": message, "request_id": request_id}}
 
 
-def error_response(error: GatewayError, request_id: str) -> web.Response:
+def error_response(error: GatewayError, request_id: str,
+                   extra_headers: dict[str, str] | None = None) -> web.Response:
     response = web.json_response(error_body(error.code, error.message, request_id),
                                  status=error.status, dumps=_dumps)
+    # Headers earned before the failure (RateLimit-*) still apply; the error's own win.
+    response.headers.update(extra_headers or {})
     response.headers.update(error.headers)
     return response
 
@@ -36,11 +45,18 @@ def _dumps(value: object) -> str:
 
 
 def client_ip(request: web.Request, trust_forwarded: bool) -> str:
+    """The peer address, or behind one trusted proxy the address that proxy appended.
+
+    The rightmost X-Forwarded-For entry is the one our proxy wrote; entries left of it are
+    whatever the client claimed and could be rotated to dodge the per-IP limit.
+    """
     if trust_forwarded:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        first = forwarded.split(",", 1)[0].strip()
-        if first:
-            return first
+        forwarded = request.headers.getall("x-forwarded-for", [])
+        last = forwarded[-1].rsplit(",", 1)[-1].strip() if forwarded else ""
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            pass
     return request.remote or ""
 
 
@@ -59,7 +75,12 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
             call.status = response.status
     except GatewayError as error:
         call.status, call.outcome = error.status, error.outcome
-        response = error_response(error, request_id)
+        response = error_response(error, request_id, call.extra_headers)
+    except STORE_FAILURES as error:
+        log.warning("store unavailable request_id=%s: %s", request_id, type(error).__name__)
+        unavailable = ServiceUnavailable("a backing store is unavailable, retry shortly")
+        call.status, call.outcome = unavailable.status, unavailable.outcome
+        response = error_response(unavailable, request_id)
     except web.HTTPException as error:
         call.status = error.status
         call.outcome = "no_route" if error.status in (404, 405) else "bad_request"

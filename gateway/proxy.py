@@ -44,8 +44,7 @@ def make_proxy_handler(prefix: str):
         call.route = "proxy"
         token = access_token_of(request)
         call.device_id = device_id_of(request)
-        principal = await app[AUTHENTICATOR].authenticate(
-            token, call.device_id, call.client_ip, call.request_id)
+        principal = await app[AUTHENTICATOR].authenticate(token, call.device_id, call.client_ip)
         call.principal = principal
         call.extra_headers.update(limit_headers(principal))
         try:
@@ -70,8 +69,8 @@ async def status(request: web.Request) -> web.Response:
     call = request[CALL]
     call.route = "proxy_status"
     token = access_token_of(request)
-    device_id = request.headers.get("x-device-id", "")
-    principal, device = await app[AUTHENTICATOR].peek(token, device_id)
+    device_id = device_id_of(request) if "x-device-id" in request.headers else ""
+    principal, device = await app[AUTHENTICATOR].peek(token, device_id, call.client_ip)
     now_ms = app[AUTHENTICATOR].clock.now_ms()
     idle_ms = app[SETTINGS].device_idle_s * 1000
     session = None

@@ -36,6 +36,11 @@ IP_MAX = 64
 USER_AGENT_MAX = 512
 
 
+def clean_text(value: str, length_max: int) -> str:
+    """Text PostgreSQL accepts: valid UTF-8 (header bytes may not be), no NUL, bounded."""
+    return value[:length_max].encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
 @dataclass(slots=True)
 class Pending:
     ip: str
@@ -67,13 +72,17 @@ class SessionRecorder:
         now_s = self.clock.now_s()
         key = (token_id, device_id)
         entry = self.pending.get(key)
+        ip, user_agent = clean_text(ip, IP_MAX), clean_text(user_agent, USER_AGENT_MAX)
         if entry is None:
-            self.pending[key] = Pending(ip[:IP_MAX], user_agent[:USER_AGENT_MAX], 1, bytes_in,
-                                        bytes_out, now_s, now_s)
+            if len(self.pending) >= self.pending_max * 2:
+                # PostgreSQL has been unreachable for a while: shed, never grow without bound.
+                metrics.SESSION_UPDATES_DROPPED.inc()
+                return
+            self.pending[key] = Pending(ip, user_agent, 1, bytes_in, bytes_out, now_s, now_s)
             if len(self.pending) >= self.pending_max:
                 self.full.set()
             return
-        entry.ip, entry.user_agent = ip[:IP_MAX], user_agent[:USER_AGENT_MAX]
+        entry.ip, entry.user_agent = ip, user_agent
         entry.requests += 1
         entry.bytes_in += bytes_in
         entry.bytes_out += bytes_out
@@ -93,6 +102,11 @@ class SessionRecorder:
                 column.append(value)
         try:
             await self.pool.execute(UPSERT, *columns)
+        except asyncpg.DataError:
+            # A batch PostgreSQL refuses would be refused forever: drop it rather than retry.
+            log.exception("session batch of %d refused; dropped", len(batch))
+            metrics.SESSION_UPDATES_DROPPED.inc(len(batch))
+            return 0
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             log.warning("session flush failed; %d sessions kept for retry", len(batch))
             self._merge_back(batch)

@@ -27,7 +27,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating $VENV" >&2
   "$PY" -m venv "$VENV"
 fi
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+# Reinstall when pyproject changed, or when the installed entry point cannot find the packages
+# (an editable install made before a package existed maps it as a namespace package).
+healthy() { "$VENV/bin/python" -c 'import gateway.cli, migrations; assert migrations.__file__' >/dev/null 2>&1; }
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! (cd / && healthy); then
   echo "==> installing tollgate and its dependencies into $VENV" >&2
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
   "$VENV/bin/pip" install -q -e "$ROOT[test]"

@@ -19,7 +19,14 @@ from gateway.clock import ManualClock
 from gateway.config import Secret, Settings
 from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 
-MUTABLE_TABLES = ("proxy_sessions", "access_tokens", "users")
+RESET_DATABASE = """
+SET session_replication_role = replica;  -- the append-only triggers stay on for everyone else
+TRUNCATE transfers, audit_log, proxy_sessions, access_tokens;
+DELETE FROM accounts WHERE kind = 'user';
+UPDATE accounts SET debits_posted = 0, credits_posted = 0, debits_pending = 0, credits_pending = 0;
+DELETE FROM users;
+RESET session_replication_role;
+"""
 JWT_SECRET = "test-secret-" + "x" * 40
 
 
@@ -57,7 +64,7 @@ def servers() -> Servers:
 async def database(servers: Servers):
     """A pool on the test database, emptied (and Redis flushed) before each test."""
     pool = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=4)
-    await pool.execute(f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE")
+    await pool.execute(RESET_DATABASE)
     client = redis_asyncio.from_url(servers.redis_url)
     await client.flushdb()
     await client.aclose()

@@ -120,3 +120,34 @@ async def test_revoking_an_unknown_token_is_404(gateway, database):
     for token_id in ("999999", "abc", str(2**70)):
         response = await gateway.delete(f"/api/v1/admin/tokens/{token_id}", headers=headers)
         assert response.status == 404, token_id
+
+
+async def test_a_json_body_split_across_chunks_is_read_whole(gateway, database):
+    await users.ensure_admin(database, email=ADMIN["email"], password=ADMIN["password"])
+    import orjson
+
+    raw = orjson.dumps(ADMIN)
+
+    async def pieces():
+        yield raw[:10]
+        yield raw[10:]
+
+    response = await gateway.post("/api/v1/auth/login", data=pieces(),
+                                  headers={"Content-Type": "application/json"})
+    assert response.status == 200
+
+
+async def test_a_lifetime_that_rounds_to_nothing_is_a_400(gateway, database):
+    headers = await admin_headers(gateway, database)
+    response = await gateway.post("/api/v1/admin/tokens", headers=headers,
+                                  json={"email": ADMIN["email"], "hours": 1e-12})
+    assert response.status == 400
+
+
+async def test_login_while_postgres_is_down_is_a_503(gateway, database):
+    from gateway.keys import DATABASE
+
+    await gateway.app[DATABASE].close()
+    response = await gateway.post("/api/v1/auth/login", json=ADMIN)
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "service_unavailable"

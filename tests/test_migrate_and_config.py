@@ -107,3 +107,13 @@ def test_unknown_toml_keys_are_refused(tmp_path):
     path.write_text("prot = 7000\n")
     with pytest.raises(config.ConfigError, match="prot"):
         config.load({"TOLLGATE_CONFIG": str(path)})
+
+
+def test_a_partial_plan_limit_keeps_the_other_defaults():
+    settings = config.load({"TOLLGATE_PLAN_LIMITS_PER_MIN": "free=50"})
+    assert settings.plan_limits_per_min == {"free": 50, "premium": 500, "enterprise": 0}
+
+
+def test_an_unknown_plan_is_refused():
+    with pytest.raises(config.ConfigError, match="PLAN_LIMITS"):
+        config.load({"TOLLGATE_PLAN_LIMITS_PER_MIN": "gold=5"})

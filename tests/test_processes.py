@@ -20,7 +20,9 @@ from gateway import tokens
 from gateway.embedded import free_port
 from tests.conftest import JWT_SECRET, make_token, proxy_headers
 
-TOLLGATE = [sys.executable, "-m", "gateway.cli"]
+# The console script exactly as the README's commands run it (not `python -m`, which would hide
+# a broken install by importing from the working directory).
+TOLLGATE = [str(Path(sys.executable).parent / "tollgate")]
 PROXY_SERIES = re.compile(r'^tollgate_http_requests_total\{[^}]*route="proxy"[^}]*\} (\S+)$', re.M)
 
 

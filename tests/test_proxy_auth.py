@@ -205,3 +205,51 @@ async def test_a_device_conflict_does_not_spend_the_rate_allowance(gateway_facto
     for _ in range(3):
         assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "b"))).status == 409
     assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "a"))).status == 200
+
+
+async def test_a_repeated_request_id_does_not_stop_the_count(gateway_factory, database):
+    gateway = await gateway_factory(plan_limits_per_min={"free": 3})
+    issued = await make_token(database)
+    headers = proxy_headers(issued.token, **{"X-Request-Id": "fixedfixed"})
+    statuses = [(await gateway.get(ECHO, headers=headers)).status for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+async def test_unknown_tokens_count_against_the_ip_limit(gateway_factory, database):
+    gateway = await gateway_factory(ip_limit_per_min=3)
+    statuses = [(await gateway.get(ECHO, headers=proxy_headers(f"{i}" * 64))).status for i in range(4)]
+    assert statuses == [401, 401, 401, 429]
+
+
+async def test_ambiguous_paths_are_denied_to_certificates_only(gateway, database):
+    issued = await make_token(database, scope="certificates_only")
+    for path in ("/api/v1/proxy/certificates/..;/echo/x", "/api/v1/proxy/certificates/..%5cecho",
+                 "/api/v1/proxy/certificates/%252e%252e/echo", "/api/v1/proxy/certificates//x"):
+        response = await gateway.get(path, headers=proxy_headers(issued.token))
+        assert response.status == 403, path
+
+
+async def test_rate_limit_headers_survive_a_scope_denial(gateway_factory, database):
+    gateway = await gateway_factory(plan_limits_per_min={"free": 5})
+    issued = await make_token(database, scope="certificates_only")
+    response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
+    assert response.status == 403
+    assert response.headers["RateLimit-Remaining"] == "4"
+
+
+async def test_behind_a_trusted_proxy_the_rightmost_forwarded_address_is_the_client(gateway_factory,
+                                                                                  database):
+    gateway = await gateway_factory(trust_forwarded=True, ip_limit_per_min=1)
+    first = await make_token(database, email="a@example.com")
+    second = await make_token(database, email="b@example.com")
+    spoofed = {"X-Forwarded-For": "1.1.1.1, 203.0.113.9"}
+    assert (await gateway.get(ECHO, headers=proxy_headers(first.token, **spoofed))).status == 200
+    rotated = {"X-Forwarded-For": "2.2.2.2, 203.0.113.9"}
+    assert (await gateway.get(ECHO, headers=proxy_headers(second.token, **rotated))).status == 429
+
+
+async def test_the_status_endpoint_refuses_a_malformed_device_id(gateway, database):
+    issued = await make_token(database)
+    response = await gateway.get("/api/v1/proxy/status",
+                                 headers={"X-Access-Token": issued.token, "X-Device-ID": "a b"})
+    assert response.status == 400

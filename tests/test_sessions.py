@@ -84,3 +84,20 @@ async def test_status_refuses_an_unknown_token(gateway, database):
     response = await gateway.get("/api/v1/proxy/status", headers=proxy_headers("B" * 64))
     assert response.status == 401
     assert (await response.json())["error"]["code"] == "invalid_token"
+
+
+async def test_a_user_agent_with_invalid_utf8_does_not_poison_the_flush(gateway, database):
+    import asyncio
+
+    issued = await make_token(database)
+    host, port = gateway.server.host, gateway.server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /api/v1/proxy/echo/x HTTP/1.1\r\nHost: x\r\nX-Access-Token: "
+                 + issued.token.encode() + b"\r\nX-Device-ID: d1\r\nUser-Agent: bad\xff\xfeua\r\n"
+                 b"Connection: close\r\n\r\n")
+    await writer.drain()
+    head = await reader.readline()
+    writer.close()
+    assert b" 200 " in head
+    assert await gateway.app[SESSIONS].flush() == 1
+    assert (await database.fetchval("SELECT user_agent FROM proxy_sessions")).startswith("bad")
