@@ -1,0 +1,106 @@
+"""The servers under test: the mock upstream, and tollgate with its own PostgreSQL, Redis and token."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from bench.processes import Server, start
+from gateway import migrate, tokens, users
+from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+
+BENCH_EMAIL = "bench@tollgate.local"
+DEVICE_ID = "bench-device-1"
+TOKEN_HOURS = 2
+DATABASE_NAME = "tollgate"
+# The CLI as installed in this interpreter's environment (what `tollgate` on PATH would run).
+TOLLGATE = [sys.executable, "-m", "gateway.cli"]
+# Run from the checkout: an editable install whose finder maps `gateway` as a namespace package
+# cannot read gateway/lua/*.lua through importlib.resources from any other directory.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    postgres: EmbeddedPostgres
+    redis: EmbeddedRedis
+    database_url: str
+    token: str
+
+
+def start_mock(directory: Path, port: int) -> Server:
+    return start("mock upstream", [*TOLLGATE, "mock-upstream", "--host", "127.0.0.1", "--port", str(port)],
+                 directory / "mock.log", cwd=ROOT)
+
+
+async def _prepare_database(admin_url: str) -> tuple[str, str]:
+    """Create and migrate the database; an enterprise (unlimited) user and a fresh token."""
+    connection = await asyncpg.connect(admin_url)
+    try:
+        await connection.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    finally:
+        await connection.close()
+    database_url = admin_url.rsplit("/", 1)[0] + "/" + DATABASE_NAME
+    await migrate.apply(database_url)
+    connection = await asyncpg.connect(database_url)
+    try:
+        user_id = await users.ensure_client(connection, email=BENCH_EMAIL, plan="enterprise")
+        issued = await tokens.issue(connection, user_id=user_id, hours=TOKEN_HOURS, scope="full",
+                                    now=dt.datetime.now(dt.timezone.utc))
+    finally:
+        await connection.close()
+    return database_url, issued.token
+
+
+def start_database(directory: Path, stopping: list) -> Database:
+    """Embedded PostgreSQL + Redis; each is appended to `stopping` as soon as it runs."""
+    postgres = EmbeddedPostgres(directory / "postgres", free_port())
+    stopping.append(postgres.stop)
+    postgres.start(for_tests=True)  # fsync off: the warm hot path makes no queries anyway
+    redis = EmbeddedRedis(directory / "redis", free_port())
+    stopping.append(redis.stop)
+    redis.start()
+    database_url, token = asyncio.run(_prepare_database(postgres.url))
+    return Database(postgres, redis, database_url, token)
+
+
+def tollgate_env(database: Database, *, target_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update({
+        "TOLLGATE_DATABASE_URL": database.database_url,
+        "TOLLGATE_REDIS_URL": database.redis.url,
+        "TOLLGATE_TARGET_URL": target_url,
+        "TOLLGATE_JWT_SECRET": secrets.token_urlsafe(48),
+        "TOLLGATE_HOST": "127.0.0.1",
+        "TOLLGATE_PORT": str(port),
+        # Per-IP limiting would count wrk's every request from 127.0.0.1; the plan is unlimited too.
+        "TOLLGATE_IP_LIMIT_PER_MIN": "0",
+        "TOLLGATE_PLAN_LIMITS_PER_MIN": "free=100,premium=500,enterprise=0",
+    })
+    return env
+
+
+def start_tollgate(directory: Path, database: Database, *, target_url: str, port: int,
+                   workers: int) -> Server:
+    argv = [*TOLLGATE, "serve", "--workers", str(workers)]
+    return start("tollgate", argv, directory / "tollgate.log", cwd=ROOT,
+                 env=tollgate_env(database, target_url=target_url, port=port))
+
+
+def database_pids(database: Database) -> dict[str, int]:
+    """The postmaster and redis-server pids, for CPU accounting (both run detached from us)."""
+    pids: dict[str, int] = {}
+    postmaster = database.postgres.data_dir / "cluster" / "postmaster.pid"
+    redis_pid = database.redis.data_dir / "redis.pid"
+    if postmaster.exists():
+        pids["postgres"] = int(postmaster.read_text().split("\n", 1)[0])
+    if redis_pid.exists():
+        pids["redis"] = int(redis_pid.read_text().strip())
+    return pids
