@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from gateway import metrics
 from gateway.call import Call
@@ -26,7 +27,21 @@ GATEWAY_HEADERS = frozenset({"x-access-token", "x-device-id"})
 REQUEST_DROP = HOP_BY_HOP | GATEWAY_HEADERS | {"host", "x-forwarded-for", "x-forwarded-proto",
                                                "x-forwarded-host", "accept-encoding"}
 RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
+# Codings zlib can undo, by the name a client may use -> the name asked of the upstream.
+DECODABLE_ENCODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+# Headers aiohttp's client would add on its own (Accept: */*, Content-Type: application/octet-stream
+# for a streamed body): the target must see the client's request, not defaults it never sent.
+INVENTED_HEADERS = ("Accept", "Content-Type")
 CHUNK_BYTES = 64 * 1024
+# The status recorded for a client that left before a response started (nginx's convention).
+CLIENT_CLOSED_REQUEST = 499
+
+
+class ClientDisconnected(GatewayError):
+    """The client left before an answer started; the response rendered for it is never read."""
+
+    status, code, outcome, message = (CLIENT_CLOSED_REQUEST, "client_disconnected", "client_disconnected",
+                                      "client closed the request")
 
 
 class BodyLimit:
@@ -37,12 +52,18 @@ class BodyLimit:
         self.limit_bytes = limit_bytes
         self.call = call
         self.exceeded = False
+        self.upstream: aiohttp.ClientResponse | None = None  # set once the target has answered
 
     async def chunks(self) -> AsyncIterator[bytes]:
         async for chunk in self.request.content.iter_chunked(CHUNK_BYTES):
             self.call.bytes_in += len(chunk)
             if self.call.bytes_in > self.limit_bytes:
                 self.exceeded = True
+                if self.upstream is not None:
+                    # The target answered before reading the whole body and its status is already
+                    # on its way: close its stream so the relay ends and cuts the client instead of
+                    # waiting on a target that waits for the rest of the body.
+                    self.upstream.close()
                 raise PayloadTooLarge(f"request body exceeds {self.limit_bytes} bytes")
             yield chunk
 
@@ -54,15 +75,48 @@ def _connection_listed(headers: CIMultiDictProxy[str]) -> set[str]:
     return listed
 
 
-def upstream_headers(request: web.Request, client_ip: str, may_rewrite: bool) -> CIMultiDict[str]:
+def upstream_accept_encoding(accept: str) -> str:
+    """The codings the client accepts that the gateway can also undo, else identity.
+
+    Asking for more than the client accepts would hand it, on bodies that are not rewritten, an
+    encoding it refused; asking for one we cannot decode would leave rewritable bodies unrewritten.
+    """
+    chosen: dict[str, None] = {}
+    for item in accept.split(","):
+        coding, _, parameters = item.partition(";")
+        coding = coding.strip().lower()
+        if _quality(parameters) <= 0:
+            continue
+        if coding == "*":
+            chosen.update(dict.fromkeys(DECODABLE_ENCODINGS.values()))
+        elif coding in DECODABLE_ENCODINGS:
+            chosen[DECODABLE_ENCODINGS[coding]] = None
+    return ", ".join(chosen) or "identity"
+
+
+def _quality(parameters: str) -> float:
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value.strip())
+            except ValueError:
+                return 0.0  # an unreadable weight is not a promise to accept
+    return 1.0
+
+
+def upstream_headers(request: web.Request, may_rewrite: bool) -> CIMultiDict[str]:
     dropped = REQUEST_DROP | _connection_listed(request.headers)
     headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
     # Bodies we may rewrite must arrive in an encoding the standard library can undo.
     accept = request.headers.get("accept-encoding")
     if accept is not None:
-        headers["Accept-Encoding"] = "gzip, deflate" if may_rewrite else accept
-    prior = request.headers.get("x-forwarded-for")
-    headers["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
+        headers["Accept-Encoding"] = upstream_accept_encoding(accept) if may_rewrite else accept
+    # Each proxy appends the peer it received the request from: behind a trusted proxy that is the
+    # proxy's address, not the client address the gateway reads from the chain.
+    peer = request.remote or ""
+    prior = ", ".join(request.headers.getall("x-forwarded-for", ()))
+    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
     headers["X-Forwarded-Proto"] = request.scheme
     headers["X-Forwarded-Host"] = request.host
     return headers
@@ -109,77 +163,114 @@ async def relay(request: web.Request, call: Call, session: aiohttp.ClientSession
         raise PayloadTooLarge(f"request body exceeds {body_limit_bytes} bytes")
     body = BodyLimit(request, body_limit_bytes, call)
     has_body = request.body_exists
-    headers = upstream_headers(request, call.client_ip, may_rewrite=True)
+    headers = upstream_headers(request, may_rewrite=True)
     started = time.perf_counter()
     try:
-        upstream_cm = session.request(request.method, url, headers=headers,
+        # encoded=True: the client's raw path and query go out byte for byte; parsed, yarl would
+        # resolve %2E%2E segments, decode %7E and %3B and upper-case escapes, changing the resource.
+        upstream_cm = session.request(request.method, URL(url, encoded=True), headers=headers,
                                       data=body.chunks() if has_body else None,
+                                      skip_auto_headers=INVENTED_HEADERS,
                                       allow_redirects=False, auto_decompress=False)
         upstream = await upstream_cm.__aenter__()
     except PayloadTooLarge:
         raise
+    except asyncio.CancelledError:
+        if _client_gone(request):  # servers run with handler_cancellation cancel on disconnect
+            _record_client_gone(call)
+        raise
     except Exception as error:  # the forwarding boundary: every failure is mapped once
         if body.exceeded:
             raise PayloadTooLarge(f"request body exceeds {body_limit_bytes} bytes") from error
+        if _client_gone(request):  # e.g. the client hung up mid-upload: not the target's failure
+            _record_client_gone(call)
+            raise ClientDisconnected() from error
         mapped = map_upstream_error(error)
         metrics.UPSTREAM_REQUESTS.labels("target", mapped.outcome).inc()
         raise mapped from error
+    body.upstream = upstream
     call.upstream_s = time.perf_counter() - started
     metrics.UPSTREAM_SECONDS.labels("target").observe(call.upstream_s)
     try:
-        return await _stream_back(request, call, upstream, url_map)
+        return await _stream_back(request, call, upstream, url_map, body)
     finally:
         await upstream_cm.__aexit__(None, None, None)
 
 
 async def _stream_back(request: web.Request, call: Call, upstream: aiohttp.ClientResponse,
-                       url_map: UrlMap) -> web.StreamResponse:
+                       url_map: UrlMap, body: BodyLimit) -> web.StreamResponse:
     encoding = upstream.headers.get("content-encoding", "identity").strip().lower()
     rewrite = is_rewritable(upstream.headers.get("content-type")) and (
         encoding == "identity" or _decoder(encoding) is not None)
-    decoder = _decoder(encoding) if rewrite else None
-    rewriter = BodyRewriter(url_map.body_replacements()) if rewrite else None
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     response.headers.extend(client_headers(upstream, url_map, rewriting_body=rewrite))
     response.headers.update(call.extra_headers)
     if not rewrite and upstream.content_length is not None:
         response.content_length = upstream.content_length
     call.status = upstream.status
-    await response.prepare(request)
     # From here the status is fixed: failures end the stream and are recorded as the outcome.
     try:
-        async for chunk in upstream.content.iter_any():
-            if decoder is not None:
-                chunk = decoder.decompress(chunk)
-            if rewriter is not None:
-                chunk = rewriter.feed(chunk)
-            if chunk:
-                call.bytes_out += len(chunk)
-                await response.write(chunk)
-        tail = (decoder.flush() if decoder is not None else b"")
-        if rewriter is not None:
-            tail = rewriter.feed(tail) + rewriter.flush()
-        if tail:
-            call.bytes_out += len(tail)
-            await response.write(tail)
-        await response.write_eof()
+        await response.prepare(request)
+        await _pump(upstream, response, call, _decoder(encoding) if rewrite else None,
+                    BodyRewriter(url_map.body_replacements()) if rewrite else None)
         call.outcome = "ok" if upstream.status < 500 else "upstream_error"
-        metrics.UPSTREAM_REQUESTS.labels("target", call.outcome).inc()
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError) as error:
-        if request.transport is None or request.transport.is_closing():
-            call.outcome = "client_disconnected"
+    except asyncio.CancelledError:
+        if _client_gone(request):  # servers run with handler_cancellation cancel on disconnect
+            _record_client_gone(call)
+        raise
+    except (aiohttp.ClientError, ConnectionResetError, asyncio.TimeoutError, zlib.error) as error:
+        if _client_gone(request):
+            _record_client_gone(call)
         else:
-            call.outcome = "upstream_error"
-        metrics.UPSTREAM_REQUESTS.labels("target", call.outcome).inc()
-        _abort(request, error)
-    except (aiohttp.ClientError, asyncio.TimeoutError, zlib.error) as error:
-        call.outcome = "upstream_timeout" if isinstance(error, asyncio.TimeoutError) else "upstream_error"
-        metrics.UPSTREAM_REQUESTS.labels("target", call.outcome).inc()
-        _abort(request, error)
+            call.outcome = _failure_outcome(error, body)
+            metrics.UPSTREAM_REQUESTS.labels("target", call.outcome).inc()
+        _abort(request)
+        return response
+    metrics.UPSTREAM_REQUESTS.labels("target", call.outcome).inc()
     return response
 
 
-def _abort(request: web.Request, error: BaseException) -> None:
+async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, call: Call,
+                decoder: zlib._Decompress | None, rewriter: BodyRewriter | None) -> None:
+    """Copy the target's body to the client as it arrives, decoded and rewritten when asked."""
+    async for chunk in upstream.content.iter_any():
+        if decoder is not None:
+            chunk = decoder.decompress(chunk)
+        if rewriter is not None:
+            chunk = rewriter.feed(chunk)
+        if chunk:
+            await response.write(chunk)
+            call.bytes_out += len(chunk)  # counted once handed over: a failed write delivered nothing
+    tail = decoder.flush() if decoder is not None else b""
+    if rewriter is not None:
+        tail = rewriter.feed(tail) + rewriter.flush()
+    if tail:
+        await response.write(tail)
+        call.bytes_out += len(tail)
+    await response.write_eof()
+
+
+def _failure_outcome(error: BaseException, body: BodyLimit) -> str:
+    if body.exceeded:
+        return PayloadTooLarge.outcome  # the client overran the limit after the target answered
+    if isinstance(error, asyncio.TimeoutError):
+        return "upstream_timeout"
+    return "upstream_error"
+
+
+def _client_gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
+def _record_client_gone(call: Call) -> None:
+    call.outcome = "client_disconnected"
+    if not call.bytes_out:
+        # Headers leave with the first body bytes, so nothing at all reached the client.
+        call.status = CLIENT_CLOSED_REQUEST
+    metrics.UPSTREAM_REQUESTS.labels("target", call.outcome).inc()
+
+
+def _abort(request: web.Request) -> None:
     """A response already started cannot change status: cut the connection so the client sees it."""
     if request.transport is not None:
         request.transport.close()

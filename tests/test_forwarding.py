@@ -13,8 +13,9 @@ from aiohttp import web
 from yarl import URL
 
 from gateway import metrics, mock_upstream
+from gateway.app import create_app
 from gateway.embedded import free_port
-from tests.conftest import make_token, proxy_headers
+from tests.conftest import make_settings, make_token, proxy_headers
 
 PROXY = "/api/v1/proxy"
 ECHO = PROXY + "/echo/x"
@@ -29,21 +30,60 @@ async def credentials(database) -> dict[str, str]:
     return proxy_headers(issued.token)
 
 
-@pytest.fixture
-async def recording_target(aiohttp_server) -> list[str]:
+class RecordingTarget:
     """A real target that records the path of every request it receives, then answers 200."""
-    seen: list[str] = []
 
-    async def record(request: web.Request) -> web.Response:
-        seen.append(request.path)
-        await request.read()
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.url = ""
+
+    async def record(self, request: web.Request) -> web.Response:
+        self.paths.append(request.path)
+        async for _ in request.content.iter_any():
+            pass
         return web.Response(text="recorded")
 
-    app = web.Application(client_max_size=1024**3)
-    app.router.add_route("*", "/{tail:.*}", record)
-    server = await aiohttp_server(app)
-    seen.url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
-    return seen
+
+@pytest.fixture
+async def recording_target(aiohttp_server) -> RecordingTarget:
+    target = RecordingTarget()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", target.record)
+    target.url = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    return target
+
+
+@pytest.fixture
+async def early_target(aiohttp_server) -> str:
+    """A real target that starts its answer before reading the request body, then reads it all."""
+
+    async def answer_first(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "text/plain"
+        await response.prepare(request)
+        await response.write(b"early-")
+        async for _ in request.content.iter_any():
+            pass
+        await response.write(b"done")
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer_first)
+    return str((await aiohttp_server(app)).make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def uncancelled_gateway(servers, database, mock_target, clock):
+    """The gateway as `tollgate serve` runs it: handlers carry on after their client has gone.
+
+    aiohttp's test server cancels a handler when its client disconnects; production does not."""
+    port = free_port()
+    settings = make_settings(servers, mock_target, port)
+    runner = web.AppRunner(create_app(settings, clock=clock), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield settings.public_url
+    await runner.cleanup()
 
 
 async def error_of(response: aiohttp.ClientResponse) -> dict:
@@ -57,6 +97,12 @@ async def error_of(response: aiohttp.ClientResponse) -> dict:
 async def echoed(gateway, credentials, method: str = "GET", path: str = ECHO, **kwargs) -> dict:
     response = await gateway.request(method, path, headers={**credentials, **kwargs.pop("headers", {})},
                                      **kwargs)
+    assert response.status == 200
+    return await response.json()
+
+
+async def echoed_with(gateway, headers: list[tuple[str, str]]) -> dict:
+    response = await gateway.get(ECHO, headers=headers)
     assert response.status == 200
     return await response.json()
 
@@ -93,6 +139,30 @@ def body_summary(body: bytes) -> tuple[str, int]:
     return hashlib.sha256(body).hexdigest(), len(body)
 
 
+async def open_chunked_post(port: int, path: str, credentials: dict[str, str]):
+    """Start a chunked POST on a raw connection, so the test decides when each body byte is sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in credentials.items())
+    request_head = f"POST {path} HTTP/1.1\r\nHost: gateway\r\n{head}Transfer-Encoding: chunked\r\n\r\n"
+    writer.write(request_head.encode())
+    return reader, writer
+
+
+def chunk_frame(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+async def overrun_after_the_answer(gateway, credentials: dict[str, str]) -> tuple[bytes, bytes]:
+    """Send 1 kB, wait for the target's answer to start, then 200 kB; return (status line, rest of reply)."""
+    reader, writer = await open_chunked_post(gateway.port, PROXY + "/upload", credentials)
+    writer.write(chunk_frame(b"x" * 1000))
+    status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+    writer.write(chunk_frame(b"x" * 200_000))
+    rest = await asyncio.wait_for(reader.read(), timeout=10)
+    writer.close()
+    return status_line, rest
+
+
 async def wait_for(predicate, timeout_s: float = 3.0) -> bool:
     """Poll until predicate() holds or timeout_s passes; the server notices disconnects on its own time."""
     deadline = time.monotonic() + timeout_s
@@ -126,13 +196,9 @@ async def test_a_five_mebibyte_chunked_upload_streams_through_intact(gateway, cr
 
 
 async def test_a_declared_length_body_arrives_with_its_content_length(gateway, credentials):
-    headers = await upstream_headers_of_post(gateway, credentials, b"x" * 1000)
+    view = await echoed(gateway, credentials, "POST", data=b"x" * 1000)
+    headers = {name.lower(): value for name, value in view["headers"].items()}
     assert (headers.get("content-length"), headers.get("transfer-encoding")) == ("1000", None)
-
-
-async def upstream_headers_of_post(gateway, credentials, body: bytes) -> dict[str, str]:
-    view = await echoed(gateway, credentials, "POST", data=body)
-    return {name.lower(): value for name, value in view["headers"].items()}
 
 
 async def test_percent_encoded_paths_are_forwarded_raw(gateway, credentials):
@@ -145,6 +211,17 @@ async def test_a_raw_query_string_is_forwarded_byte_for_byte(gateway, credential
     query = "q=a%2Bb+c&list=%5B1%2C2%5D&u=%e2%82%ac&semi=a;b&slash=/?&&==x"
     view = await echoed(gateway, credentials, path=URL(f"{ECHO}?{query}", encoded=True))
     assert view["query"] == query
+
+
+async def test_no_accept_or_content_type_is_invented_for_the_target(gateway, credentials):
+    view = await echoed(gateway, credentials, "POST", data=b"unlabelled",
+                        skip_auto_headers=["Accept", "Content-Type"])
+    assert {"accept", "content-type"} & {name.lower() for name in view["headers"]} == set()
+
+
+async def test_the_clients_content_type_reaches_the_target(gateway, credentials):
+    view = await echoed(gateway, credentials, "POST", data=b"a=1", headers={"Content-Type": "text/x-custom"})
+    assert view["headers"]["Content-Type"] == "text/x-custom"
 
 
 async def test_gateway_credentials_are_not_sent_upstream(gateway, credentials):
@@ -175,6 +252,12 @@ async def test_x_forwarded_for_appends_the_client_to_an_incoming_chain(gateway, 
     assert headers["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
 
 
+async def test_repeated_x_forwarded_for_headers_are_kept_in_order(gateway, credentials):
+    headers = [*credentials.items(), ("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "198.51.100.7")]
+    view = await echoed_with(gateway, headers)
+    assert view["headers"]["X-Forwarded-For"] == "203.0.113.9, 198.51.100.7, 127.0.0.1"
+
+
 async def test_x_forwarded_for_appends_the_peer_even_when_the_chain_is_trusted(gateway_factory, credentials):
     gateway = await gateway_factory(trust_forwarded=True)
     headers = await upstream_headers_of(gateway, credentials, **{"X-Forwarded-For": "203.0.113.9"})
@@ -200,6 +283,16 @@ async def test_an_accepted_gzip_is_asked_of_the_target(gateway, credentials):
 async def test_an_encoding_the_client_refuses_is_not_asked_of_the_target(gateway, credentials):
     headers = await upstream_headers_of(gateway, credentials, **{"Accept-Encoding": "br"})
     assert headers["accept-encoding"] == "identity"
+
+
+async def test_a_refused_encoding_is_not_asked_of_the_target(gateway, credentials):
+    headers = await upstream_headers_of(gateway, credentials, **{"Accept-Encoding": "gzip;q=0, deflate"})
+    assert headers["accept-encoding"] == "deflate"
+
+
+async def test_any_encoding_asks_the_target_for_what_the_gateway_can_decode(gateway, credentials):
+    headers = await upstream_headers_of(gateway, credentials, **{"Accept-Encoding": "*"})
+    assert headers["accept-encoding"] == "gzip, deflate"
 
 
 # What comes back
@@ -235,9 +328,9 @@ async def test_a_connection_is_reused_cleanly_after_a_bodiless_status(gateway, c
     assert view["path"] == "/echo/x"
 
 
-async def test_a_head_request_gets_the_length_without_a_body(gateway, credentials):
-    response = await gateway.head(PROXY + "/big?bytes=12345", headers=credentials)
-    assert (response.headers["Content-Length"], await response.read()) == ("12345", b"")
+async def test_a_head_request_gets_headers_without_a_body(gateway, credentials):
+    response = await gateway.head(ECHO, headers=credentials)
+    assert (response.status, "Content-Length" in response.headers, await response.read()) == (200, True, b"")
 
 
 # Rewriting
@@ -255,8 +348,8 @@ async def test_no_target_authority_is_left_in_the_index_page(gateway, credential
 
 
 @pytest.mark.parametrize("path", ["/static/site.css", "/static/app.js"])
-async def test_stylesheets_and_scripts_have_plain_and_escaped_urls_rewritten(gateway, credentials, mock_target,
-                                                                            path):
+async def test_stylesheets_and_scripts_have_plain_and_escaped_urls_rewritten(gateway, credentials,
+                                                                            mock_target, path):
     response = await gateway.get(PROXY + path, headers=credentials)
     expected = rewritten(fixed_body(mock_target, path), mock_target, gateway.settings.public_url)
     assert await response.read() == expected
@@ -365,7 +458,7 @@ async def test_a_declared_length_over_the_limit_never_reaches_the_target(gateway
                                                                          recording_target):
     gateway = await gateway_factory(target_url=recording_target.url, body_size_max_bytes=1000)
     await (await gateway.post(ECHO, headers=credentials, data=b"x" * 1001)).read()
-    assert recording_target == []
+    assert recording_target.paths == []
 
 
 async def test_a_body_at_the_limit_is_forwarded(gateway_factory, credentials):
@@ -387,18 +480,12 @@ async def test_a_chunked_body_at_the_limit_is_forwarded(gateway_factory, credent
     assert view["body_bytes"] == 3 * UPLOAD_CHUNK_BYTES
 
 
-async def test_the_next_request_is_forwarded_cleanly_after_a_refused_chunked_body(gateway_factory, credentials):
+async def test_the_next_request_is_forwarded_cleanly_after_a_refused_chunked_body(gateway_factory,
+                                                                                credentials):
     gateway = await gateway_factory(body_size_max_bytes=100_000)
     await (await gateway.post(ECHO, headers=credentials, data=chunks_of(300_000))).read()
     view = await echoed(gateway, credentials, "POST", data=b"after")
     assert view["body_bytes"] == 5
-
-
-async def test_a_chunked_body_over_the_limit_after_the_target_answered_cuts_the_connection(
-        gateway_factory, credentials):
-    # /status answers without reading the body: the status is fixed, so the only signal left is a cut.
-    gateway = await gateway_factory(body_size_max_bytes=100_000)
-    ...
 
 
 async def test_a_target_cutting_the_body_short_fails_the_clients_read(gateway, credentials):
@@ -422,4 +509,63 @@ async def test_a_client_leaving_mid_stream_is_recorded_as_client_disconnected(ga
     response = await gateway.get(PROXY + "/stream?chunks=50&delay_ms=50", headers=credentials)
     await response.content.readany()
     response.close()
+    assert await wait_for(lambda: counter._value.get() == before + 1)
+
+
+async def test_a_client_leaving_mid_stream_is_recorded_when_handlers_are_not_cancelled(uncancelled_gateway,
+                                                                                     credentials):
+    counter = metrics.REQUESTS.labels("proxy", "GET", "200", "client_disconnected")
+    before = counter._value.get()
+    async with aiohttp.ClientSession() as session:
+        response = await session.get(uncancelled_gateway + PROXY + "/stream?chunks=50&delay_ms=50",
+                                     headers=credentials)
+        await response.content.readany()
+        response.close()
+        assert await wait_for(lambda: counter._value.get() == before + 1)
+
+
+async def test_a_client_leaving_before_the_target_answers_is_recorded_as_a_499(gateway, credentials):
+    counter = metrics.REQUESTS.labels("proxy", "GET", "499", "client_disconnected")
+    before = counter._value.get()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(gateway.get(PROXY + "/slow?delay_ms=5000", headers=credentials), timeout=1)
+    assert await wait_for(lambda: counter._value.get() == before + 1)
+
+
+async def test_a_client_leaving_before_the_target_answers_is_a_499_when_handlers_are_not_cancelled(
+        uncancelled_gateway, credentials):
+    counter = metrics.REQUESTS.labels("proxy", "GET", "499", "client_disconnected")
+    before = counter._value.get()
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(session.get(uncancelled_gateway + PROXY + "/slow?delay_ms=500",
+                                               headers=credentials), timeout=0.2)
+        assert await wait_for(lambda: counter._value.get() == before + 1)
+
+
+async def test_a_chunked_body_passing_the_limit_after_the_target_answered_cuts_the_response(
+        gateway_factory, credentials, early_target):
+    # The status went out with the target's first bytes, so the only way left to refuse is to cut.
+    gateway = await gateway_factory(target_url=early_target, body_size_max_bytes=100_000)
+    status_line, rest = await overrun_after_the_answer(gateway, credentials)
+    assert (status_line.split()[1], rest.endswith(b"0\r\n\r\n")) == (b"200", False)
+
+
+async def test_a_body_passing_the_limit_after_the_answer_is_not_counted_as_the_targets_failure(
+        gateway_factory, credentials, early_target):
+    gateway = await gateway_factory(target_url=early_target, body_size_max_bytes=100_000)
+    counter = metrics.REQUESTS.labels("proxy", "POST", "200", "bad_request")
+    before = counter._value.get()
+    await overrun_after_the_answer(gateway, credentials)
+    assert await wait_for(lambda: counter._value.get() == before + 1)
+
+
+async def test_a_client_hanging_up_mid_upload_is_recorded_as_a_499(uncancelled_gateway, credentials):
+    counter = metrics.REQUESTS.labels("proxy", "POST", "499", "client_disconnected")
+    before = counter._value.get()
+    _, writer = await open_chunked_post(urlsplit(uncancelled_gateway).port, ECHO, credentials)
+    writer.write(chunk_frame(b"hello"))
+    await writer.drain()
+    await asyncio.sleep(0.1)  # let the gateway start forwarding; hanging up earlier ends the same way
+    writer.close()
     assert await wait_for(lambda: counter._value.get() == before + 1)
