@@ -1,4 +1,4 @@
-"""The `tollgate` command: serve, dev, migrate, create-admin, issue-token, revoke-token, mock-upstream."""
+"""The `tollgate` command: serve, dev, migrate, create-admin, issue-token, revoke-token, reconcile, ..."""
 
 from __future__ import annotations
 
@@ -105,6 +105,14 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    import ledger
+
+    report = asyncio.run(_with_connection(_settings(), ledger.reconcile))
+    print(report.text())
+    return 0 if report.ok else 1
+
+
 def cmd_mock_upstream(args: argparse.Namespace) -> int:
     from gateway import mock_upstream
 
@@ -143,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = sub.add_parser("revoke-token", help="revoke an access token by id")
     revoke.add_argument("--id", type=int, required=True)
     revoke.set_defaults(func=cmd_revoke_token)
+
+    sub.add_parser("reconcile", help="check every balance against the transfers; non-zero exit on a mismatch"
+                   ).set_defaults(func=cmd_reconcile)
 
     mock = sub.add_parser("mock-upstream", help="run the mock upstream server")
     mock.add_argument("--host", default="127.0.0.1")

@@ -1,1 +1,18 @@
-"""The ledger: accounts, append-only double-entry transfers, holds and reconciliation (see issue 3)."""
+"""The ledger: accounts, append-only double-entry transfers, holds and reconciliation.
+
+The gateway and the admin UI use only what this module exports.
+"""
+
+from ledger.accounts import Balance, balance, set_overdraft, system_id, user_account
+from ledger.reconcile import Report, reconcile
+from ledger.money import AMOUNT_MAX_MICRO, MICRO_PER_CREDIT, MoneyError, format_micro, parse_credits
+from ledger.transfers import (KINDS, HoldExpired, HoldNotFound, HoldResolved, IdempotencyConflict,
+                              InsufficientBalance, InvalidAmount, LedgerError, Transfer,
+                              expire_holds, move, resolve)
+
+__all__ = [
+    "AMOUNT_MAX_MICRO", "Balance", "HoldExpired", "HoldNotFound", "HoldResolved",
+    "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
+    "MICRO_PER_CREDIT", "MoneyError", "Transfer", "balance", "expire_holds", "format_micro", "move",
+    "Report", "parse_credits", "reconcile", "resolve", "set_overdraft", "system_id", "user_account",
+]

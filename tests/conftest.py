@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from importlib import resources
 import datetime as dt
 import shutil
 import tempfile
@@ -13,6 +15,8 @@ import asyncpg
 import pytest
 import redis.asyncio as redis_asyncio
 
+import ledger
+
 from gateway import migrate, mock_upstream, tokens, users
 from gateway.app import create_app
 from gateway.clock import ManualClock
@@ -21,12 +25,16 @@ from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 
 RESET_DATABASE = """
 SET session_replication_role = replica;  -- the append-only triggers stay on for everyone else
-TRUNCATE transfers, audit_log, proxy_sessions, access_tokens;
+TRUNCATE transfers, audit_log, proxy_sessions, access_tokens, referral_rewards, refresh_tokens,
+         magic_links, bundles RESTART IDENTITY;
 DELETE FROM accounts WHERE kind = 'user';
 UPDATE accounts SET debits_posted = 0, credits_posted = 0, debits_pending = 0, credits_pending = 0;
 DELETE FROM users;
 RESET session_replication_role;
 """
+# The default bundles, re-seeded before each test from the migration that defines them.
+SEED_BUNDLES = re.search(r"INSERT INTO bundles .*?;", (resources.files("migrations")
+                         / "0003_economy.sql").read_text(), re.S).group(0)
 JWT_SECRET = "test-secret-" + "x" * 40
 
 
@@ -65,11 +73,15 @@ async def database(servers: Servers):
     """A pool on the test database, emptied (and Redis flushed) before each test."""
     pool = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=4)
     await pool.execute(RESET_DATABASE)
+    await pool.execute(SEED_BUNDLES)
     client = redis_asyncio.from_url(servers.redis_url)
     await client.flushdb()
     await client.aclose()
     yield pool
+    # Every test that touched the database leaves the books balanced.
+    report = await ledger.reconcile(pool)
     await pool.close()
+    assert report.ok, report.text()
 
 
 @pytest.fixture

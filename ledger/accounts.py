@@ -1,0 +1,72 @@
+"""Accounts: one per user (created on demand) and the named system accounts seeded by migration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+SYSTEM = ("revenue", "payment_clearing", "promotions", "refunds", "adjustments")
+
+SELECT_SYSTEM = "SELECT code, id FROM accounts WHERE code IS NOT NULL"
+ENSURE_USER = """
+WITH inserted AS (
+    INSERT INTO accounts (kind, user_id) VALUES ('user', $1)
+    ON CONFLICT (user_id) DO NOTHING RETURNING id
+)
+SELECT id FROM inserted UNION ALL SELECT id FROM accounts WHERE user_id = $1
+LIMIT 1"""
+SELECT_BALANCE = """
+SELECT id, debits_posted, credits_posted, debits_pending, credits_pending, overdraft_micro
+FROM accounts WHERE user_id = $1"""
+SET_OVERDRAFT = "UPDATE accounts SET overdraft_micro = $2 WHERE user_id = $1"
+
+_system_ids: dict[str, int] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    account_id: int | None
+    posted_micro: int       # credits_posted - debits_posted
+    held_micro: int         # debits_pending: holds not yet posted or voided
+    incoming_micro: int     # credits_pending
+    overdraft_micro: int
+
+    @property
+    def available_micro(self) -> int:
+        """What the user may still spend: posted minus held (the overdraft not included)."""
+        return self.posted_micro - self.held_micro
+
+
+async def system_id(connection: asyncpg.Connection | asyncpg.Pool, code: str) -> int:
+    """The id of a system account; the seeded ids never change, so they are cached per process."""
+    assert code in SYSTEM, code
+    if code not in _system_ids:
+        for row in await connection.fetch(SELECT_SYSTEM):
+            _system_ids[row["code"]] = row["id"]
+    return _system_ids[code]
+
+
+async def user_account(connection: asyncpg.Connection | asyncpg.Pool, user_id: int) -> int:
+    """The user's account id, created with a zero balance if it does not exist yet."""
+    account_id = await connection.fetchval(ENSURE_USER, user_id)
+    if account_id is None:
+        # A concurrent creator committed after this statement's snapshot: read it now.
+        account_id = await connection.fetchval("SELECT id FROM accounts WHERE user_id = $1", user_id)
+    return account_id
+
+
+async def balance(connection: asyncpg.Connection | asyncpg.Pool, user_id: int) -> Balance:
+    row = await connection.fetchrow(SELECT_BALANCE, user_id)
+    if row is None:
+        return Balance(None, 0, 0, 0, 0)
+    return Balance(row["id"], row["credits_posted"] - row["debits_posted"], row["debits_pending"],
+                   row["credits_pending"], row["overdraft_micro"])
+
+
+async def set_overdraft(connection: asyncpg.Connection | asyncpg.Pool, user_id: int,
+                        overdraft_micro: int) -> None:
+    """Allow the user's account to go this far below zero (0 = not at all)."""
+    assert overdraft_micro >= 0
+    await user_account(connection, user_id)
+    await connection.execute(SET_OVERDRAFT, user_id, overdraft_micro)
