@@ -11,11 +11,12 @@ import asyncpg
 import redis.asyncio as redis_asyncio
 from aiohttp import web
 
-from gateway import admin_api, health, metrics, proxy
+from gateway import (admin_api, admin_users_api, auth_api, bundles_api, currency_api, health, mail,
+                     metrics, proxy, referrals_api, tokens_api)
 from gateway.authentication import Authenticator
 from gateway.clock import Clock
 from gateway.config import Settings
-from gateway.keys import (AUTHENTICATOR, CLOCK, DATABASE, REDIS, SESSIONS, SETTINGS,
+from gateway.keys import (AUTHENTICATOR, CLOCK, DATABASE, MAILER, REDIS, SESSIONS, SETTINGS,
                           TARGET_SESSION, URL_MAPS)
 from gateway.middleware import observe
 from gateway.rewriting import UrlMap
@@ -78,11 +79,13 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         await recorder.flush()  # last counters out before the pool closes
 
 
-def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+def create_app(settings: Settings, clock: Clock | None = None,
+               mailer: mail.Sender | None = None) -> web.Application:
     settings.require("database_url", "redis_url", "target_url", "public_url", "jwt_secret")
     app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
+    app[MAILER] = mailer or mail.sender_for(settings)
     app[URL_MAPS] = {prefix: UrlMap.from_urls(settings.target_url, settings.public_url, prefix)
                      for prefix in settings.target_prefixes}
     app.cleanup_ctx.extend([database_ctx, redis_ctx, target_ctx, services_ctx])
@@ -90,9 +93,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_get("/health", health.health)
     app.router.add_get("/ready", health.ready)
     app.router.add_get("/metrics", health.metrics_endpoint)
-    app.router.add_post("/api/v1/auth/login", admin_api.login)
+    for api in (auth_api, currency_api, tokens_api, bundles_api, referrals_api):
+        api.add_routes(app)
     app.router.add_post("/api/v1/admin/tokens", admin_api.issue_token)
     app.router.add_delete("/api/v1/admin/tokens/{token_id}", admin_api.revoke_token)
+    admin_users_api.add_routes(app)
     app.router.add_get("/api/v1/proxy/status", proxy.status)
     for prefix in settings.target_prefixes:
         handler = proxy.make_proxy_handler(prefix)

@@ -45,6 +45,31 @@ def _parse_plan_limits(raw: str | Mapping) -> dict[str, int]:
     return limits
 
 
+DEFAULT_TOKEN_PRICES = {1: "1", 12: "10", 24: "18", 168: "100", 720: "300"}
+
+
+def _parse_token_prices(raw: str | Mapping) -> dict[int, int]:
+    """'1=1,24=18.5' or {"1": "1"} -> {hours: price in micro-credits}; replaces the whole table."""
+    from ledger.money import MoneyError, parse_credits
+
+    items = raw.items() if isinstance(raw, Mapping) else (
+        item.partition("=")[::2] for item in str(raw).split(",") if item.strip())
+    prices: dict[int, int] = {}
+    for hours, price in items:
+        hours = int(str(hours).strip())
+        if not 0 < hours <= 24 * 366:
+            raise ValueError(f"token duration {hours} h out of range")
+        try:
+            prices[hours] = parse_credits(str(price).strip())
+        except MoneyError as error:
+            raise ValueError(str(error)) from error
+        if prices[hours] <= 0:
+            raise ValueError("token prices must be positive")
+    if not prices:
+        raise ValueError("at least one token price is needed")
+    return prices
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     # Where the gateway's state lives; empty means "embedded default" (dev command only).
@@ -92,6 +117,21 @@ class Settings:
     database_pool_min: int = 1
     database_pool_max: int = 10
     access_token_ttl_s: int = 1800
+    refresh_token_ttl_s: int = 7 * 24 * 3600
+    magic_link_ttl_s: int = 24 * 3600
+    # Access-token prices by duration in hours (credits, decimal strings); the server's, never the client's.
+    token_prices: Mapping[int, int] = field(default_factory=lambda: dict(DEFAULT_TOKEN_PRICES))
+    # A referrer earns this share of a referred user's first purchase above the threshold.
+    referral_bonus_percent: int = 10
+    referral_min_purchase_credits: int = 100
+    # How magic-link emails leave: "log" (the log, for development) or "smtp".
+    mail_sender: str = "log"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: Secret = Secret("")
+    smtp_starttls: bool = False
+    mail_from: str = "tollgate@localhost"
     # Where `tollgate dev` keeps its embedded PostgreSQL/Redis and generated secrets.
     data_dir: str = "/tmp/tollgate-dev"
     # Shared directory for multi-worker metrics; empty = a temporary one per `serve` run.
@@ -100,11 +140,19 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).
-        for name in ("database_url", "redis_url", "jwt_secret"):
+        for name in ("database_url", "redis_url", "jwt_secret", "smtp_password"):
             value = getattr(self, name)
             if not isinstance(value, Secret):
                 object.__setattr__(self, name, Secret(value))
         object.__setattr__(self, "plan_limits_per_min", _parse_plan_limits(self.plan_limits_per_min))
+        prices = self.token_prices
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in prices.values()):
+            prices = _parse_token_prices(prices)  # given in credits (strings), kept in micro-credits
+        object.__setattr__(self, "token_prices", dict(prices))
+        if self.mail_sender not in ("log", "smtp"):
+            raise ConfigError(f"{PREFIX}MAIL_SENDER must be 'log' or 'smtp', not {self.mail_sender!r}")
+        if not 0 <= self.referral_bonus_percent <= 100:
+            raise ConfigError(f"{PREFIX}REFERRAL_BONUS_PERCENT must be within 0..100")
 
     @property
     def target_prefixes(self) -> tuple[str, ...]:
@@ -140,6 +188,8 @@ def _coerce(name: str, annotation: str, raw: Any) -> Any:
             if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
                 raise ValueError(raw)
             return text in {"1", "true", "yes", "on"}
+        if annotation == "Mapping[int, int]":
+            return _parse_token_prices(raw)
         if annotation.startswith("Mapping"):
             return _parse_plan_limits(raw)
         return str(raw)

@@ -56,3 +56,21 @@ class ServiceUnavailable(GatewayError):
 
 class UpstreamTimeout(GatewayError):
     status, code, outcome, message = 504, "upstream_timeout", "upstream_timeout", "upstream timed out"
+
+
+class PaymentRequired(GatewayError):
+    status, code, outcome, message = 402, "insufficient_balance", "payment_required", "insufficient balance"
+
+
+def from_ledger(error: Exception) -> GatewayError:
+    """The ledger's refusals as HTTP errors: 402 no funds, 409 key reuse, 400 bad amount/hold."""
+    from ledger import transfers
+
+    code = getattr(error, "code", "ledger_error")
+    if isinstance(error, transfers.InsufficientBalance):
+        return PaymentRequired(str(error))
+    if isinstance(error, (transfers.IdempotencyConflict, transfers.HoldResolved)):
+        return Conflict(str(error), code=code)
+    if isinstance(error, transfers.HoldNotFound):
+        return NotFound(str(error), code=code)
+    return BadRequest(str(error), code=code)

@@ -26,6 +26,32 @@ def decode_access(secret: str, token: str, *, now_s: float) -> dict:
         raise Unauthenticated("invalid bearer token", code="invalid_jwt") from error
     if claims.get("type") != "access":
         raise Unauthenticated("not an access token", code="invalid_jwt")
-    if int(claims["exp"]) <= now_s:
+    if _expiry(claims) <= now_s:
         raise Unauthenticated("bearer token expired", code="jwt_expired")
     return claims
+
+
+def issue_refresh(secret: str, *, user_id: int, jti: str, family: str, now_s: float, ttl_s: int) -> str:
+    claims = {"sub": str(user_id), "type": "refresh", "fam": family, "iat": int(now_s),
+              "exp": int(now_s) + ttl_s, "jti": jti}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_refresh(secret: str, token: str, *, now_s: float) -> dict:
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
+                            options={"require": ["exp", "iat", "sub", "jti"], "verify_exp": False})
+    except jwt.PyJWTError as error:
+        raise Unauthenticated("invalid refresh token", code="invalid_refresh_token") from error
+    if claims.get("type") != "refresh" or not isinstance(claims.get("jti"), str):
+        raise Unauthenticated("not a refresh token", code="invalid_refresh_token")
+    if _expiry(claims) <= now_s:
+        raise Unauthenticated("refresh token expired", code="refresh_token_expired")
+    return claims
+
+
+def _expiry(claims: dict) -> float:
+    exp = claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        raise Unauthenticated("invalid token expiry", code="invalid_jwt")
+    return float(exp)

@@ -20,4 +20,5 @@ REDIS = web.AppKey("redis", redis_asyncio.Redis)
 TARGET_SESSION = web.AppKey("target_session", aiohttp.ClientSession)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 SESSIONS = web.AppKey("sessions", SessionRecorder)
+MAILER = web.AppKey("mailer", object)  # gateway.mail.Sender
 URL_MAPS = web.AppKey("url_maps", dict)  # mount prefix -> UrlMap, precomputed at start-up

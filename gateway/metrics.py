@@ -6,6 +6,7 @@ sets it (from settings) before importing this module in multi-worker runs.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from prometheus_client import (
@@ -18,7 +19,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
+# Label sets whose series the hot path remembers (see `labelled`); beyond this they are looked up again.
+LABEL_SETS_CACHED_MAX = 1024
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 REQUESTS = Counter("tollgate_http_requests", "Requests served, by route, status and outcome.",
@@ -45,6 +49,13 @@ SESSIONS_ENDED = Counter("tollgate_sessions_ended", "Proxy sessions ended after 
 SESSIONS_STARTED = Counter("tollgate_sessions_started", "Device bindings taken (new proxy sessions).")
 DATABASE_QUERIES = Counter("tollgate_database_queries", "Queries sent to PostgreSQL by this gateway.")
 WORKERS = Gauge("tollgate_workers", "Worker processes serving this port.", multiprocess_mode="livesum")
+
+
+@functools.lru_cache(maxsize=LABEL_SETS_CACHED_MAX)
+def labelled(metric: MetricWrapperBase, *label_values: str) -> MetricWrapperBase:
+    """`metric.labels(*label_values)`, remembered: labels() takes a lock and re-checks its arguments
+    on every call, and the hot path asks for the same few series several times per request."""
+    return metric.labels(*label_values)
 
 
 def multiprocess_dir() -> str | None:

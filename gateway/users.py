@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import string
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -14,13 +16,17 @@ ROLES = ("client", "manager", "admin")
 PLANS = ("free", "premium", "enterprise")
 HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
 
-SELECT_BY_EMAIL = "SELECT id, email, role, plan, is_active, password_hash FROM users WHERE lower(email) = lower($1)"
-SELECT_BY_ID = "SELECT id, email, role, plan, is_active, password_hash FROM users WHERE id = $1"
+COLUMNS = "id, email, username, full_name, role, plan, is_active, password_hash, referral_code, manager_id"
+SELECT_BY_EMAIL = f"SELECT {COLUMNS} FROM users WHERE lower(email) = lower($1)"
+SELECT_BY_ID = f"SELECT {COLUMNS} FROM users WHERE id = $1"
+SELECT_BY_REFERRAL_CODE = f"SELECT {COLUMNS} FROM users WHERE referral_code = $1"
 INSERT = """
-INSERT INTO users (email, username, full_name, password_hash, role, plan)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO users (email, username, full_name, password_hash, role, plan, referral_code, referred_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT ((lower(email))) DO NOTHING
 RETURNING id"""
+REFERRAL_ALPHABET = string.ascii_uppercase + string.digits
+REFERRAL_CODE_LENGTH = 12
 SET_ADMIN = "UPDATE users SET role = 'admin', password_hash = $2, is_active = true WHERE id = $1"
 
 
@@ -32,6 +38,10 @@ class User:
     plan: str
     is_active: bool
     password_hash: str | None
+    username: str | None = None
+    full_name: str = ""
+    referral_code: str | None = None
+    manager_id: int | None = None
 
 
 def _user(row: asyncpg.Record | None) -> User | None:
@@ -58,6 +68,10 @@ DUMMY_HASH = hash_password("tollgate-dummy-password-for-timing")
 _HASHING_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
 
 
+async def hash_password_off_loop(password: str) -> str:
+    return await asyncio.get_running_loop().run_in_executor(_HASHING_THREADS, hash_password, password)
+
+
 async def verify_password_off_loop(user: User | None, password: str) -> bool:
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_HASHING_THREADS, verify_password, user, password)
@@ -71,13 +85,38 @@ async def by_id(db: asyncpg.Pool | asyncpg.Connection, user_id: int) -> User | N
     return _user(await db.fetchrow(SELECT_BY_ID, user_id))
 
 
+async def by_referral_code(db: asyncpg.Pool | asyncpg.Connection, code: str) -> User | None:
+    return _user(await db.fetchrow(SELECT_BY_REFERRAL_CODE, code))
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
+
+
 async def create(db: asyncpg.Pool | asyncpg.Connection, *, email: str, password: str | None,
                  role: str = "client", plan: str = "free", username: str | None = None,
-                 full_name: str = "") -> int | None:
-    """Insert a user; None when the email is taken."""
+                 full_name: str = "", referred_by: int | None = None,
+                 password_hash: str | None = None) -> int | None:
+    """Insert a user with a fresh referral code; None when the email is taken.
+
+    A taken username raises asyncpg.UniqueViolationError (constraint users_username_key).
+    """
     assert role in ROLES and plan in PLANS
-    password_hash = hash_password(password) if password else None
-    return await db.fetchval(INSERT, email, username, full_name, password_hash, role, plan)
+    if password_hash is None and password:
+        password_hash = hash_password(password)
+    for _attempt in range(8):
+        try:
+            # A savepoint when inside a transaction, so a code collision can be retried.
+            if isinstance(db, asyncpg.Connection) and db.is_in_transaction():
+                async with db.transaction():
+                    return await db.fetchval(INSERT, email, username, full_name, password_hash, role,
+                                             plan, new_referral_code(), referred_by)
+            return await db.fetchval(INSERT, email, username, full_name, password_hash, role, plan,
+                                     new_referral_code(), referred_by)
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name != "users_referral_code_key":
+                raise
+    raise RuntimeError("could not draw a unique referral code")  # 36^12 codes: not in practice
 
 
 async def ensure_admin(db: asyncpg.Pool | asyncpg.Connection, *, email: str, password: str) -> int:

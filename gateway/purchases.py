@@ -1,0 +1,164 @@
+"""Buying access tokens with credits, refunding their unused time, and the referral bonus.
+
+Every function here is one PostgreSQL transaction: the transfer, the tokens it pays for, the
+referral reward and the audit entry commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import asyncpg
+
+import ledger
+from gateway import audit, tokens
+from gateway.config import Settings
+from gateway.errors import Conflict, NotFound
+
+SELECT_PAID_TOKENS = """
+SELECT id, scope, expires_at FROM access_tokens WHERE purchase_transfer_id = $1 ORDER BY id"""
+MARK_PURCHASE = """
+UPDATE access_tokens SET duration_hours = $2, price_micro = $3, purchase_transfer_id = $4, bundle_id = $5
+WHERE id = $1"""
+SELECT_REFERRER = "SELECT referred_by FROM users WHERE id = $1"
+REWARDED = "SELECT 1 FROM referral_rewards WHERE referred_user_id = $1"
+INSERT_REWARD = """
+INSERT INTO referral_rewards (referred_user_id, referrer_id, purchase_transfer_id, bonus_transfer_id,
+                              amount_micro, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)"""
+LOCK_OWN_TOKEN = """
+SELECT id, user_id, token_hash, created_at, expires_at, revoked_at, price_micro
+FROM access_tokens WHERE id = $1 AND user_id = $2 FOR UPDATE"""
+REVOKE_WITH_REFUND = """
+UPDATE access_tokens SET revoked_at = $2, refund_micro = $3, revoked_by = $4 WHERE id = $1"""
+
+
+@dataclass(frozen=True, slots=True)
+class BoughtToken:
+    id: int
+    token: str | None  # the plaintext, only in the response that created it
+    scope: str
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    transfer_id: int
+    price_micro: int
+    tokens: list[BoughtToken]
+    replayed: bool
+    referral_bonus_micro: int = 0
+
+
+def price_shares(price_micro: int, count: int) -> list[int]:
+    """Split a price over `count` tokens to the micro-credit; the shares sum to the price exactly."""
+    base, remainder = divmod(price_micro, count)
+    return [base + (1 if i < remainder else 0) for i in range(count)]
+
+
+async def buy_tokens(pool: asyncpg.Pool, settings: Settings, *, user_id: int, key: str,
+                     duration_hours: int, scope: str, price_micro: int, now: dt.datetime,
+                     count: int = 1, bundle_id: int | None = None, ip: str = "") -> Purchase:
+    """Charge the user and issue `count` tokens. Same key + same purchase returns the original
+    (without plaintexts, which were shown once); same key + another purchase is a 409."""
+    async with pool.acquire() as connection, connection.transaction():
+        account = await ledger.user_account(connection, user_id)
+        revenue = await ledger.system_id(connection, "revenue")
+        transfer = await ledger.move(
+            connection, key=f"purchase:{user_id}:{key}", debit=account, credit=revenue,
+            amount_micro=price_micro, kind="purchase", now=now, user_id=user_id,
+            description=f"{count} x {duration_hours} h access token" + ("s" if count > 1 else ""),
+            metadata={"duration_hours": duration_hours, "scope": scope, "count": count,
+                      "bundle_id": bundle_id})
+        if transfer.replayed:
+            rows = await connection.fetch(SELECT_PAID_TOKENS, transfer.id)
+            return Purchase(transfer.id, price_micro,
+                            [BoughtToken(r["id"], None, r["scope"], r["expires_at"]) for r in rows], True)
+        bought = []
+        for share in price_shares(price_micro, count):
+            issued = await tokens.issue(connection, user_id=user_id, hours=duration_hours, scope=scope, now=now)
+            await connection.execute(MARK_PURCHASE, issued.id, duration_hours, share, transfer.id, bundle_id)
+            bought.append(BoughtToken(issued.id, issued.token, issued.scope, issued.expires_at))
+        bonus = await _referral_bonus(connection, settings, user_id=user_id, purchase=transfer, now=now)
+        await audit.record(connection, actor_id=user_id, action="token.purchase", target_type="transfer",
+                           target_id=transfer.id, ip=ip,
+                           details={"price_micro": price_micro, "count": count, "bundle_id": bundle_id,
+                                    "duration_hours": duration_hours, "scope": scope,
+                                    "token_ids": [t.id for t in bought]})
+        return Purchase(transfer.id, price_micro, bought, False, bonus)
+
+
+async def _referral_bonus(connection: asyncpg.Connection, settings: Settings, *, user_id: int,
+                          purchase: ledger.Transfer, now: dt.datetime) -> int:
+    """Pay the referrer once: for the first purchase above the threshold. Returns the bonus paid."""
+    threshold = settings.referral_min_purchase_credits * ledger.MICRO_PER_CREDIT
+    if purchase.amount_micro <= threshold or settings.referral_bonus_percent == 0:
+        return 0
+    referrer = await connection.fetchval(SELECT_REFERRER, user_id)
+    if referrer is None or await connection.fetchval(REWARDED, user_id):
+        return 0
+    bonus = purchase.amount_micro * settings.referral_bonus_percent // 100
+    try:
+        # One key per referred user: a concurrent qualifying purchase cannot pay a second bonus.
+        transfer = await ledger.move(
+            connection, key=f"referral:{user_id}", debit=await ledger.system_id(connection, "promotions"),
+            credit=await ledger.user_account(connection, referrer), amount_micro=bonus,
+            kind="referral_bonus", now=now, user_id=referrer,
+            description="referral bonus", metadata={"referred_user_id": user_id, "purchase": purchase.id})
+    except ledger.IdempotencyConflict:
+        return 0  # paid for another purchase that committed first
+    if transfer.replayed:
+        return 0
+    await connection.execute(INSERT_REWARD, user_id, referrer, purchase.id, transfer.id, bonus, now)
+    await audit.record(connection, actor_id=None, action="referral.bonus", target_type="user",
+                       target_id=referrer, details={"referred_user_id": user_id, "amount_micro": bonus,
+                                                    "transfer_id": transfer.id})
+    return bonus
+
+
+def unused_refund(price_micro: int, created_at: dt.datetime, expires_at: dt.datetime,
+                  now: dt.datetime) -> int:
+    """The price of the unused time, pro rata to the microsecond, rounded down to the micro-credit."""
+    total_us = _microseconds(expires_at - created_at)
+    remaining_us = min(max(_microseconds(expires_at - now), 0), total_us)
+    return price_micro * remaining_us // total_us if total_us > 0 else 0
+
+
+def _microseconds(delta: dt.timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    token_id: int
+    token_hash: bytes
+    refund_micro: int
+    refund_transfer_id: int | None
+
+
+async def revoke_with_refund(pool: asyncpg.Pool, *, user_id: int, token_id: int, now: dt.datetime,
+                             ip: str = "") -> Revoked:
+    """The owner revokes a token: the unused time goes back to their balance, once."""
+    async with pool.acquire() as connection, connection.transaction():
+        row = await connection.fetchrow(LOCK_OWN_TOKEN, token_id, user_id)
+        if row is None:
+            raise NotFound("no such token", code="token_not_found")
+        if row["revoked_at"] is not None:
+            raise Conflict("token already revoked", code="token_revoked")
+        if row["expires_at"] <= now:
+            raise Conflict("token already expired", code="token_expired")
+        refund = unused_refund(row["price_micro"], row["created_at"], row["expires_at"], now)
+        transfer_id = None
+        if refund > 0:
+            transfer = await ledger.move(
+                connection, key=f"refund:token:{token_id}", debit=await ledger.system_id(connection, "revenue"),
+                credit=await ledger.user_account(connection, user_id), amount_micro=refund, kind="refund",
+                now=now, user_id=user_id, description="unused time of a revoked token",
+                metadata={"token_id": token_id})
+            transfer_id = transfer.id
+        await connection.execute(REVOKE_WITH_REFUND, token_id, now, refund, user_id)
+        await audit.record(connection, actor_id=user_id, action="token.revoke", target_type="access_token",
+                           target_id=token_id, ip=ip, details={"refund_micro": refund,
+                                                               "transfer_id": transfer_id})
+        return Revoked(token_id, bytes(row["token_hash"]), refund, transfer_id)

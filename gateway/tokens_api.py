@@ -1,0 +1,119 @@
+"""/api/v1/tokens: buy access tokens with credits, list them, revoke one for a pro-rata refund."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from aiohttp import web
+
+import ledger
+from gateway import purchases, tokens
+from gateway.errors import BadRequest, NotFound
+from gateway.json_body import database_id, field, json_response, read_object
+from gateway.keys import AUTHENTICATOR, DATABASE, SETTINGS
+from gateway.middleware import CALL
+from gateway.web_auth import current_user, now
+
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+SELECT_MINE = """
+SELECT id, scope, created_at, expires_at, revoked_at, duration_hours, price_micro, refund_micro, bundle_id
+FROM access_tokens WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (revoked_at IS NULL AND expires_at > $2))
+ORDER BY id DESC LIMIT $3 OFFSET $4"""
+PAGE_MAX = 200
+
+
+def idempotency_key(request: web.Request) -> str:
+    """The client's Idempotency-Key header, or a fresh key (then every request is a new purchase)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return "auto:" + uuid.uuid4().hex
+    if not IDEMPOTENCY_KEY.match(key):
+        raise BadRequest("Idempotency-Key: 1-100 characters of A-Z a-z 0-9 . _ : -",
+                         code="invalid_idempotency_key")
+    return "client:" + key
+
+
+def purchase_json(purchase: purchases.Purchase) -> dict:
+    return {"transfer_id": purchase.transfer_id, "price": ledger.format_micro(purchase.price_micro),
+            "replayed": purchase.replayed,
+            "tokens": [{"id": t.id, "token": t.token, "scope": t.scope,
+                        "expires_at": t.expires_at.isoformat()} for t in purchase.tokens]}
+
+
+def page(request: web.Request) -> tuple[int, int]:
+    try:
+        skip = int(request.query.get("skip", "0"))
+        limit = int(request.query.get("limit", "50"))
+    except ValueError as error:
+        raise BadRequest("skip and limit must be integers", code="invalid_query") from error
+    if not (0 <= skip <= 10**9 and 1 <= limit <= PAGE_MAX):
+        raise BadRequest(f"skip >= 0 and 1 <= limit <= {PAGE_MAX}", code="invalid_query")
+    return skip, limit
+
+
+def flag(request: web.Request, name: str, default: bool = False) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise BadRequest(f"{name} must be true or false", code="invalid_query")
+    return raw.lower() in ("true", "1")
+
+
+async def purchase(request: web.Request) -> web.Response:
+    """POST /api/v1/tokens/purchase {duration_hours, scope}: the token is in this answer only."""
+    request[CALL].route = "tokens"
+    user = await current_user(request)
+    key = idempotency_key(request)
+    body = await read_object(request)
+    settings = request.app[SETTINGS]
+    hours = field(body, "duration_hours", int)
+    if hours not in settings.token_prices:
+        allowed = ", ".join(str(h) for h in sorted(settings.token_prices))
+        raise BadRequest(f"duration_hours must be one of {allowed}", code="invalid_duration")
+    scope = field(body, "scope", str, required=False, default="full")
+    if scope not in tokens.SCOPES:
+        raise BadRequest(f"scope must be one of {', '.join(tokens.SCOPES)}", code="invalid_scope")
+    bought = await purchases.buy_tokens(
+        request.app[DATABASE], settings, user_id=user.id, key=key, duration_hours=hours, scope=scope,
+        price_micro=settings.token_prices[hours], now=now(request), ip=request[CALL].client_ip)
+    return json_response(purchase_json(bought), status=200 if bought.replayed else 201)
+
+
+async def my_tokens(request: web.Request) -> web.Response:
+    request[CALL].route = "tokens"
+    user = await current_user(request)
+    skip, limit = page(request)
+    active_at = now(request) if flag(request, "active_only") else None
+    rows = await request.app[DATABASE].fetch(SELECT_MINE, user.id, active_at, limit, skip)
+    when = now(request)
+    return json_response({"items": [{
+        "id": r["id"], "scope": r["scope"], "created_at": r["created_at"].isoformat(),
+        "expires_at": r["expires_at"].isoformat(),
+        "revoked_at": r["revoked_at"].isoformat() if r["revoked_at"] else None,
+        "active": r["revoked_at"] is None and r["expires_at"] > when,
+        "duration_hours": r["duration_hours"], "price": ledger.format_micro(r["price_micro"]),
+        "refund": None if r["refund_micro"] is None else ledger.format_micro(r["refund_micro"]),
+        "bundle_id": r["bundle_id"]} for r in rows], "skip": skip, "limit": limit})
+
+
+async def revoke(request: web.Request) -> web.Response:
+    """DELETE /api/v1/tokens/{id}: another user's token is a 404, like one that does not exist."""
+    request[CALL].route = "tokens"
+    user = await current_user(request)
+    token_id = database_id(request.match_info["token_id"])
+    if token_id is None:
+        raise NotFound("no such token", code="token_not_found")
+    revoked = await purchases.revoke_with_refund(request.app[DATABASE], user_id=user.id, token_id=token_id,
+                                                 now=now(request), ip=request[CALL].client_ip)
+    await request.app[AUTHENTICATOR].forget(revoked.token_hash)
+    return json_response({"id": revoked.token_id, "revoked": True,
+                          "refund": ledger.format_micro(revoked.refund_micro),
+                          "refund_transfer_id": revoked.refund_transfer_id})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/tokens/purchase", purchase)
+    app.router.add_get("/api/v1/tokens/my-tokens", my_tokens)
+    app.router.add_delete("/api/v1/tokens/{token_id}", revoke)
