@@ -105,6 +105,54 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adjust(args: argparse.Namespace) -> int:
+    """Top up (+) or deduct (-) a user's credits from the command line; audited like the API."""
+    import uuid
+
+    import asyncpg
+
+    import ledger
+    from gateway import currency_api, users
+    from gateway.errors import BadRequest
+
+    try:
+        amount, reason = currency_api.parse_adjustment({"credits": args.credits, "reason": args.reason})
+    except BadRequest as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    settings = _settings()
+    settings.require("database_url")
+
+    async def work():
+        pool = await asyncpg.create_pool(settings.database_url.value, min_size=1, max_size=1)
+        try:
+            user = await users.by_email(pool, args.email)
+            if user is None:
+                return None, None
+            transfer = await currency_api.adjust_credits(
+                pool, user_id=user.id, amount_micro=amount, reason=reason,
+                key=args.idempotency_key or "cli:" + uuid.uuid4().hex, actor_id=None,
+                now=dt.datetime.now(dt.timezone.utc), ip="cli")
+            return transfer, await ledger.balance(pool, user.id)
+        finally:
+            await pool.close()
+
+    try:
+        transfer, balance = asyncio.run(work())
+    except ledger.InsufficientBalance:
+        print(f"error: {args.email} has too few credits for {args.credits}", file=sys.stderr)
+        return 1
+    except ledger.IdempotencyConflict as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if transfer is None:
+        print(f"error: no user with email {args.email}", file=sys.stderr)
+        return 1
+    print(f"transfer {transfer.id}{' (replayed)' if transfer.replayed else ''}: {args.email} "
+          f"{ledger.format_micro(amount)} credits, balance now {ledger.format_micro(balance.available_micro)}")
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     import ledger
 
@@ -151,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = sub.add_parser("revoke-token", help="revoke an access token by id")
     revoke.add_argument("--id", type=int, required=True)
     revoke.set_defaults(func=cmd_revoke_token)
+
+    adjust = sub.add_parser("adjust", help="top up (positive) or deduct (negative) a user's credits")
+    adjust.add_argument("--email", required=True)
+    adjust.add_argument("--credits", required=True, help='a decimal string, e.g. "25" or "-2.5"')
+    adjust.add_argument("--reason", required=True)
+    adjust.add_argument("--idempotency-key", default=None, help="repeat-safe: the same key applies once")
+    adjust.set_defaults(func=cmd_adjust)
 
     sub.add_parser("reconcile", help="check every balance against the transfers; non-zero exit on a mismatch"
                    ).set_defaults(func=cmd_reconcile)

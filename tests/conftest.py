@@ -116,14 +116,29 @@ def make_settings(servers: Servers, target_url: str, port: int, **changes) -> Se
     return settings.replace(**changes)
 
 
+class Outbox:
+    """A mail sender that keeps what it was given, for tests to read."""
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    async def send(self, mail) -> None:
+        self.sent.append(mail)
+
+
 @pytest.fixture
-def gateway_factory(servers, database, mock_target, clock, aiohttp_client):
+def outbox() -> Outbox:
+    return Outbox()
+
+
+@pytest.fixture
+def gateway_factory(servers, database, mock_target, clock, outbox, aiohttp_client):
     """Start a gateway (settings overridable per test) in front of the mock target."""
 
     async def start(target_url: str | None = None, **changes):
         port = free_port()
         settings = make_settings(servers, target_url or mock_target, port, **changes)
-        app = create_app(settings, clock=clock)
+        app = create_app(settings, clock=clock, mailer=outbox)
         client = await aiohttp_client(app, server_kwargs={"port": port})
         client.settings = settings
         return client
@@ -145,3 +160,34 @@ async def make_token(pool: asyncpg.Pool, *, email: str = "user@example.com", hou
 
 def proxy_headers(token: str, device: str = "device-1", **extra: str) -> dict[str, str]:
     return {"X-Access-Token": token, "X-Device-ID": device, **extra}
+
+
+async def register(gateway, email: str = "ann@example.com", username: str | None = None,
+                   password: str = "correct horse battery", **extra) -> dict:
+    """Register through the API and log in; returns the user JSON plus its tokens and headers."""
+    body = {"email": email, "username": username or email.split("@")[0].replace("+", "_"),
+            "password": password, "full_name": "Test User", **extra}
+    response = await gateway.post("/api/v1/auth/register", json=body)
+    assert response.status == 201, await response.text()
+    user = await response.json()
+    return {**user, **await login(gateway, email, password)}
+
+
+async def login(gateway, email: str, password: str = "correct horse battery") -> dict:
+    """The login answer plus ready-made Authorization headers."""
+    response = await gateway.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status == 200, await response.text()
+    tokens = await response.json()
+    return {**tokens, "headers": {"Authorization": f"Bearer {tokens['access_token']}"}}
+
+
+async def deposit(pool: asyncpg.Pool, user_id: int, credits: int, key: str | None = None) -> None:
+    """Credit a user's account from payment clearing, as a provider payment would."""
+    import uuid
+
+    account = await ledger.user_account(pool, user_id)
+    clearing = await ledger.system_id(pool, "payment_clearing")
+    async with pool.acquire() as connection:
+        await ledger.move(connection, key=key or f"test-deposit:{uuid.uuid4().hex}", debit=clearing,
+                          credit=account, amount_micro=credits * ledger.MICRO_PER_CREDIT, kind="deposit",
+                          now=dt.datetime.now(dt.timezone.utc), user_id=user_id)
