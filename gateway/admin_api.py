@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import tokens, users
+from gateway import audit, tokens, users
 from gateway.errors import BadRequest, NotFound
 from gateway.json_body import database_id, field, json_response, read_object
 from gateway.keys import AUTHENTICATOR, DATABASE
@@ -19,7 +19,7 @@ EMAIL_MAX = 254
 async def issue_token(request: web.Request) -> web.Response:
     """POST /api/v1/admin/tokens {email | user_id, hours, scope}: the plaintext is shown once."""
     request[CALL].route = "admin"
-    await require_admin(request)
+    admin = await require_admin(request)
     body = await read_object(request)
     hours = field(body, "hours", (int, float))
     scope = field(body, "scope", str, required=False, default="full")
@@ -35,7 +35,11 @@ async def issue_token(request: web.Request) -> web.Response:
         user = await users.by_email(database, field(body, "email", str)[:EMAIL_MAX])
     if user is None:
         raise NotFound("no such user", code="user_not_found")
-    issued = await tokens.issue(database, user_id=user.id, hours=hours, scope=scope, now=now(request))
+    async with database.acquire() as connection, connection.transaction():
+        issued = await tokens.issue(connection, user_id=user.id, hours=hours, scope=scope, now=now(request))
+        await audit.record(connection, actor_id=admin.id, action="token.issue", target_type="access_token",
+                           target_id=issued.id, request=request,
+                           details={"user_id": user.id, "hours": hours, "scope": scope})
     return json_response({"id": issued.id, "token": issued.token, "user_id": user.id,
                           "scope": issued.scope, "expires_at": issued.expires_at.isoformat()},
                          status=201)
@@ -44,11 +48,15 @@ async def issue_token(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     """DELETE /api/v1/admin/tokens/{id}: refused from the very next request on."""
     request[CALL].route = "admin"
-    await require_admin(request)
+    admin = await require_admin(request)
     token_id = database_id(request.match_info["token_id"])
     token_hash = None
     if token_id is not None:
-        token_hash = await tokens.revoke(request.app[DATABASE], token_id, now=now(request))
+        async with request.app[DATABASE].acquire() as connection, connection.transaction():
+            token_hash = await tokens.revoke(connection, token_id, now=now(request))
+            if token_hash is not None:
+                await audit.record(connection, actor_id=admin.id, action="token.revoke_without_refund",
+                                   target_type="access_token", target_id=token_id, request=request)
     if token_hash is None:
         raise NotFound("no such token", code="token_not_found")
     await request.app[AUTHENTICATOR].forget(token_hash)

@@ -11,8 +11,8 @@ import asyncpg
 import redis.asyncio as redis_asyncio
 from aiohttp import web
 
-from gateway import (admin_api, admin_users_api, auth_api, bundles_api, currency_api, health, mail,
-                     metrics, proxy, referrals_api, tokens_api)
+from gateway import (admin_api, admin_users_api, auth_api, bundles_api, currency_api, health, hold_expiry,
+                     mail, metrics, proxy, referrals_api, tokens_api)
 from gateway.authentication import Authenticator
 from gateway.clock import Clock
 from gateway.config import Settings
@@ -68,13 +68,16 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = SessionRecorder(app[DATABASE], app[CLOCK], idle_s=settings.device_idle_s,
                                pending_max=settings.session_pending_max)
     app[SESSIONS] = recorder
-    task = asyncio.create_task(recorder.run(settings.session_flush_interval_s), name="sessions")
+    tasks = [asyncio.create_task(recorder.run(settings.session_flush_interval_s), name="sessions"),
+             asyncio.create_task(hold_expiry.run(app[DATABASE], app[CLOCK], settings.hold_expiry_interval_s),
+                                 name="hold-expiry")]
     metrics.WORKERS.inc()
     yield
     metrics.WORKERS.dec()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     with contextlib.suppress(Exception):
         await recorder.flush()  # last counters out before the pool closes
 

@@ -113,6 +113,8 @@ class Settings:
     # Statement timeout for the gateway's own queries; an unresponsive PostgreSQL becomes a 503.
     database_timeout_s: float = 10.0
     session_flush_interval_s: float = 2.0
+    # How often each worker voids expired ledger holds.
+    hold_expiry_interval_s: float = 5.0
     session_pending_max: int = 100_000
     database_pool_min: int = 1
     database_pool_max: int = 10

@@ -51,6 +51,9 @@ async def test_an_admin_issues_a_token_that_works_once_shown(gateway, database):
     assert issued["token"].encode() not in bytes(stored)
     proxied = await gateway.get("/api/v1/proxy/echo/x", headers=proxy_headers(issued["token"]))
     assert proxied.status == 200
+    entry = await database.fetchrow("SELECT action, actor_id, target_id FROM audit_log WHERE action = 'token.issue'")
+    admin_id = await database.fetchval("SELECT id FROM users WHERE email = $1", ADMIN["email"])
+    assert (entry["actor_id"], entry["target_id"]) == (admin_id, str(issued["id"]))
 
 
 async def test_issuing_rejects_bad_fields(gateway, database):
@@ -113,6 +116,8 @@ async def test_revoking_refuses_the_next_request(gateway, database):
     proxied = await gateway.get("/api/v1/proxy/echo/x", headers=proxy_headers(issued.token))
     assert proxied.status == 401
     assert (await proxied.json())["error"]["code"] == "token_revoked"
+    assert await database.fetchval("SELECT count(*) FROM audit_log WHERE action = 'token.revoke_without_refund' "
+                                   "AND target_id = $1", str(issued.id)) == 1
 
 
 async def test_revoking_an_unknown_token_is_404(gateway, database):
