@@ -80,27 +80,49 @@ async def _prepare(settings: Settings, servers: list[object]) -> tuple[Settings,
                                                                   lambda: secrets.token_urlsafe(48))))
     await migrate.apply(settings.database_url.value)
     password = _remembered(data_dir / "admin_password", lambda: secrets.token_urlsafe(12))
+    demo_password = _remembered(data_dir / "demo_password", lambda: secrets.token_urlsafe(12))
     connection = await asyncpg.connect(settings.database_url.value)
     try:
         await users.ensure_admin(connection, email=ADMIN_EMAIL, password=password)
         demo_id = await users.ensure_client(connection, email=DEMO_EMAIL)
-        issued = await tokens.issue(connection, user_id=demo_id, hours=24, scope="full",
-                                    now=dt.datetime.now(dt.timezone.utc))
+        await connection.execute(SET_DEMO_PASSWORD, demo_id, users.hash_password(demo_password))
+        now = dt.datetime.now(dt.timezone.utc)
+        # 100 credits to try purchases with; the key makes it once per data folder, not per start.
+        await _grant_demo_credits(connection, demo_id, now)
+        issued = await tokens.issue(connection, user_id=demo_id, hours=24, scope="full", now=now)
     finally:
         await connection.close()
-    return settings, servers, {"admin_password": password, "demo_token": issued.token}
+    return settings, servers, {"admin_password": password, "demo_token": issued.token,
+                               "demo_password": demo_password}
+
+
+SET_DEMO_PASSWORD = "UPDATE users SET password_hash = $2 WHERE id = $1"
+
+
+async def _grant_demo_credits(connection: asyncpg.Connection, user_id: int, now: dt.datetime) -> None:
+    import ledger
+
+    async with connection.transaction():
+        await ledger.move(connection, key="dev:demo-credits", debit=await ledger.system_id(connection, "adjustments"),
+                          credit=await ledger.user_account(connection, user_id), amount_micro=100_000_000,
+                          kind="adjustment", now=now, user_id=user_id, description="dev demo credits")
 
 
 def banner(settings: Settings, facts: dict[str, str]) -> str:
     base = settings.public_url
     token = facts["demo_token"]
+    # A login inlined into the line, so each line works on its own (JWTs expire in 30 minutes).
+    demo_jwt = (f"curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d "
+                f"'{{\"email\": \"{DEMO_EMAIL}\", \"password\": \"{facts['demo_password']}\"}}' "
+                "| sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/'")
     return f"""
 tollgate is running (embedded default; data in {settings.data_dir})
 
   gateway      {base}
   target       {settings.target_url}   (mock upstream)
   admin login  {ADMIN_EMAIL} / {facts['admin_password']}
-  demo token   {token}   (24 h, scope full, user {DEMO_EMAIL})
+  demo user    {DEMO_EMAIL} / {facts['demo_password']}   (100 credits to spend)
+  demo token   {token}   (24 h, scope full)
 
 Try it:
   curl -s {base}/health
@@ -109,6 +131,9 @@ Try it:
   curl -s {base}/api/v1/proxy/echo/hello?x=1 -H 'X-Access-Token: {token}' -H 'X-Device-ID: laptop-1'
   curl -s {base}/api/v1/proxy/echo/hello -H 'X-Access-Token: {token}' -H 'X-Device-ID: phone-2'   # 409 device_conflict
   curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d '{{"email": "{ADMIN_EMAIL}", "password": "{facts['admin_password']}"}}'
+  curl -s {base}/api/v1/bundles
+  curl -s {base}/api/v1/tokens/purchase -H "Authorization: Bearer $({demo_jwt})" -H 'Content-Type: application/json' -d '{{"duration_hours": 1}}'
+  curl -s {base}/api/v1/currency/transactions -H "Authorization: Bearer $({demo_jwt})"
   curl -s {base}/metrics | grep tollgate_http_requests
 
 Press Ctrl-C to stop (the embedded PostgreSQL and Redis stop with it).

@@ -128,7 +128,7 @@ async def test_the_dev_run_prints_curl_lines_that_work():
             banner += line.decode()
         curl_lines = [line.strip().split("   #")[0] for line in banner.splitlines()
                       if line.strip().startswith("curl ")]
-        assert len(curl_lines) >= 6
+        assert len(curl_lines) >= 10
         outputs = []
         for line in curl_lines:
             done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=30)
@@ -141,6 +141,9 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert json.loads(outputs[3])["path"] == "/echo/hello"
         assert "device_conflict" in outputs[4]
         assert "access_token" in outputs[5]
+        assert len(json.loads(outputs[6])["items"]) == 4
+        assert json.loads(outputs[7])["price"] == "1", outputs[7]
+        assert [t["type"] for t in json.loads(outputs[8])["items"]][:2] == ["purchase", "adjustment"]
         assert "tollgate_http_requests_total" in joined
     finally:
         await stop(process)
