@@ -7,7 +7,8 @@ import re
 MICRO_PER_CREDIT = 1_000_000
 # Far above any real balance, far below bigint: keeps sums of many amounts inside PostgreSQL's range.
 AMOUNT_MAX_MICRO = 10**15
-_CREDITS = re.compile(r"^(-?)(\d{1,10})(?:\.(\d{1,6}))?$")
+# ASCII digits only: `\d` and int() would also take Arabic-Indic, full-width and other digits.
+_CREDITS = re.compile(r"(-?)([0-9]{1,10})(?:\.([0-9]{1,6}))?")
 
 
 class MoneyError(ValueError):
@@ -18,7 +19,7 @@ def parse_credits(text: object, *, allow_negative: bool = False) -> int:
     """'12.5' -> 12_500_000 micro-credits; exact, no floats involved."""
     if not isinstance(text, str):
         raise MoneyError("credits must be a decimal string such as \"12.50\"")
-    match = _CREDITS.match(text.strip())
+    match = _CREDITS.fullmatch(text.strip())
     if match is None:
         raise MoneyError("credits must be a decimal string with at most 6 decimals")
     sign, whole, fraction = match.groups()

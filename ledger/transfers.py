@@ -12,6 +12,8 @@ import orjson
 
 from ledger.money import AMOUNT_MAX_MICRO
 
+KEY_LENGTH_MAX = 200  # as the CHECK on transfers.idempotency_key
+
 KINDS = ("deposit", "purchase", "refund", "referral_bonus", "usage", "adjustment")
 
 SELECT_BY_KEY = "SELECT * FROM transfers WHERE idempotency_key = $1"
@@ -26,6 +28,7 @@ INSERT INTO transfers (idempotency_key, request_hash, debit_account_id, credit_a
                        amount_micro, phase, kind, pending_id, expires_at, user_id, description,
                        metadata, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *"""
 MOVE = """
 UPDATE accounts SET
@@ -101,6 +104,10 @@ def _transfer(row: asyncpg.Record, replayed: bool = False) -> Transfer:
 
 
 def _request_hash(**content: Any) -> bytes:
+    # One instant is one request whatever its time zone: hash aware datetimes in UTC.
+    content = {name: value.astimezone(dt.timezone.utc)
+               if isinstance(value, dt.datetime) and value.tzinfo is not None else value
+               for name, value in content.items()}
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)).digest()
 
 
@@ -111,6 +118,11 @@ async def _replay(connection: asyncpg.Connection, key: str, request_hash: bytes)
     if bytes(row["request_hash"]) != request_hash:
         raise IdempotencyConflict(f"idempotency key {key!r} was used for a different request")
     return _transfer(row, replayed=True)
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not 0 < len(key) <= KEY_LENGTH_MAX:
+        raise LedgerError(f"an idempotency key is a string of 1..{KEY_LENGTH_MAX} characters")
 
 
 def _check_amount(amount_micro: int) -> None:
@@ -141,11 +153,23 @@ def _require_funds(account: asyncpg.Record, amount_micro: int) -> None:
 async def _insert(connection: asyncpg.Connection, key: str, request_hash: bytes, *, debit: int,
                   credit: int, amount_micro: int, phase: str, kind: str, pending_id: int | None,
                   expires_at: dt.datetime | None, user_id: int | None, description: str,
-                  metadata: dict[str, Any], now: dt.datetime) -> Transfer:
+                  metadata: dict[str, Any], now: dt.datetime) -> Transfer | None:
+    """The new transfer, or None when a transfer sharing no account with this one took the key first.
+
+    Such a transfer holds none of our locks, so only the unique key makes the two meet: the insert
+    waits for it to commit and then inserts nothing (instead of raising UniqueViolationError).
+    """
     row = await connection.fetchrow(
         INSERT, key, request_hash, debit, credit, amount_micro, phase, kind, pending_id, expires_at,
         user_id, description, orjson.dumps(metadata).decode(), now)
-    return _transfer(row)
+    return None if row is None else _transfer(row)
+
+
+async def _key_taken(connection: asyncpg.Connection, key: str, request_hash: bytes) -> Transfer:
+    """The transfer that took `key` while we held our locks: a replay, or IdempotencyConflict."""
+    replay = await _replay(connection, key, request_hash)
+    assert replay is not None, key
+    return replay
 
 
 async def move(connection: asyncpg.Connection, *, key: str, debit: int, credit: int,
@@ -158,13 +182,15 @@ async def move(connection: asyncpg.Connection, *, key: str, debit: int, credit: 
     content raises IdempotencyConflict. A user account never goes below its overdraft limit.
     """
     assert kind in KINDS, kind
+    _check_key(key)
     _check_amount(amount_micro)
     if debit == credit:
         raise LedgerError("debit and credit accounts must differ")
     metadata = metadata or {}
     phase = "pending" if hold_until is not None else "posted"
     request_hash = _request_hash(op=phase, debit=debit, credit=credit, amount=amount_micro, kind=kind,
-                                 user_id=user_id, hold_until=hold_until, metadata=metadata)
+                                 user_id=user_id, hold_until=hold_until, description=description,
+                                 metadata=metadata)
     async with connection.transaction():
         replay = await _replay(connection, key, request_hash)
         if replay is not None:
@@ -175,12 +201,15 @@ async def move(connection: asyncpg.Connection, *, key: str, debit: int, credit: 
         if replay is not None:
             return replay
         _require_funds(locked[debit], amount_micro)
+        transfer = await _insert(connection, key, request_hash, debit=debit, credit=credit,
+                                 amount_micro=amount_micro, phase=phase, kind=kind, pending_id=None,
+                                 expires_at=hold_until, user_id=user_id, description=description,
+                                 metadata=metadata, now=now)
+        if transfer is None:
+            return await _key_taken(connection, key, request_hash)
         posted, pending = (0, amount_micro) if hold_until is not None else (amount_micro, 0)
         await connection.execute(MOVE, debit, credit, posted, pending)
-        return await _insert(connection, key, request_hash, debit=debit, credit=credit,
-                             amount_micro=amount_micro, phase=phase, kind=kind, pending_id=None,
-                             expires_at=hold_until, user_id=user_id, description=description,
-                             metadata=metadata, now=now)
+        return transfer
 
 
 async def resolve(connection: asyncpg.Connection, *, key: str, hold_id: int, now: dt.datetime,
@@ -190,6 +219,7 @@ async def resolve(connection: asyncpg.Connection, *, key: str, hold_id: int, now
 
     A hold is resolved exactly once: a second resolution with another key raises HoldResolved.
     """
+    _check_key(key)
     metadata = metadata or {}
     phase = "void_pending" if post_micro is None else "post_pending"
     request_hash = _request_hash(op=phase, hold=hold_id, amount=post_micro, metadata=metadata)
@@ -213,22 +243,29 @@ async def resolve(connection: asyncpg.Connection, *, key: str, hold_id: int, now
             if hold["expires_at"] <= now and not expiring:
                 raise HoldExpired(f"hold {hold_id} expired")
         posted = post_micro or 0
+        transfer = await _insert(connection, key, request_hash, debit=debit, credit=credit,
+                                 amount_micro=posted if post_micro is not None else held, phase=phase,
+                                 kind=hold["kind"], pending_id=hold_id, expires_at=None,
+                                 user_id=hold["user_id"], description=hold["description"],
+                                 metadata=metadata, now=now)
+        if transfer is None:
+            return await _key_taken(connection, key, request_hash)
         await connection.execute(MOVE, debit, credit, posted, -held)
-        return await _insert(connection, key, request_hash, debit=debit, credit=credit,
-                             amount_micro=posted if post_micro is not None else held, phase=phase,
-                             kind=hold["kind"], pending_id=hold_id, expires_at=None,
-                             user_id=hold["user_id"], description=hold["description"],
-                             metadata=metadata, now=now)
+        return transfer
 
 
 async def expire_holds(connection: asyncpg.Connection, *, now: dt.datetime, batch_max: int = 500) -> int:
-    """Void every hold whose expiry has passed; safe to run from many processes at once."""
+    """Void the holds whose expiry has passed, at most `batch_max` per call; returns how many it voided.
+
+    Safe to run from many processes at once: each hold is voided once, and counted by one caller.
+    """
     expired = 0
     for row in await connection.fetch(OPEN_EXPIRED_HOLDS, now, batch_max):
         try:
-            await resolve(connection, key=f"expire:{row['id']}", hold_id=row["id"], now=now,
-                          expiring=True, metadata={"reason": "expired"})
-            expired += 1
+            void = await resolve(connection, key=f"expire:{row['id']}", hold_id=row["id"], now=now,
+                                 expiring=True, metadata={"reason": "expired"})
         except HoldResolved:
-            continue  # another process (or a late post) resolved it first
+            continue  # a post or void resolved it first
+        if not void.replayed:  # else another expirer voided it first
+            expired += 1
     return expired
