@@ -139,7 +139,7 @@ class Authenticator:
     async def _run(self, token_hash: bytes, client_ip: str, args: list[str]) -> list | None:
         """Run the script (filling the cache on a miss); None means Redis is unreachable."""
         if self.clock.now_s() < self.redis_skip_until_s:
-            metrics.AUTH_CACHE.labels("redis_unavailable").inc()
+            metrics.labelled(metrics.AUTH_CACHE, "redis_unavailable").inc()
             return None
         keys = _keys(token_hash, client_ip)
         base = [self.clock.now_ms(), args[0], self.device_idle_ms, self.window_ms,
@@ -147,24 +147,28 @@ class Authenticator:
         try:
             reply = await self._call_script(keys, base)
             if reply[0] != "miss":
-                metrics.AUTH_CACHE.labels("redis_hit").inc()
+                metrics.labelled(metrics.AUTH_CACHE, "redis_hit").inc()
             else:
-                metrics.AUTH_CACHE.labels("postgres_fallback").inc()
+                metrics.labelled(metrics.AUTH_CACHE, "postgres_fallback").inc()
                 fill = await self._fill_values(token_hash)
                 reply = await self._call_script(keys, base + fill)
         except REDIS_FAILURES:
             self.redis_skip_until_s = self.clock.now_s() + self.settings.redis_retry_after_s
-            metrics.AUTH_CACHE.labels("redis_unavailable").inc()
+            metrics.labelled(metrics.AUTH_CACHE, "redis_unavailable").inc()
             return None
         if reply[0] != "ok":
             _refuse(reply[0], reply[1:])
         return reply
 
     async def _call_script(self, keys: list[str], args: list) -> list:
-        try:
-            await asyncio.wait_for(self.redis_slots.acquire(), self.settings.redis_timeout_s)
-        except asyncio.TimeoutError as error:
-            raise ServiceUnavailable("gateway overloaded, retry shortly") from error
+        if not self.redis_slots.locked():
+            # A free slot is taken at once; wait_for would cost a task and a timer per request.
+            await self.redis_slots.acquire()
+        else:
+            try:
+                await asyncio.wait_for(self.redis_slots.acquire(), self.settings.redis_timeout_s)
+            except asyncio.TimeoutError as error:
+                raise ServiceUnavailable("gateway overloaded, retry shortly") from error
         try:
             return await self.script(keys=keys, args=args)
         finally:

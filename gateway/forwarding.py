@@ -186,11 +186,11 @@ async def relay(request: web.Request, call: Call, session: aiohttp.ClientSession
             _record_client_gone(call)
             raise ClientDisconnected() from error
         mapped = map_upstream_error(error)
-        metrics.UPSTREAM_REQUESTS.labels("target", mapped.outcome).inc()
+        metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", mapped.outcome).inc()
         raise mapped from error
     body.upstream = upstream
     call.upstream_s = time.perf_counter() - started
-    metrics.UPSTREAM_SECONDS.labels("target").observe(call.upstream_s)
+    metrics.labelled(metrics.UPSTREAM_SECONDS, "target").observe(call.upstream_s)
     try:
         return await _stream_back(request, call, upstream, url_map, body)
     finally:
@@ -212,7 +212,7 @@ async def _stream_back(request: web.Request, call: Call, upstream: aiohttp.Clien
     try:
         await response.prepare(request)
         await _pump(upstream, response, call, _decoder(encoding) if rewrite else None,
-                    BodyRewriter(url_map.body_replacements()) if rewrite else None)
+                    BodyRewriter(url_map.body_patterns) if rewrite else None)
         call.outcome = "ok" if upstream.status < 500 else "upstream_error"
     except asyncio.CancelledError:
         if _client_gone(request):  # servers run with handler_cancellation cancel on disconnect
@@ -223,10 +223,10 @@ async def _stream_back(request: web.Request, call: Call, upstream: aiohttp.Clien
             _record_client_gone(call)
         else:
             call.outcome = _failure_outcome(error, body)
-            metrics.UPSTREAM_REQUESTS.labels("target", call.outcome).inc()
+            metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", call.outcome).inc()
         _abort(request)
         return response
-    metrics.UPSTREAM_REQUESTS.labels("target", call.outcome).inc()
+    metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", call.outcome).inc()
     return response
 
 
@@ -267,7 +267,7 @@ def _record_client_gone(call: Call) -> None:
     if not call.bytes_out:
         # Headers leave with the first body bytes, so nothing at all reached the client.
         call.status = CLIENT_CLOSED_REQUEST
-    metrics.UPSTREAM_REQUESTS.labels("target", call.outcome).inc()
+    metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", call.outcome).inc()
 
 
 def _abort(request: web.Request) -> None:

@@ -1,7 +1,7 @@
 """Rewriting of upstream URLs in bodies, Location and Set-Cookie so the client stays on the gateway."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
 # text/xml is included: feeds, sitemaps and SOAP replies are documents whose links point back at
@@ -35,6 +35,11 @@ class UrlMap:
 
     target_url: str  # e.g. "http://127.0.0.1:9000/base"
     public_url: str  # gateway public base + mount prefix, e.g. "http://127.0.0.1:8080/api/v1/proxy"
+    # Compiled once, shared by every rewritten response: compiling per response cost ~90 µs each.
+    body_patterns: "BodyPatterns" = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "body_patterns", BodyPatterns(self.body_replacements()))
 
     @classmethod
     def from_urls(cls, target_url: str, public_base_url: str, mount_prefix: str) -> "UrlMap":
@@ -66,6 +71,21 @@ class UrlMap:
         return replacements
 
 
+class BodyPatterns:
+    """The replacements of a BodyRewriter, compiled: immutable, built once, shared by many streams."""
+
+    def __init__(self, replacements: list[tuple[bytes, bytes]]) -> None:
+        self.replacement_by_pattern = dict(replacements)
+        if len(self.replacement_by_pattern) != len(replacements) or b"" in self.replacement_by_pattern:
+            raise ValueError("patterns must be non-empty and distinct")
+        patterns = sorted(self.replacement_by_pattern, key=len, reverse=True)
+        # Longest first: a regex alternation takes the first alternative that matches at a position.
+        alternatives = [re.escape(p) + (_NOT_CONTINUED * (p[-1] in _CONTINUATION_BYTES)) for p in patterns]
+        self.regex = re.compile(b"|".join(alternatives) if patterns else rb"(?!)")  # (?!) never matches
+        self.prefixes = frozenset(p[:length] for p in patterns for length in range(1, len(p) + 1))
+        self.pattern_length_max = max(map(len, patterns), default=0)
+
+
 class BodyRewriter:
     """Streaming multi-pattern byte replacer: feed chunks, get rewritten bytes.
 
@@ -76,16 +96,8 @@ class BodyRewriter:
     and the next byte must decide whether it is continued.
     """
 
-    def __init__(self, replacements: list[tuple[bytes, bytes]]) -> None:
-        self._replacement_by_pattern = dict(replacements)
-        if len(self._replacement_by_pattern) != len(replacements) or b"" in self._replacement_by_pattern:
-            raise ValueError("patterns must be non-empty and distinct")
-        patterns = sorted(self._replacement_by_pattern, key=len, reverse=True)
-        # Longest first: a regex alternation takes the first alternative that matches at a position.
-        alternatives = [re.escape(p) + (_NOT_CONTINUED * (p[-1] in _CONTINUATION_BYTES)) for p in patterns]
-        self._regex = re.compile(b"|".join(alternatives) if patterns else rb"(?!)")  # (?!) never matches
-        self._prefixes = frozenset(p[:length] for p in patterns for length in range(1, len(p) + 1))
-        self._pattern_length_max = max(map(len, patterns), default=0)
+    def __init__(self, replacements: list[tuple[bytes, bytes]] | BodyPatterns) -> None:
+        self._patterns = replacements if isinstance(replacements, BodyPatterns) else BodyPatterns(replacements)
         self._tail = b""
 
     def feed(self, chunk: bytes) -> bytes:
@@ -100,18 +112,20 @@ class BodyRewriter:
     def _undecided_start(self, buffer: bytes) -> int:
         """First position whose match could still start, grow or be continued by bytes to come."""
         # Earlier positions are decided: the longest pattern and the byte after it fit in the buffer.
-        for start in range(max(0, len(buffer) - self._pattern_length_max), len(buffer)):
-            if buffer[start:] in self._prefixes:
+        patterns = self._patterns
+        for start in range(max(0, len(buffer) - patterns.pattern_length_max), len(buffer)):
+            if buffer[start:] in patterns.prefixes:
                 return start
         return len(buffer)
 
     def _rewrite(self, buffer: bytes, undecided_start: int) -> bytes:
         pieces = []
         position = 0
-        for match in self._regex.finditer(buffer):
+        replacement_by_pattern = self._patterns.replacement_by_pattern
+        for match in self._patterns.regex.finditer(buffer):
             if match.start() >= undecided_start:
                 break
-            pieces += (buffer[position:match.start()], self._replacement_by_pattern[match.group()])
+            pieces += (buffer[position:match.start()], replacement_by_pattern[match.group()])
             position = match.end()
         keep_from = max(position, undecided_start)
         pieces.append(buffer[position:keep_from])
