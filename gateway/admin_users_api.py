@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 from typing import Any
 
 import asyncpg
@@ -20,12 +19,13 @@ import ledger
 from gateway import audit, users
 from gateway.authentication import REDIS_FAILURES, record_key
 from gateway.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
-from gateway.json_body import BIGINT_MAX, database_id, json_response, read_object
+from gateway.json_body import database_id, json_response, read_object
 from gateway.keys import AUTHENTICATOR, DATABASE, REDIS, SETTINGS
 from gateway.middleware import CALL
+from gateway.query_params import (NUMBER, like_pattern, page, query_bool, query_choice, query_id,
+                                  query_text)
 from gateway.web_auth import now, require_admin, require_role
 
-LIMIT_DEFAULT, LIMIT_MAX = 50, 200
 SEARCH_LENGTH_MAX = 200
 TEXT_FILTER_LENGTH_MAX = 200
 PERIODS = {"day": dt.timedelta(days=1), "week": dt.timedelta(days=7),
@@ -33,7 +33,6 @@ PERIODS = {"day": dt.timedelta(days=1), "week": dt.timedelta(days=7),
 PATCHABLE = ("is_active", "role", "plan", "manager_id")
 MANAGER_PATCHABLE = ("is_active", "plan")
 CACHE_BATCH_MAX = 500  # token records rewritten per Redis pipeline
-NUMBER = re.compile(r"^[0-9]{1,19}$")
 
 # $1 is the acting manager's id, NULL for an admin (who sees everyone).
 SCOPE = "($1::bigint IS NULL OR (u.manager_id = $1 AND u.role = 'client'))"
@@ -111,66 +110,6 @@ SELECT id, actor_id, action, target_type, target_id, ip, details, created_at FRO
 WHERE {AUDIT_FILTERS} ORDER BY id DESC LIMIT $5 OFFSET $6"""
 
 
-# -- query strings ---------------------------------------------------------------------------
-
-def _invalid(name: str, expected: str) -> BadRequest:
-    return BadRequest(f"query parameter {name!r} must be {expected}", code="invalid_query")
-
-
-def _query(request: web.Request, name: str) -> str | None:
-    """The parameter's value; absent and empty are the same (an empty form field filters nothing)."""
-    value = request.query.get(name, "")
-    return value if value != "" else None
-
-
-def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = _query(request, name)
-    if raw is None:
-        return default
-    if not NUMBER.match(raw) or not low <= int(raw) <= high:
-        raise _invalid(name, f"an integer within {low}..{high}")
-    return int(raw)
-
-
-def _query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
-    raw = _query(request, name)
-    if raw is not None and raw not in choices:
-        raise _invalid(name, "one of " + ", ".join(choices))
-    return raw
-
-
-def _query_bool(request: web.Request, name: str) -> bool | None:
-    raw = _query_choice(request, name, ("true", "false"))
-    return None if raw is None else raw == "true"
-
-
-def _query_id(request: web.Request, name: str) -> int | None:
-    raw = _query(request, name)
-    if raw is None:
-        return None
-    number = database_id(raw) if NUMBER.match(raw) else None
-    if number is None:
-        raise _invalid(name, "a positive integer id")
-    return number
-
-
-def _query_text(request: web.Request, name: str, length_max: int) -> str | None:
-    raw = _query(request, name)
-    if raw is not None and (len(raw) > length_max or "\x00" in raw):
-        raise _invalid(name, f"text of at most {length_max} characters")
-    return raw
-
-
-def _page(request: web.Request) -> tuple[int, int]:
-    return (_query_int(request, "skip", 0, 0, BIGINT_MAX),
-            _query_int(request, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX))
-
-
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 # -- shared ----------------------------------------------------------------------------------
 
 async def _staff(request: web.Request) -> tuple[users.User, int | None]:
@@ -206,11 +145,11 @@ def _user_not_found() -> NotFound:
 async def list_users(request: web.Request) -> web.Response:
     """GET /api/v1/admin/users?search&role&plan&is_active&manager_id&skip&limit."""
     _, scope = await _staff(request)
-    search = _query_text(request, "search", SEARCH_LENGTH_MAX)
-    filters = (scope, _like_pattern(search) if search is not None else None,
-               _query_choice(request, "role", users.ROLES), _query_choice(request, "plan", users.PLANS),
-               _query_bool(request, "is_active"), _query_id(request, "manager_id"))
-    skip, limit = _page(request)
+    search = query_text(request, "search", SEARCH_LENGTH_MAX)
+    filters = (scope, like_pattern(search) if search is not None else None,
+               query_choice(request, "role", users.ROLES), query_choice(request, "plan", users.PLANS),
+               query_bool(request, "is_active"), query_id(request, "manager_id"))
+    skip, limit = page(request)
     database = request.app[DATABASE]
     total = await database.fetchval(COUNT_USERS, *filters)
     rows = await database.fetch(SELECT_USERS, *filters, limit, skip)
@@ -307,8 +246,9 @@ async def _refresh_cached_tokens(request: web.Request, token_hashes: list[bytes]
 
     A disabled user's tokens get a 'disabled' record (a fill from a read that raced the commit
     cannot overwrite it: fills only write absent records). Otherwise the records are dropped and
-    the next request reads the new plan from PostgreSQL. Not Authenticator.forget: its tombstone
-    says 'revoked' and would refuse a still-valid token after a plan change.
+    the next request reads the new plan from PostgreSQL (a request whose read raced the commit
+    can still cache the old plan, for at most auth_cache_ttl_s). Not Authenticator.forget: its
+    tombstone says 'revoked' and would refuse a still-valid token after a plan change.
     """
     redis = request.app[REDIS]
     ttl_s = request.app[SETTINGS].auth_cache_ttl_s
@@ -349,8 +289,8 @@ async def list_tokens(request: web.Request) -> web.Response:
     """GET /api/v1/admin/users/{id}/tokens?active_only=false&skip&limit: never the hash."""
     _, scope = await _staff(request)
     user_id = _path_id(request, "user_id")
-    active_only = bool(_query_bool(request, "active_only"))
-    skip, limit = _page(request)
+    active_only = bool(query_bool(request, "active_only"))
+    skip, limit = page(request)
     database = request.app[DATABASE]
     if user_id is None or await database.fetchrow(SELECT_USER, scope, user_id) is None:
         raise _user_not_found()
@@ -377,7 +317,7 @@ async def force_revoke_token(request: web.Request) -> web.Response:
             await connection.execute(FORCE_REVOKE, token_id, at, actor.id)
             await audit.record(connection, actor_id=actor.id, action="token.force_revoke",
                                target_type="access_token", target_id=token_id, request=request,
-                               details={"user_id": token["user_id"], "refund": None})
+                               details={"user_id": token["user_id"], "refund_micro": None})
     # Rewritten even when already revoked: the tombstone may have expired from the cache.
     await request.app[AUTHENTICATOR].forget(bytes(token["token_hash"]))
     return json_response({"id": token_id, "revoked": True, "already_revoked": already_revoked,
@@ -389,7 +329,7 @@ async def force_revoke_token(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     """GET /api/v1/admin/stats?period=day|week|month|all: a manager's numbers cover their clients."""
     _, scope = await _staff(request)
-    period = _query_choice(request, "period", tuple(PERIODS)) or "all"
+    period = query_choice(request, "period", tuple(PERIODS)) or "all"
     at = now(request)
     since = at - PERIODS[period] if PERIODS[period] is not None else None
     database = request.app[DATABASE]
@@ -423,10 +363,10 @@ async def audit_log(request: web.Request) -> web.Response:
     """GET /api/v1/admin/audit?action&actor_id&target_type&target_id&skip&limit: admins only."""
     request[CALL].route = "admin"
     await require_admin(request)
-    filters = (_query_text(request, "action", TEXT_FILTER_LENGTH_MAX), _query_id(request, "actor_id"),
-               _query_text(request, "target_type", TEXT_FILTER_LENGTH_MAX),
-               _query_text(request, "target_id", TEXT_FILTER_LENGTH_MAX))
-    skip, limit = _page(request)
+    filters = (query_text(request, "action", TEXT_FILTER_LENGTH_MAX), query_id(request, "actor_id"),
+               query_text(request, "target_type", TEXT_FILTER_LENGTH_MAX),
+               query_text(request, "target_id", TEXT_FILTER_LENGTH_MAX))
+    skip, limit = page(request)
     database = request.app[DATABASE]
     total = await database.fetchval(COUNT_AUDIT, *filters)
     rows = await database.fetch(SELECT_AUDIT, *filters, limit, skip)
