@@ -24,6 +24,7 @@ CALL = web.RequestKey("call", Call)
 # Foreign failures that mean "a store is unreachable", translated to one 503 here.
 STORE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                   asyncpg.exceptions.QueryCanceledError, OSError, asyncio.TimeoutError)
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -97,7 +98,8 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         response = error_response(GatewayError(), request_id)
     finally:
         elapsed = time.perf_counter() - call.started_s
-        metrics.labelled(metrics.REQUESTS, call.route, request.method, str(call.status), call.outcome).inc()
+        method = request.method if request.method in KNOWN_METHODS else "other"  # bounded label values
+        metrics.labelled(metrics.REQUESTS, call.route, method, str(call.status), call.outcome).inc()
         metrics.labelled(metrics.REQUEST_SECONDS, call.route).observe(elapsed)
         if call.outcome == "rate_limited":
             metrics.RATE_LIMITED.inc()

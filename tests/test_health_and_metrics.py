@@ -51,3 +51,12 @@ async def test_a_request_id_is_echoed_when_well_formed(gateway):
     assert response.headers["X-Request-Id"] == "abc12345-req"
     response = await gateway.get("/health", headers={"X-Request-Id": "bad id\twith tab"})
     assert response.headers["X-Request-Id"] != "bad id\twith tab"
+
+
+async def test_unusual_methods_share_one_metric_label(gateway):
+    # The HTTP parser refuses made-up methods outright; the ones it knows beyond ours are "other".
+    for method in ("PROPFIND", "MKCOL", "LOCK"):
+        assert (await gateway.request(method, "/health")).status == 405
+    text = await (await gateway.get("/metrics")).text()
+    assert 'method="other"' in text
+    assert "PROPFIND" not in text and "MKCOL" not in text
