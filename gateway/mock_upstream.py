@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from gateway import mock_ai
+
 logger = logging.getLogger(__name__)
 
 # Query parameters above these limits are clamped, so a typo cannot tie the mock up for hours.
@@ -280,8 +282,10 @@ def build_target_app(*, public_base_url: str) -> web.Application:
 
 
 def build_app(*, public_base_url: str) -> web.Application:
-    """Every mock upstream in one application; the provider APIs will join as sub-apps."""
-    return build_target_app(public_base_url=public_base_url)
+    """Every mock upstream in one application: the HTML target and the OpenAI/Anthropic/Gemini APIs."""
+    app = build_target_app(public_base_url=public_base_url)
+    mock_ai.add_ai_routes(app)
+    return app
 
 
 async def serve(host: str, port: int, *, public_base_url: str | None = None) -> None:

@@ -149,3 +149,10 @@ async def test_headers_include_hop_by_hop(client: TestClient) -> None:
 async def test_bad_query_parameter_is_rejected(client: TestClient) -> None:
     """A non-numeric delay_ms is a 400, not a crash."""
     assert (await client.get("/slow", params={"delay_ms": "soon"})).status == 400
+
+
+async def test_one_server_serves_the_target_and_the_ai_apis(client: TestClient) -> None:
+    """build_app serves the HTML target and, on the same port, the mock AI APIs."""
+    page = await client.get("/")
+    models = await client.get("/openai/v1/models", headers={"Authorization": "Bearer sk-mock-1"})
+    assert (page.content_type, models.status, (await models.json())["object"]) == ("text/html", 200, "list")
