@@ -15,6 +15,7 @@ from gateway import (admin_api, admin_users_api, auth_api, bundles_api, currency
                      mail, metrics, proxy, referrals_api, tokens_api)
 from gateway.authentication import Authenticator
 from gateway.clock import Clock
+from gateway.ai import handlers as ai_handlers, keys_api, prices_api
 from gateway.config import Settings
 from gateway.keys import (AUTHENTICATOR, CLOCK, DATABASE, MAILER, REDIS, SESSIONS, SETTINGS,
                           TARGET_SESSION, URL_MAPS)
@@ -96,7 +97,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.router.add_get("/health", health.health)
     app.router.add_get("/ready", health.ready)
     app.router.add_get("/metrics", health.metrics_endpoint)
-    for api in (auth_api, currency_api, tokens_api, bundles_api, referrals_api):
+    for api in (auth_api, currency_api, tokens_api, bundles_api, referrals_api, keys_api, prices_api, ai_handlers):
         api.add_routes(app)
     app.router.add_post("/api/v1/admin/tokens", admin_api.issue_token)
     app.router.add_delete("/api/v1/admin/tokens/{token_id}", admin_api.revoke_token)

@@ -139,10 +139,30 @@ class Settings:
     # Shared directory for multi-worker metrics; empty = a temporary one per `serve` run.
     metrics_dir: str = ""
     log_level: str = "INFO"
+    # AI upstreams: base URLs and comma-separated keys, used round-robin.
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_keys: Secret = Secret("")
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_keys: Secret = Secret("")
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    gemini_api_keys: Secret = Secret("")
+    ai_connect_timeout_s: float = 10.0
+    # The longest silence between two bytes of an AI response (streams included).
+    ai_read_timeout_s: float = 300.0
+    ai_body_max_bytes: int = 20 * 1024 * 1024
+    # How long an AI call's hold may stay open before the sweep voids it (longer than any call).
+    ai_hold_ttl_s: int = 3600
+    # Price for models missing from the price table, "input,output,cached" credits per million
+    # tokens; empty = unknown models are refused.
+    ai_default_price: str = ""
+    ai_default_max_output_tokens: int = 16384
+    price_refresh_interval_s: float = 10.0
+    usage_flush_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).
-        for name in ("database_url", "redis_url", "jwt_secret", "smtp_password"):
+        for name in ("database_url", "redis_url", "jwt_secret", "smtp_password", "openai_api_keys",
+                     "anthropic_api_keys", "gemini_api_keys"):
             value = getattr(self, name)
             if not isinstance(value, Secret):
                 object.__setattr__(self, name, Secret(value))

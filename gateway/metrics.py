@@ -48,6 +48,14 @@ SESSION_UPDATES_DROPPED = Counter("tollgate_session_updates_dropped",
 SESSIONS_ENDED = Counter("tollgate_sessions_ended", "Proxy sessions ended after idling.")
 SESSIONS_STARTED = Counter("tollgate_sessions_started", "Device bindings taken (new proxy sessions).")
 DATABASE_QUERIES = Counter("tollgate_database_queries", "Queries sent to PostgreSQL by this gateway.")
+AI_TOKENS = Counter("tollgate_ai_tokens", "AI tokens metered, by provider, model and kind (input, cached_input, output).",
+                    ["provider", "model", "kind"])
+AI_CREDITS = Counter("tollgate_ai_credits_charged_micro", "Micro-credits charged for AI calls, by provider and model.",
+                     ["provider", "model"])
+AI_CALLS = Counter("tollgate_ai_calls", "AI calls, by provider, outcome and where their usage came from.",
+                   ["provider", "outcome", "usage_source"])
+AI_UNDERCHARGED = Counter("tollgate_ai_undercharged_micro",
+                          "Cost above the hold that could not be charged (the hold was too small).")
 WORKERS = Gauge("tollgate_workers", "Worker processes serving this port.", multiprocess_mode="livesum")
 
 

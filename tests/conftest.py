@@ -26,7 +26,7 @@ from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 RESET_DATABASE = """
 SET session_replication_role = replica;  -- the append-only triggers stay on for everyone else
 TRUNCATE transfers, audit_log, proxy_sessions, access_tokens, referral_rewards, refresh_tokens,
-         magic_links, bundles RESTART IDENTITY;
+         magic_links, bundles, ai_usage, api_keys, model_prices RESTART IDENTITY;
 DELETE FROM accounts WHERE kind = 'user';
 UPDATE accounts SET debits_posted = 0, credits_posted = 0, debits_pending = 0, credits_pending = 0;
 DELETE FROM users;
@@ -35,6 +35,8 @@ RESET session_replication_role;
 # The default bundles, re-seeded before each test from the migration that defines them.
 SEED_BUNDLES = re.search(r"INSERT INTO bundles .*?;", (resources.files("migrations")
                          / "0003_economy.sql").read_text(), re.S).group(0)
+SEED_PRICES = re.search(r"INSERT INTO model_prices .*?;", (resources.files("migrations")
+                        / "0004_ai.sql").read_text(), re.S).group(0)
 JWT_SECRET = "test-secret-" + "x" * 40
 
 
@@ -74,6 +76,7 @@ async def database(servers: Servers):
     pool = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=4)
     await pool.execute(RESET_DATABASE)
     await pool.execute(SEED_BUNDLES)
+    await pool.execute(SEED_PRICES)
     client = redis_asyncio.from_url(servers.redis_url)
     await client.flushdb()
     await client.aclose()

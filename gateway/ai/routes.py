@@ -1,0 +1,127 @@
+"""What an AI request is: provider, model, upstream path, stream or not, and its output bound.
+
+Pure functions of the request line and the parsed body; the metered call (calls.py) does the I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import BadRequest, NotFound
+
+# Billed OpenAI endpoints and where their output bound lives.
+OPENAI_BILLED = {"/chat/completions": ("max_completion_tokens", "max_tokens"), "/completions": ("max_tokens",),
+                 "/responses": ("max_output_tokens",), "/embeddings": ()}
+# The legacy completions API writes 16 tokens when max_tokens is absent.
+OPENAI_COMPLETIONS_DEFAULT_MAX = 16
+GEMINI_PATH = re.compile(r"^/(v1beta|v1)/models/([A-Za-z0-9._-]{1,200}):(generateContent|streamGenerateContent|countTokens)$")
+MODEL = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
+# Media a prompt can reference without carrying its bytes: each may cost up to this many tokens.
+MEDIA_MARKERS = (b'"image_url"', b'"input_image"', b'"fileData"', b'"file_data"', b'"input_file"',
+                 b'"type":"image"', b'"type": "image"', b'"type":"document"', b'"type": "document"')
+MEDIA_TOKENS_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpec:
+    provider: str
+    model: str
+    upstream_path: str       # appended to the provider's base URL
+    stream: bool
+    billed: bool             # false for listing models and counting tokens
+    output_bound: int | None  # the most output tokens the request allows; None = the model's ceiling
+    kind: str                # chat | completions | responses | embeddings | messages | generate | free
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not MODEL.match(model):
+        raise BadRequest("model: a model name is required", code="invalid_model")
+    return model
+
+
+def _bound(body: dict[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise BadRequest(f"{name} must be a non-negative integer", code="invalid_field")
+        return value
+    return None
+
+
+def _choices(body: dict[str, Any], name: str = "n") -> int:
+    value = body.get(name, 1)
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
+        raise BadRequest(f"{name} must be an integer from 1 to 128", code="invalid_field")
+    return value
+
+
+def openai(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
+    path = "/" + tail
+    if method == "GET" and (path == "/models" or path.startswith("/models/")):
+        return CallSpec("openai", "", path, False, False, 0, "free")
+    if path not in OPENAI_BILLED or method != "POST" or body is None:
+        raise NotFound(f"no OpenAI route {method} {path}", code="unknown_route")
+    model = _model(body)
+    stream = body.get("stream") is True
+    if path == "/embeddings":
+        return CallSpec("openai", model, path, False, True, 0, "embeddings")
+    bound = _bound(body, *OPENAI_BILLED[path])
+    if path == "/completions":
+        bound = OPENAI_COMPLETIONS_DEFAULT_MAX if bound is None else bound
+        choices = max(_choices(body), _choices(body, "best_of"))
+    else:
+        choices = _choices(body) if path == "/chat/completions" else 1
+    if bound is not None:
+        bound *= choices
+    kind = {"/chat/completions": "chat", "/completions": "completions", "/responses": "responses"}[path]
+    return CallSpec("openai", model, path, stream, True, bound, kind)
+
+
+def anthropic(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
+    path = "/" + tail
+    if method != "POST" or body is None or path not in ("/v1/messages", "/v1/messages/count_tokens"):
+        raise NotFound(f"no Anthropic route {method} {path}", code="unknown_route")
+    model = _model(body)
+    if path.endswith("count_tokens"):
+        return CallSpec("anthropic", model, path, False, False, 0, "free")
+    bound = _bound(body, "max_tokens")
+    if bound is None:
+        raise BadRequest("max_tokens: Field required", code="invalid_field")
+    return CallSpec("anthropic", model, path, body.get("stream") is True, True, bound, "messages")
+
+
+def gemini(tail: str, method: str, body: dict[str, Any] | None, alt: str | None) -> CallSpec:
+    match = GEMINI_PATH.match("/" + tail)
+    if match is None or method != "POST" or body is None:
+        raise NotFound(f"no Gemini route {method} /{tail}", code="unknown_route")
+    version, model, action = match.groups()
+    path = f"/{version}/models/{model}:{action}"
+    if action == "countTokens":
+        return CallSpec("gemini", model, path, False, False, 0, "free")
+    config = body.get("generationConfig", body.get("generation_config")) or {}
+    if not isinstance(config, dict):
+        raise BadRequest("generationConfig must be an object", code="invalid_field")
+    bound = _bound(config, "maxOutputTokens", "max_output_tokens")
+    thinking = config.get("thinkingConfig", config.get("thinking_config")) or {}
+    budget = _bound(thinking, "thinkingBudget", "thinking_budget") if isinstance(thinking, dict) else None
+    if bound is not None:
+        bound = bound * _choices(config, "candidateCount") + (budget or 0)
+    stream = action == "streamGenerateContent"
+    if stream and alt != "sse":
+        raise BadRequest("streamGenerateContent is served as server-sent events: add ?alt=sse",
+                         code="invalid_field")
+    return CallSpec("gemini", model, path, stream, True, bound, "generate")
+
+
+def input_bound(raw_body: bytes) -> int:
+    """An upper bound of the prompt's tokens: a token is at least one byte of the body, and each
+    referenced (not inlined) image or file is allowed MEDIA_TOKENS_MAX more."""
+    media = sum(raw_body.count(marker) for marker in MEDIA_MARKERS)
+    return len(raw_body) + media * MEDIA_TOKENS_MAX

@@ -1,0 +1,83 @@
+"""Usage rows, one per AI call, written off the hot path in batches; token and credit counters."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import astuple, dataclass
+
+import asyncpg
+
+from gateway import metrics
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("request_id", "api_key_id", "user_id", "provider", "model", "input_tokens", "cached_input_tokens",
+           "output_tokens", "cost_micro", "charged_micro", "hold_transfer_id", "outcome", "stream",
+           "usage_source", "latency_ms", "upstream_ms", "created_at")
+PENDING_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    request_id: str
+    api_key_id: int | None
+    user_id: int
+    provider: str
+    model: str
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    cost_micro: int
+    charged_micro: int
+    hold_transfer_id: int | None
+    outcome: str
+    stream: bool
+    usage_source: str
+    latency_ms: int
+    upstream_ms: int
+    created_at: dt.datetime
+
+
+class UsageLog:
+    def __init__(self, pool: asyncpg.Pool, known_models: callable) -> None:
+        self.pool = pool
+        self.pending: list[UsageRow] = []
+        self.known_models = known_models  # a model outside the price table is labelled "other"
+
+    def add(self, row: UsageRow) -> None:
+        model = row.model if row.model in self.known_models() else "other"
+        for kind, count in (("input", row.input_tokens), ("cached_input", row.cached_input_tokens),
+                            ("output", row.output_tokens)):
+            if count:
+                metrics.labelled(metrics.AI_TOKENS, row.provider, model, kind).inc(count)
+        if row.charged_micro:
+            metrics.labelled(metrics.AI_CREDITS, row.provider, model).inc(row.charged_micro)
+        metrics.labelled(metrics.AI_CALLS, row.provider, row.outcome, row.usage_source).inc()
+        if len(self.pending) >= PENDING_MAX:
+            log.error("usage log full: dropping a row (request %s); the transfer itself is recorded",
+                      row.request_id)
+            return
+        self.pending.append(row)
+
+    async def flush(self) -> int:
+        if not self.pending:
+            return 0
+        batch, self.pending = self.pending, []
+        try:
+            await self.pool.copy_records_to_table("ai_usage", records=[astuple(r) for r in batch], columns=COLUMNS)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
+            log.error("usage batch refused by PostgreSQL, dropped (%d rows): %s", len(batch), error)
+        except BaseException:
+            self.pending = batch + self.pending  # kept for the next try
+            raise
+        return len(batch)
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.flush()
+            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("usage flush failed, retrying: %s", type(error).__name__)
