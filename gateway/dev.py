@@ -14,6 +14,7 @@ import asyncpg
 from aiohttp import web
 
 from gateway import migrate, mock_upstream, tokens, users
+from gateway.ai import api_keys
 from gateway.config import Secret, Settings
 from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 
@@ -90,10 +91,12 @@ async def _prepare(settings: Settings, servers: list[object]) -> tuple[Settings,
         # 100 credits to try purchases with; the key makes it once per data folder, not per start.
         await _grant_demo_credits(connection, demo_id, now)
         issued = await tokens.issue(connection, user_id=demo_id, hours=24, scope="full", now=now)
+        api_key = await api_keys.create(connection, user_id=demo_id, name="dev demo", allowed_models=[],
+                                        ip_allowlist=[], rpm_limit=0, tpm_limit=0, now=now, expires_at=None)
     finally:
         await connection.close()
     return settings, servers, {"admin_password": password, "demo_token": issued.token,
-                               "demo_password": demo_password}
+                               "demo_password": demo_password, "demo_api_key": api_key.key}
 
 
 SET_DEMO_PASSWORD = "UPDATE users SET password_hash = $2 WHERE id = $1"
@@ -108,9 +111,20 @@ async def _grant_demo_credits(connection: asyncpg.Connection, user_id: int, now:
                           kind="adjustment", now=now, user_id=user_id, description="dev demo credits")
 
 
+def mock_ai_settings(mock_url: str, unset: dict[str, bool]) -> dict[str, str]:
+    paths = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini"}
+    changes: dict[str, str] = {}
+    for provider, is_unset in unset.items():
+        if is_unset:
+            changes[f"{provider}_base_url"] = mock_url + paths[provider]
+            changes[f"{provider}_api_keys"] = f"sk-mock-dev-{provider}"
+    return changes
+
+
 def banner(settings: Settings, facts: dict[str, str]) -> str:
     base = settings.public_url
-    token = facts["demo_token"]
+    token, key = facts["demo_token"], facts["demo_api_key"]
+    ai_upstreams = "mock" if "mock" in settings.openai_api_keys.value else "configured"
     # A login inlined into the line, so each line works on its own (JWTs expire in 30 minutes).
     demo_jwt = (f"curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d "
                 f"'{{\"email\": \"{DEMO_EMAIL}\", \"password\": \"{facts['demo_password']}\"}}' "
@@ -123,6 +137,7 @@ tollgate is running (embedded default; data in {settings.data_dir})
   admin login  {ADMIN_EMAIL} / {facts['admin_password']}
   demo user    {DEMO_EMAIL} / {facts['demo_password']}   (100 credits to spend)
   demo token   {token}   (24 h, scope full)
+  demo API key {key}   (AI routes; upstreams: {ai_upstreams})
 
 Try it:
   curl -s {base}/health
@@ -134,7 +149,14 @@ Try it:
   curl -s {base}/api/v1/bundles
   curl -s {base}/api/v1/tokens/purchase -H "Authorization: Bearer $({demo_jwt})" -H 'Content-Type: application/json' -d '{{"duration_hours": 1}}'
   curl -s {base}/api/v1/currency/transactions -H "Authorization: Bearer $({demo_jwt})"
+  curl -s {base}/openai/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{{"role": "user", "content": "Hello"}}]}}'
+  curl -sN {base}/anthropic/v1/messages -H 'x-api-key: {key}' -H 'anthropic-version: 2023-06-01' -H 'Content-Type: application/json' -d '{{"model": "claude-haiku-4-5", "max_tokens": 10, "stream": true, "messages": [{{"role": "user", "content": "Hello"}}]}}'
+  curl -s {base}/gemini/v1beta/models/gemini-2.0-flash:generateContent -H 'x-goog-api-key: {key}' -H 'Content-Type: application/json' -d '{{"contents": [{{"parts": [{{"text": "Hello"}}]}}]}}'
+  curl -s {base}/api/v1/balance -H 'Authorization: Bearer {key}'
   curl -s {base}/metrics | grep tollgate_http_requests
+
+SDKs work unchanged, e.g. OpenAI(base_url="{base}/openai/v1", api_key="{key}"),
+Anthropic(base_url="{base}/anthropic", ...), genai.Client(http_options={{"base_url": "{base}/gemini"}}, ...).
 
 Press Ctrl-C to stop (the embedded PostgreSQL and Redis stop with it).
 """
@@ -144,14 +166,16 @@ async def run(settings: Settings) -> None:
     settings, servers, facts = await prepare(settings)
     runners: list[web.AppRunner] = []
     try:
-        if not settings.target_url:
+        # The mock serves the HTML target and the three AI APIs: whatever is not configured uses it.
+        ai_unset = {p: not getattr(settings, f"{p}_api_keys") for p in ("openai", "anthropic", "gemini")}
+        if not settings.target_url or any(ai_unset.values()):
             mock_port = free_port()
             mock_url = f"http://127.0.0.1:{mock_port}"
             runner = web.AppRunner(mock_upstream.build_app(public_base_url=mock_url), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", mock_port).start()
             runners.append(runner)
-            settings = settings.replace(target_url=mock_url)
+            settings = settings.replace(target_url=settings.target_url or mock_url, **mock_ai_settings(mock_url, ai_unset))
         from gateway.app import create_app
 
         gateway_runner = web.AppRunner(create_app(settings), access_log=None)

@@ -16,6 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+import ledger
+
 from gateway import tokens
 from gateway.embedded import free_port
 from tests.conftest import JWT_SECRET, make_token, proxy_headers
@@ -128,7 +130,7 @@ async def test_the_dev_run_prints_curl_lines_that_work():
             banner += line.decode()
         curl_lines = [line.strip().split("   #")[0] for line in banner.splitlines()
                       if line.strip().startswith("curl ")]
-        assert len(curl_lines) >= 10
+        assert len(curl_lines) >= 14
         outputs = []
         for line in curl_lines:
             done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=30)
@@ -144,6 +146,10 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert len(json.loads(outputs[6])["items"]) == 4
         assert json.loads(outputs[7])["price"] == "1", outputs[7]
         assert [t["type"] for t in json.loads(outputs[8])["items"]][:2] == ["purchase", "adjustment"]
+        assert json.loads(outputs[9])["usage"]["completion_tokens"] == 10
+        assert "event: message_stop" in outputs[10]
+        assert json.loads(outputs[11])["usageMetadata"]["candidatesTokenCount"] > 0
+        assert ledger.parse_credits(json.loads(outputs[12])["balance"]["tokens_available"]) < 99 * 10**6
         assert "tollgate_http_requests_total" in joined
     finally:
         await stop(process)
