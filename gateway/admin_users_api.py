@@ -17,6 +17,7 @@ from aiohttp import web
 
 import ledger
 from gateway import audit, users
+from gateway.ai import api_keys
 from gateway.authentication import REDIS_FAILURES, record_key
 from gateway.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from gateway.json_body import database_id, json_response, read_object
@@ -61,6 +62,8 @@ WHERE u.id = $2 AND {SCOPE} FOR UPDATE"""
 # Held until commit, so the manager cannot be demoted or disabled while being assigned.
 LOCK_MANAGER = "SELECT role, is_active FROM users WHERE id = $1 FOR SHARE"
 UPDATE_USER = "UPDATE users SET is_active = $2, role = $3, plan = $4, manager_id = $5 WHERE id = $1"
+USABLE_API_KEY_HASHES = """
+SELECT key_hash FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"""
 USABLE_TOKEN_HASHES = """
 SELECT token_hash FROM access_tokens WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2"""
 
@@ -216,7 +219,7 @@ async def patch_user(request: web.Request) -> web.Response:
         raise _user_not_found()
     patch = _parse_patch(await read_object(request))
     _check_allowed(actor, user_id, patch)
-    token_hashes: list[bytes] = []
+    record_keys: list[str] = []
     async with request.app[DATABASE].acquire() as connection, connection.transaction():
         current = await connection.fetchrow(LOCK_USER, scope, user_id)
         if current is None:
@@ -232,17 +235,18 @@ async def patch_user(request: web.Request) -> web.Response:
             await audit.record(connection, actor_id=actor.id, action="user.update", target_type="user",
                                target_id=user_id, request=request, details={"changes": changes})
         if "is_active" in changes or "plan" in changes:
-            token_hashes = [row["token_hash"] for row in
-                            await connection.fetch(USABLE_TOKEN_HASHES, user_id, now(request))]
+            record_keys = [record_key(row["token_hash"]) for row in
+                           await connection.fetch(USABLE_TOKEN_HASHES, user_id, now(request))]
+            record_keys += [api_keys.record_key(bytes(row["key_hash"])) for row in
+                            await connection.fetch(USABLE_API_KEY_HASHES, user_id, now(request))]
         row = await connection.fetchrow(SELECT_USER, scope, user_id)
-    if token_hashes:
-        await _refresh_cached_tokens(request, token_hashes, disabled=not row["is_active"])
+    if record_keys:
+        await _refresh_cached_records(request, record_keys, disabled=not row["is_active"])
     return json_response(_user_item(row))
 
 
-async def _refresh_cached_tokens(request: web.Request, token_hashes: list[bytes], *,
-                                 disabled: bool) -> None:
-    """Make the user's change visible to the next proxied request on every gateway.
+async def _refresh_cached_records(request: web.Request, record_keys: list[str], *, disabled: bool) -> None:
+    """Make the user's change visible to the next proxied or AI request on every gateway.
 
     A disabled user's tokens get a 'disabled' record (a fill from a read that raced the commit
     cannot overwrite it: fills only write absent records). Otherwise the records are dropped and
@@ -252,14 +256,13 @@ async def _refresh_cached_tokens(request: web.Request, token_hashes: list[bytes]
     """
     redis = request.app[REDIS]
     ttl_s = request.app[SETTINGS].auth_cache_ttl_s
-    for start in range(0, len(token_hashes), CACHE_BATCH_MAX):
-        batch = token_hashes[start:start + CACHE_BATCH_MAX]
+    for start in range(0, len(record_keys), CACHE_BATCH_MAX):
+        batch = record_keys[start:start + CACHE_BATCH_MAX]
         for attempt in range(3):
             try:
                 # No MULTI: each token's keys live in their own Redis Cluster slot.
                 async with redis.pipeline(transaction=False) as pipe:
-                    for token_hash in batch:
-                        key = record_key(token_hash)
+                    for key in batch:
                         pipe.delete(key)
                         if disabled:
                             pipe.hset(key, mapping={"state": "disabled"})

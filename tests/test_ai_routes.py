@@ -469,3 +469,35 @@ async def test_usage_rows_and_metrics_record_each_call(stack):
     text = await (await stack.gateway.get("/metrics")).text()
     assert f'tollgate_ai_tokens_total{{kind="output",model="{GPT}",provider="openai"}}' in text
     assert "tollgate_ai_credits_charged_micro_total" in text
+
+
+async def test_a_deactivated_user_s_key_is_refused_on_the_next_call_and_works_again_after(stack):
+    from gateway import users as users_module
+
+    await users_module.ensure_admin(stack.database, email="root@example.com", password="admin password 1")
+    login = await stack.gateway.post("/api/v1/auth/login",
+                                     json={"email": "root@example.com", "password": "admin password 1"})
+    admin = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
+    client = stack.openai()
+    await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)  # the key is cached now
+    url = f"/api/v1/admin/users/{stack.user['id']}"
+    assert (await stack.gateway.patch(url, headers=admin, json={"is_active": False})).status == 200
+    with pytest.raises(openai.PermissionDeniedError):
+        await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)
+    assert (await stack.gateway.patch(url, headers=admin, json={"is_active": True})).status == 200
+    await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)
+    await client.close()
+
+
+async def test_an_unlisted_model_is_charged_the_default_price_when_one_is_configured(gateway_factory, mock_target,
+                                                                                     database):
+    stack = await start(gateway_factory, mock_target, database, ai_default_price="3,4,1")
+    before = await stack.balance()
+    client = stack.openai()
+    completion = await client.chat.completions.create(model="o4-mini", messages=MESSAGES,
+                                                      max_completion_tokens=6)
+    await client.close()
+    u = completion.usage
+    assert (await stack.charges())[-1] == math.ceil((u.prompt_tokens * 3_000_000 + u.completion_tokens * 4_000_000)
+                                                    / 1_000_000)
+    assert await stack.balance() < before
