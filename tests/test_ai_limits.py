@@ -33,3 +33,32 @@ async def test_revoking_a_key_in_use_refuses_its_very_next_call(gateway_factory,
         await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)
     await client.close()
     assert len(await stack.charges()) == 1
+
+
+async def test_with_redis_down_postgres_vouches_for_keys_and_calls_are_still_held_and_charged(
+        gateway_factory, mock_target, database):
+    import datetime as dt
+
+    import ledger
+    from gateway import users
+    from gateway.ai import api_keys
+    from gateway.embedded import free_port
+    from tests.conftest import deposit
+    from tests.test_ai_routes import Stack
+
+    gateway = await gateway_factory(openai_base_url=f"{mock_target}/openai/v1", openai_api_keys="sk-mock-a",
+                                    redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    user_id = await users.ensure_client(database, email="offline@example.com")
+    await deposit(database, user_id, 10)
+    now = dt.datetime.now(dt.timezone.utc)
+    good = await api_keys.create(database, user_id=user_id, name="", allowed_models=[], ip_allowlist=[],
+                                 rpm_limit=1, tpm_limit=0, now=now, expires_at=None)
+    stack = Stack(gateway, mock_target, database, {"id": user_id}, good.key)
+    client = stack.openai()
+    for _ in range(2):  # the per-key limit of 1 pauses while Redis is away (decision 0011)
+        await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=2)
+    with pytest.raises(openai.AuthenticationError):
+        await stack.openai("tg_" + "z" * 43).chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=2)
+    await client.close()
+    assert len(await stack.charges()) == 2 and await stack.open_holds() == 0
+    assert (await ledger.balance(database, user_id)).available_micro < 10 * ledger.MICRO_PER_CREDIT
