@@ -12,17 +12,21 @@ from gateway.errors import BadRequest, PayloadTooLarge
 JSON_BODY_MAX_BYTES = 64 * 1024
 
 
-async def read_object(request: web.Request, limit_bytes: int = JSON_BODY_MAX_BYTES) -> dict[str, Any]:
+async def read_bytes(request: web.Request, limit_bytes: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes the limit (declared or streamed)."""
     if request.content_length is not None and request.content_length > limit_bytes:
-        raise PayloadTooLarge(f"JSON body exceeds {limit_bytes} bytes")
+        raise PayloadTooLarge(f"request body exceeds {limit_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(16 * 1024):
+    async for chunk in request.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > limit_bytes:
-            raise PayloadTooLarge(f"JSON body exceeds {limit_bytes} bytes")
+            raise PayloadTooLarge(f"request body exceeds {limit_bytes} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
@@ -30,6 +34,10 @@ async def read_object(request: web.Request, limit_bytes: int = JSON_BODY_MAX_BYT
     if not isinstance(value, dict):
         raise BadRequest("body must be a JSON object", code="invalid_json")
     return value
+
+
+async def read_object(request: web.Request, limit_bytes: int = JSON_BODY_MAX_BYTES) -> dict[str, Any]:
+    return parse_object(await read_bytes(request, limit_bytes))
 
 
 def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True,

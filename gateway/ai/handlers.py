@@ -21,7 +21,8 @@ from gateway.ai.price_table import PriceTable
 from gateway.ai.prices_api import PRICES
 from gateway.ai.providers import provider_for_model, upstreams
 from gateway.ai.usage_log import UsageLog
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, ServiceUnavailable, from_ledger
+from gateway.errors import BadRequest, GatewayError, ServiceUnavailable, from_ledger
+from gateway.json_body import parse_object, read_bytes
 from gateway.keys import CLOCK, DATABASE, REDIS, SETTINGS
 from gateway.middleware import CALL, STORE_FAILURES, log as access_log
 from ledger.transfers import LedgerError
@@ -59,22 +60,8 @@ async def ai_ctx(app: web.Application) -> AsyncIterator[None]:
 async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict | None]:
     if request.method != "POST":
         return b"", None
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise BadRequest("the request body is not valid JSON", code="invalid_json") from error
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object", code="invalid_json")
-    return raw, body
+    raw = await read_bytes(request, limit)
+    return raw, parse_object(raw)
 
 
 def _as_provider_error(provider: str, request: web.Request, error: BaseException) -> web.Response:
