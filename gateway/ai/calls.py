@@ -138,12 +138,14 @@ def _now(clock: Clock) -> dt.datetime:
     return dt.datetime.fromtimestamp(clock.now_s(), dt.timezone.utc)
 
 
-async def hold(services: Services, call: Call, raw_body: bytes) -> None:
+async def hold(services: Services, call: Call, raw_body: bytes, body: dict | None = None) -> None:
     """Reserve the most this call can cost; no hold, no forward."""
     price = call.price
     assert price is not None
-    output_bound = call.spec.output_bound if call.spec.output_bound is not None else price.max_output_tokens
-    amount = max(1, max_cost_micro(price.price, input_bound(raw_body), output_bound))
+    output_bound = call.spec.output_bound
+    if output_bound is None:
+        output_bound = price.max_output_tokens * call.spec.choices
+    amount = max(1, max_cost_micro(price.price, input_bound(raw_body, body), output_bound))
     now = _now(services.clock)
     async with services.pool.acquire() as connection, connection.transaction():
         account = await ledger.user_account(connection, call.principal.user_id)
@@ -352,7 +354,7 @@ async def run(services: Services, request: web.Request, spec: CallSpec, principa
     request[LAST_CALL] = call
     call.principal_hash = digest(api_key_of(request)).hex()
     if spec.billed:
-        await hold(services, call, raw)
+        await hold(services, call, raw, body)
     try:
         return await forward(services, request, call, body, raw, request_id)
     except GatewayError:

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway.errors import BadRequest, NotFound
 
 # Billed OpenAI endpoints and where their output bound lives.
@@ -33,6 +35,8 @@ class CallSpec:
     billed: bool             # false for listing models and counting tokens
     output_bound: int | None  # the most output tokens the request allows; None = the model's ceiling
     kind: str                # chat | completions | responses | embeddings | messages | generate | free
+    choices: int = 1         # answers the call may write (n × prompts, candidateCount): without an
+                             # output bound, each may reach the model's ceiling
 
 
 def _model(body: dict[str, Any]) -> str:
@@ -62,6 +66,13 @@ def _choices(body: dict[str, Any], name: str = "n") -> int:
     return value
 
 
+def _prompts(prompt: Any) -> int:
+    """Legacy completions: a batch of prompts (strings or token-id lists) gets n answers per prompt."""
+    if isinstance(prompt, list) and prompt and not all(isinstance(item, int) for item in prompt):
+        return len(prompt)
+    return 1
+
+
 def openai(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
     path = "/" + tail
     if method == "GET" and (path == "/models" or path.startswith("/models/")):
@@ -75,13 +86,13 @@ def openai(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
     bound = _bound(body, *OPENAI_BILLED[path])
     if path == "/completions":
         bound = OPENAI_COMPLETIONS_DEFAULT_MAX if bound is None else bound
-        choices = max(_choices(body), _choices(body, "best_of"))
+        choices = max(_choices(body), _choices(body, "best_of")) * _prompts(body.get("prompt"))
     else:
         choices = _choices(body) if path == "/chat/completions" else 1
     if bound is not None:
         bound *= choices
     kind = {"/chat/completions": "chat", "/completions": "completions", "/responses": "responses"}[path]
-    return CallSpec("openai", model, path, stream, True, bound, kind)
+    return CallSpec("openai", model, path, stream, True, bound, kind, choices)
 
 
 def anthropic(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
@@ -109,19 +120,27 @@ def gemini(tail: str, method: str, body: dict[str, Any] | None, alt: str | None)
     if not isinstance(config, dict):
         raise BadRequest("generationConfig must be an object", code="invalid_field")
     bound = _bound(config, "maxOutputTokens", "max_output_tokens")
+    candidates = _choices(config, "candidateCount")
     thinking = config.get("thinkingConfig", config.get("thinking_config")) or {}
-    budget = _bound(thinking, "thinkingBudget", "thinking_budget") if isinstance(thinking, dict) else None
+    budget = None
+    if isinstance(thinking, dict):
+        if thinking.get("thinkingBudget", thinking.get("thinking_budget")) == -1:
+            budget = None  # dynamic thinking (-1): bounded by maxOutputTokens or the model's ceiling
+        else:
+            budget = _bound(thinking, "thinkingBudget", "thinking_budget")
     if bound is not None:
-        bound = bound * _choices(config, "candidateCount") + (budget or 0)
+        bound = bound * candidates + (budget or 0)
     stream = action == "streamGenerateContent"
     if stream and alt != "sse":
         raise BadRequest("streamGenerateContent is served as server-sent events: add ?alt=sse",
                          code="invalid_field")
-    return CallSpec("gemini", model, path, stream, True, bound, "generate")
+    return CallSpec("gemini", model, path, stream, True, bound, "generate", candidates)
 
 
-def input_bound(raw_body: bytes) -> int:
+def input_bound(raw_body: bytes, body: dict | None = None) -> int:
     """An upper bound of the prompt's tokens: a token is at least one byte of the body, and each
-    referenced (not inlined) image or file is allowed MEDIA_TOKENS_MAX more."""
-    media = sum(raw_body.count(marker) for marker in MEDIA_MARKERS)
+    referenced (not inlined) image or file is allowed MEDIA_TOKENS_MAX more. The markers are
+    counted in the parsed body re-encoded compactly, so spacing or \\u-escapes cannot hide them."""
+    canonical = orjson.dumps(body) if body is not None else raw_body
+    media = sum(canonical.count(marker) for marker in MEDIA_MARKERS)
     return len(raw_body) + media * MEDIA_TOKENS_MAX
