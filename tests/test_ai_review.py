@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 
 import aiohttp
+import openai
 import pytest
+from aiohttp import web
 
-from tests.test_ai_routes import GEMINI, GPT, PRICE_MICRO, Stack, start
+from tests.test_ai_routes import GEMINI, GPT, MESSAGES, PRICE_MICRO, Stack, start
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
@@ -93,3 +95,24 @@ async def test_a_referenced_image_is_held_however_its_json_is_spelled(rich, path
     await post(rich, path, body)
     media = 2 if "openai" in path else 1  # "image_url" appears as the type and as the key
     assert await last_hold(rich) == hold_for(len(body) + media * MEDIA_TOKENS, 5)
+
+
+async def test_a_stream_request_answered_without_an_event_stream_is_a_502_and_charges_nothing(
+        gateway_factory, mock_target, database, aiohttp_server):
+    async def whole_json(request: web.Request) -> web.Response:  # an upstream that ignored "stream": true
+        return web.json_response({"id": "x", "object": "chat.completion", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", whole_json)
+    upstream = await aiohttp_server(app)
+    stack = await start(gateway_factory, mock_target, database, openai_base_url=str(upstream.make_url("/v1")))
+    before = await stack.balance()
+    client = stack.openai()
+    with pytest.raises(openai.InternalServerError) as raised:
+        stream = await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=5, stream=True)
+        [chunk async for chunk in stream]
+    await client.close()
+    assert raised.value.status_code == 502
+    assert await stack.balance() == before and await stack.open_holds() == 0

@@ -241,6 +241,10 @@ async def forward(services: Services, request: web.Request, call: Call, body: di
     try:
         if upstream.status >= 400 or not spec.stream:
             return await _relay_whole(request, call, upstream, started)
+        if upstream.content_type != "text/event-stream":
+            # A stream request answered some other way: the SDK would see an empty stream.
+            call.outcome = "upstream_error"
+            raise UpstreamUnreachable(f"the {spec.provider} upstream answered a stream request without a stream")
         return await _relay_stream(request, call, upstream, started, drop_usage_chunk, request_id, services)
     finally:
         if upstream.content.at_eof():
