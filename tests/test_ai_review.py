@@ -7,6 +7,7 @@ import math
 
 import aiohttp
 import openai
+import orjson
 import pytest
 from aiohttp import web
 
@@ -116,3 +117,42 @@ async def test_a_stream_request_answered_without_an_event_stream_is_a_502_and_ch
     await client.close()
     assert raised.value.status_code == 502
     assert await stack.balance() == before and await stack.open_holds() == 0
+
+
+async def test_a_stream_with_an_event_over_a_mebibyte_is_relayed_and_charged(
+        gateway_factory, mock_target, database, aiohttp_server):
+    # The Responses API repeats the request's `instructions` in response.created and
+    # response.completed (and inline images can be larger still), so one event can be as large as a
+    # request the gateway accepts (20 MiB): such an event must not break the stream.
+    response = {"id": "resp_1", "object": "response", "status": "completed", "model": GPT, "output": [],
+                "instructions": "x" * 1_200_000}
+    usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 2,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 12}
+    events = [{"type": "response.created", "response": {**response, "status": "in_progress"}},
+              {"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "content_index": 0,
+               "delta": "hello", "logprobs": []},
+              {"type": "response.completed", "response": {**response, "usage": usage}}]
+
+    async def responses(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await answer.prepare(request)
+        for number, event in enumerate(events):
+            await answer.write(f"event: {event['type']}\ndata: ".encode()
+                               + orjson.dumps({**event, "sequence_number": number}) + b"\n\n")
+        await answer.write_eof()
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", responses)
+    upstream = await aiohttp_server(app)
+    stack = await start(gateway_factory, mock_target, database, credits=10_000,
+                        openai_base_url=str(upstream.make_url("/v1")))
+    before = await stack.balance()
+    client = stack.openai()
+    stream = await client.responses.create(model=GPT, input="hi", max_output_tokens=16, stream=True)
+    received = [event async for event in stream]
+    await client.close()
+    assert received[-1].type == "response.completed"
+    p_in, p_out, _ = PRICE_MICRO
+    assert before - await stack.balance() == math.ceil((10 * p_in + 2 * p_out) / 1_000_000)
+    assert await stack.open_holds() == 0

@@ -29,7 +29,7 @@ from gateway.ai.price_table import ModelPrice, PriceTable
 from gateway.ai.pricing import cost_micro, max_cost_micro
 from gateway.ai.providers import Upstream
 from gateway.ai.routes import CallSpec, input_bound
-from gateway.ai.sse import SseDecoder, SseFrameTooLarge
+from gateway.ai.sse import FRAME_BYTES_MAX_DEFAULT, SseDecoder, SseFrameTooLarge
 from gateway.ai.usage_log import UsageLog, UsageRow
 from gateway.clock import Clock
 from gateway.config import Settings
@@ -293,7 +293,8 @@ async def _relay_stream(request: web.Request, call: Call, upstream: aiohttp.Clie
     held back until the call is settled, so a client that has seen the end sees its charge too."""
     spec = call.spec
     meter = METERS[spec.kind]()
-    decoder = SseDecoder()
+    # An event can echo the whole request (Responses' `instructions`) or carry an inline image.
+    decoder = SseDecoder(max(FRAME_BYTES_MAX_DEFAULT, 2 * services.settings.ai_body_max_bytes))
     response = web.StreamResponse(status=upstream.status)
     response.headers["content-type"] = upstream.headers.get("content-type", "text/event-stream")
     response.headers["cache-control"] = "no-cache"
