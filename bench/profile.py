@@ -65,3 +65,35 @@ def summarise(collapsed: str, top: int = TOP_FRAMES) -> dict:
     return {"samples": total,
             "self_pct": [[f, share(n)] for f, n in own.most_common(top)],
             "gateway_inclusive_pct": [[f, share(n)] for f, n in gateway.most_common(top)]}
+
+
+def _project_frame(raw: str, roots: tuple[str, ...]) -> str | None:
+    """`function (package/module.py)` for a frame in one of the project's packages, else None."""
+    name, _, where = raw.partition(" (")
+    path = where.removesuffix(")").rsplit(":", 1)[0]
+    if not path.startswith(roots) or path.endswith(("gateway/cli.py", "gateway/server.py")):
+        return None
+    return f"{name} ({path})"
+
+
+def attribute(collapsed: str, roots: tuple[str, ...] = ("gateway/", "ledger/"), top: int = 25) -> dict:
+    """Each sample charged to the innermost project function on its stack (that function's own code
+    plus the library calls it makes directly), and the project functions by inclusive share.
+    Full module paths, so gateway/ai/* and ledger/* count as the project's own."""
+    innermost: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        mine = [f for f in (_project_frame(raw, roots) for raw in stack.split(";")[1:]) if f]
+        innermost[mine[-1] if mine else "(outside the project: event loop, I/O, libraries)"] += count
+        for frame in set(mine):
+            inclusive[frame] += count
+    share = lambda n: round(100 * n / total, 1) if total else 0.0  # noqa: E731
+    return {"samples": total,
+            "innermost_project_pct": [[f, share(n)] for f, n in innermost.most_common(top)],
+            "project_inclusive_pct": [[f, share(n)] for f, n in inclusive.most_common(top)]}

@@ -14,6 +14,7 @@ import asyncpg
 
 from bench.processes import Server, start
 from gateway import migrate, tokens, users
+from gateway.ai import api_keys
 from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 
 BENCH_EMAIL = "bench@tollgate.local"
@@ -88,10 +89,57 @@ def tollgate_env(database: Database, *, target_url: str, port: int) -> dict[str,
 
 
 def start_tollgate(directory: Path, database: Database, *, target_url: str, port: int,
-                   workers: int) -> Server:
+                   workers: int, extra_env: dict[str, str] | None = None) -> Server:
     argv = [*TOLLGATE, "serve", "--workers", str(workers)]
-    return start("tollgate", argv, directory / "tollgate.log", cwd=ROOT,
-                 env=tollgate_env(database, target_url=target_url, port=port))
+    env = {**tollgate_env(database, target_url=target_url, port=port), **(extra_env or {})}
+    return start("tollgate", argv, directory / "tollgate.log", cwd=ROOT, env=env)
+
+
+async def _prepare_ai(database_url: str, credits_micro: int) -> str:
+    """An unlimited API key for the bench user, and `credits_micro` granted to its account."""
+    import ledger  # the ledger package at the checkout's root, as gateway/dev.py uses it
+
+    now = dt.datetime.now(dt.timezone.utc)
+    connection = await asyncpg.connect(database_url)
+    try:
+        user_id = await connection.fetchval("SELECT id FROM users WHERE email = $1", BENCH_EMAIL)
+        async with connection.transaction():
+            await ledger.move(connection, key="bench:ai-credits",
+                              debit=await ledger.system_id(connection, "adjustments"),
+                              credit=await ledger.user_account(connection, user_id), amount_micro=credits_micro,
+                              kind="adjustment", now=now, user_id=user_id, description="bench credits")
+        created = await api_keys.create(connection, user_id=user_id, name="bench", allowed_models=[],
+                                        ip_allowlist=[], rpm_limit=0, tpm_limit=0, now=now, expires_at=None)
+    finally:
+        await connection.close()
+    return created.key
+
+
+def prepare_ai(database: Database, credits_micro: int) -> str:
+    """The API key the AI bench calls tollgate with (no RPM/TPM limit, plan enterprise, funded)."""
+    return asyncio.run(_prepare_ai(database.database_url, credits_micro))
+
+
+AI_METERING = """
+SELECT (SELECT count(*) FROM ai_usage) AS usage_rows,
+       (SELECT count(*) FROM ai_usage WHERE outcome = 'ok' AND charged_micro > 0) AS charged_rows,
+       (SELECT coalesce(sum(charged_micro), 0) FROM ai_usage) AS charged_micro,
+       (SELECT count(*) FROM transfers WHERE kind = 'usage' AND phase = 'pending') AS holds,
+       (SELECT count(*) FROM transfers WHERE kind = 'usage' AND phase = 'post_pending') AS holds_posted,
+       (SELECT count(*) FROM transfers WHERE kind = 'usage' AND phase = 'void_pending') AS holds_voided"""
+
+
+async def _ai_metering(database_url: str) -> dict[str, int]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return {name: int(value) for name, value in (await connection.fetchrow(AI_METERING)).items()}
+    finally:
+        await connection.close()
+
+
+def ai_metering(database: Database) -> dict[str, int]:
+    """What tollgate has recorded of AI calls so far: usage rows, charges, holds and their resolutions."""
+    return asyncio.run(_ai_metering(database.database_url))
 
 
 def database_pids(database: Database) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 # wrk gives up on a request after this long and leaves it out of the latency figures; long enough
 # that a slow proxy shows up as a high p99 rather than as silently dropped samples.
@@ -70,19 +71,34 @@ def parse(text: str) -> WrkResult:
 
 
 def command(url: str, *, seconds: int, threads: int, connections: int,
-            headers: dict[str, str]) -> list[str]:
+            headers: dict[str, str], script: Path | None = None,
+            timeout_s: int = REQUEST_TIMEOUT_S) -> list[str]:
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-            "--timeout", f"{REQUEST_TIMEOUT_S}s"]
+            "--timeout", f"{timeout_s}s"]
+    if script is not None:
+        argv += ["-s", str(script)]  # e.g. a POST body (post_script)
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     return [*argv, url]
 
 
+def post_script(body: bytes) -> str:
+    """A wrk Lua script that sends every request as a POST of `body` (JSON)."""
+    text = body.decode()
+    level = 0
+    while f"]{'=' * level}]" in text:  # a long-bracket string that the body cannot close
+        level += 1
+    equals = "=" * level
+    return (f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = [{equals}[{text}]{equals}]\n")
+
+
 def run(url: str, *, seconds: int, threads: int, connections: int,
-        headers: dict[str, str]) -> WrkResult:
+        headers: dict[str, str], script: Path | None = None, timeout_s: int = REQUEST_TIMEOUT_S) -> WrkResult:
     """One load run of `seconds`; wrk shares the cores with the servers it measures."""
-    argv = command(url, seconds=seconds, threads=threads, connections=connections, headers=headers)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + WALL_MARGIN_S)
+    argv = command(url, seconds=seconds, threads=threads, connections=connections, headers=headers,
+                   script=script, timeout_s=timeout_s)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + timeout_s + WALL_MARGIN_S)
     if done.returncode != 0:
         raise WrkError(f"wrk exited with {done.returncode}: {done.stderr.strip()}")
     return parse(done.stdout)
