@@ -21,7 +21,11 @@ from gateway.errors import Conflict, Forbidden, ServiceUnavailable, Unauthentica
 from gateway.rate_limits import LocalWindows, plan_limit, rate_limited
 
 SCRIPT = resources.files("gateway").joinpath("lua/authenticate.lua").read_text()
-REDIS_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Unreachable, or reachable but unable to serve (read-only replica after a failover, out of
+# memory, loading its data): all outages, answered by the PostgreSQL fallback.
+REDIS_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
+                  redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
+                  redis.exceptions.BusyLoadingError, redis.exceptions.MasterDownError)
 LOCAL_DEVICES_MAX = 100_000
 
 

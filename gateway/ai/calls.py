@@ -45,6 +45,8 @@ RETURNED_HEADERS = ("content-type", "cache-control")
 # A stream cut before the upstream reported usage is charged for its text at this many
 # characters per token, rounded down (decision 0011).
 CHARS_PER_TOKEN = 4
+# A whole (non-stream) upstream answer larger than this is refused rather than held in memory.
+WHOLE_BODY_MAX = 256 * 1024 * 1024
 METERS = {"chat": usage_mod.OpenAIChatMeter, "completions": usage_mod.OpenAIChatMeter,
           "responses": usage_mod.OpenAIResponsesMeter, "messages": usage_mod.AnthropicMeter,
           "generate": usage_mod.GeminiMeter}
@@ -230,7 +232,8 @@ async def forward(services: Services, request: web.Request, call: Call, body: di
     method = "GET" if spec.kind == "free" and spec.provider == "openai" else "POST"
     started = time.perf_counter()
     try:
-        upstream = await services.session.request(method, url, headers=headers,
+        # No redirects: a redirect to another host would carry our upstream key with it.
+        upstream = await services.session.request(method, url, headers=headers, allow_redirects=False,
                                                   data=payload if method == "POST" else None)
     except asyncio.TimeoutError as error:
         call.outcome = "upstream_timeout"
@@ -256,7 +259,7 @@ async def forward(services: Services, request: web.Request, call: Call, body: di
 async def _relay_whole(request: web.Request, call: Call, upstream: aiohttp.ClientResponse,
                        started: float) -> web.Response:
     try:
-        data = await upstream.read()  # a provider's whole answer (JSON); streams never come here
+        data = await _read_bounded(upstream, WHOLE_BODY_MAX)
     except asyncio.TimeoutError as error:
         call.outcome = "upstream_timeout"
         raise UpstreamTimeout(f"the {call.spec.provider} upstream did not finish in time") from error
@@ -270,6 +273,11 @@ async def _relay_whole(request: web.Request, call: Call, upstream: aiohttp.Clien
         log.error("the %s upstream refused our credential (%d)", call.spec.provider, upstream.status)
         raise UpstreamUnreachable(f"the {call.spec.provider} upstream refused the gateway's credential",
                                   code="upstream_credential_refused")
+    if upstream.status == 429:
+        # Our upstream account is rate limited; its message may name our organisation.
+        call.outcome = "upstream_error"
+        raise RateLimited(f"the {call.spec.provider} upstream is busy, retry shortly", code="upstream_rate_limited",
+                          headers={"Retry-After": upstream.headers.get("retry-after", "1")})
     if upstream.status >= 400:
         call.outcome = "upstream_error"  # the provider's own error, relayed; nothing charged
     elif call.spec.billed:
@@ -287,6 +295,16 @@ async def _relay_whole(request: web.Request, call: Call, upstream: aiohttp.Clien
     return response
 
 
+async def _read_bounded(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in upstream.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamUnreachable(f"the upstream answer exceeds {limit} bytes", code="upstream_answer_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _relay_stream(request: web.Request, call: Call, upstream: aiohttp.ClientResponse, started: float,
                         drop_usage_chunk: bool, request_id: str, services: Services) -> web.StreamResponse:
     """Relay events as they come, metering each. Events from the upstream's final report on are
@@ -298,16 +316,18 @@ async def _relay_stream(request: web.Request, call: Call, upstream: aiohttp.Clie
     response = web.StreamResponse(status=upstream.status)
     response.headers["content-type"] = upstream.headers.get("content-type", "text/event-stream")
     response.headers["cache-control"] = "no-cache"
-    await response.prepare(request)
-    call.charge = True  # from here on, whatever the upstream produced is paid for
     tail: list[bytes] = []
     try:
+        await response.prepare(request)
+        call.charge = True  # from here on, whatever the upstream produced is paid for
         try:
             async for chunk in upstream.content.iter_any():
                 if not call.upstream_s:
                     call.upstream_s = time.perf_counter() - started
                 await _relay_events(response, decoder.feed(chunk), meter, drop_usage_chunk, tail)
             await _relay_events(response, decoder.close(), meter, drop_usage_chunk, tail)
+        except ConnectionResetError:
+            raise  # the client left (aiohttp's reset error is also a ClientError): not the upstream
         except (asyncio.TimeoutError, aiohttp.ClientError, SseFrameTooLarge) as error:
             call.outcome = "upstream_timeout" if isinstance(error, asyncio.TimeoutError) else "upstream_broken"
             tail.append(ai_errors.stream_error_frame(spec.provider, UpstreamUnreachable(
@@ -317,7 +337,7 @@ async def _relay_stream(request: web.Request, call: Call, upstream: aiohttp.Clie
         if tail:
             await response.write(b"".join(tail))
         await response.write_eof()
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+    except ConnectionResetError:  # aiohttp.ClientConnectionResetError included
         call.outcome = "client_disconnected"
     finally:
         call.usage, call.usage_source = _stream_usage(meter)
@@ -358,12 +378,14 @@ async def run(services: Services, request: web.Request, spec: CallSpec, principa
     call = Call(spec, principal, price_for(services, principal, spec))
     request[LAST_CALL] = call
     call.principal_hash = digest(api_key_of(request)).hex()
-    if spec.billed:
-        await hold(services, call, raw, body)
     try:
+        if spec.billed:
+            await hold(services, call, raw, body)
         return await forward(services, request, call, body, raw, request_id)
-    except GatewayError:
+    except GatewayError as error:
         call.charge = False
+        if call.outcome == "ok":
+            call.outcome = error.outcome
         raise
     except BaseException:
         call.outcome = "error" if call.outcome == "ok" else call.outcome

@@ -24,6 +24,15 @@ MODEL = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
 MEDIA_MARKERS = (b'"image_url"', b'"input_image"', b'"fileData"', b'"file_data"', b'"input_file"',
                  b'"type":"image"', b'"type": "image"', b'"type":"document"', b'"type": "document"')
 MEDIA_TOKENS_MAX = 100_000
+# Inputs the body does not carry (stored conversations, prompts, caches) and server-side tools.
+OPENAI_UNBOUNDED = ("previous_response_id", "conversation", "background", "web_search_options")
+OPENAI_SERVER_TOOLS = ("web_search", "file_search", "code_interpreter", "image_generation", "computer_use",
+                       "mcp", "local_shell")
+ANTHROPIC_UNBOUNDED = ("mcp_servers", "container")
+ANTHROPIC_SERVER_TOOLS = ("web_search", "web_fetch", "code_execution")
+GEMINI_UNBOUNDED = ("cachedContent", "cached_content")
+GEMINI_SERVER_TOOLS = ("googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval",
+                       "codeExecution", "code_execution", "urlContext", "url_context")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +56,33 @@ def _model(body: dict[str, Any]) -> str:
 
 
 def _bound(body: dict[str, Any], *names: str) -> int | None:
+    """The largest of the named limits present (an upstream may honour either spelling)."""
+    found = None
     for name in names:
         value = body.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise BadRequest(f"{name} must be a non-negative integer", code="invalid_field")
-        return value
-    return None
+        found = value if found is None else max(found, value)
+    return found
+
+
+def _refuse_unbounded(body: dict[str, Any], fields: tuple[str, ...], tool_types: tuple[str, ...],
+                      tool_keys: tuple[str, ...] = ()) -> None:
+    """Features whose input (or fees) the body cannot bound — stored conversations, cached
+    contents, server-side tools — would let a call cost more than any hold: refused (0011)."""
+    for name in fields:
+        if body.get(name) not in (None, False):
+            raise BadRequest(f"{name} is not supported through this gateway", code="unsupported_parameter")
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, dict):
+            continue
+        kind = str(tool.get("type", ""))
+        if kind.startswith(tool_types) or any(key in tool for key in tool_keys):
+            raise BadRequest(f"server-side tool {kind or next(k for k in tool_keys if k in tool)!r} is not "
+                             "supported through this gateway", code="unsupported_parameter")
 
 
 def _choices(body: dict[str, Any], name: str = "n") -> int:
@@ -81,6 +109,9 @@ def openai(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
         raise NotFound(f"no OpenAI route {method} {path}", code="unknown_route")
     model = _model(body)
     stream = body.get("stream") is True
+    _refuse_unbounded(body, OPENAI_UNBOUNDED, OPENAI_SERVER_TOOLS)
+    if path == "/responses" and isinstance(body.get("prompt"), dict):  # a stored prompt template
+        raise BadRequest("prompt is not supported through this gateway", code="unsupported_parameter")
     if path == "/embeddings":
         return CallSpec("openai", model, path, False, True, 0, "embeddings")
     bound = _bound(body, *OPENAI_BILLED[path])
@@ -102,6 +133,7 @@ def anthropic(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
     model = _model(body)
     if path.endswith("count_tokens"):
         return CallSpec("anthropic", model, path, False, False, 0, "free")
+    _refuse_unbounded(body, ANTHROPIC_UNBOUNDED, ANTHROPIC_SERVER_TOOLS)
     bound = _bound(body, "max_tokens")
     if bound is None:
         raise BadRequest("max_tokens: Field required", code="invalid_field")
@@ -116,6 +148,7 @@ def gemini(tail: str, method: str, body: dict[str, Any] | None, alt: str | None)
     path = f"/{version}/models/{model}:{action}"
     if action == "countTokens":
         return CallSpec("gemini", model, path, False, False, 0, "free")
+    _refuse_unbounded(body, GEMINI_UNBOUNDED, (), GEMINI_SERVER_TOOLS)
     config = body.get("generationConfig", body.get("generation_config")) or {}
     if not isinstance(config, dict):
         raise BadRequest("generationConfig must be an object", code="invalid_field")
