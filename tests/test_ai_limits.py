@@ -57,8 +57,10 @@ async def test_with_redis_down_postgres_vouches_for_keys_and_calls_are_still_hel
     client = stack.openai()
     for _ in range(2):  # the per-key limit of 1 pauses while Redis is away (decision 0011)
         await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=2)
+    stranger = stack.openai("tg_" + "z" * 43)
     with pytest.raises(openai.AuthenticationError):
-        await stack.openai("tg_" + "z" * 43).chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=2)
+        await stranger.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=2)
+    await stranger.close()
     await client.close()
     assert len(await stack.charges()) == 2 and await stack.open_holds() == 0
     assert (await ledger.balance(database, user_id)).available_micro < 10 * ledger.MICRO_PER_CREDIT
