@@ -16,27 +16,15 @@ KEY_LENGTH_MAX = 200  # as the CHECK on transfers.idempotency_key
 
 KINDS = ("deposit", "purchase", "refund", "referral_bonus", "usage", "adjustment")
 
-SELECT_BY_KEY = "SELECT * FROM transfers WHERE idempotency_key = $1"
-SELECT_BY_ID = "SELECT * FROM transfers WHERE id = $1"
-SELECT_RESOLUTION = "SELECT * FROM transfers WHERE pending_id = $1"
-# Locking in id order everywhere means two transfers can never wait on each other in a cycle.
-LOCK_ACCOUNTS = """
-SELECT id, kind, debits_posted, credits_posted, debits_pending, credits_pending, overdraft_micro
-FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"""
-INSERT = """
-INSERT INTO transfers (idempotency_key, request_hash, debit_account_id, credit_account_id,
-                       amount_micro, phase, kind, pending_id, expires_at, user_id, description,
-                       metadata, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING *"""
+# One round trip each (migrations/0005_ledger_functions.sql, decision 0012): the function locks the
+# accounts in id order, checks, writes and returns a status; outside a transaction the locks last
+# only as long as the call.
 MOVE = """
-UPDATE accounts SET
-    debits_posted = debits_posted + CASE WHEN id = $1 THEN $3::bigint ELSE 0 END,
-    credits_posted = credits_posted + CASE WHEN id = $2 THEN $3::bigint ELSE 0 END,
-    debits_pending = debits_pending + CASE WHEN id = $1 THEN $4::bigint ELSE 0 END,
-    credits_pending = credits_pending + CASE WHEN id = $2 THEN $4::bigint ELSE 0 END
-WHERE id IN ($1, $2)"""
+SELECT m.status, m.detail, (m.transfer).*
+FROM ledger_move($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS m"""
+RESOLVE = """
+SELECT r.status, r.detail, (r.transfer).*
+FROM ledger_resolve($1, $2, $3, $4, $5, $6, $7, $8) AS r"""
 OPEN_EXPIRED_HOLDS = """
 SELECT p.id FROM transfers p
 WHERE p.phase = 'pending' AND p.expires_at <= $1
@@ -111,15 +99,6 @@ def _request_hash(**content: Any) -> bytes:
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)).digest()
 
 
-async def _replay(connection: asyncpg.Connection, key: str, request_hash: bytes) -> Transfer | None:
-    row = await connection.fetchrow(SELECT_BY_KEY, key)
-    if row is None:
-        return None
-    if bytes(row["request_hash"]) != request_hash:
-        raise IdempotencyConflict(f"idempotency key {key!r} was used for a different request")
-    return _transfer(row, replayed=True)
-
-
 def _check_key(key: str) -> None:
     if not isinstance(key, str) or not 0 < len(key) <= KEY_LENGTH_MAX:
         raise LedgerError(f"an idempotency key is a string of 1..{KEY_LENGTH_MAX} characters")
@@ -132,44 +111,29 @@ def _check_amount(amount_micro: int) -> None:
         raise InvalidAmount("amount must be positive and within range")
 
 
-def _available(account: asyncpg.Record) -> int:
-    return account["credits_posted"] - account["debits_posted"] - account["debits_pending"]
-
-
-async def _lock(connection: asyncpg.Connection, *account_ids: int) -> dict[int, asyncpg.Record]:
-    rows = await connection.fetch(LOCK_ACCOUNTS, list(account_ids))
-    locked = {row["id"]: row for row in rows}
-    missing = set(account_ids) - set(locked)
-    if missing:
-        raise LedgerError(f"unknown account(s) {sorted(missing)}")
-    return locked
-
-
-def _require_funds(account: asyncpg.Record, amount_micro: int) -> None:
-    if account["kind"] == "user" and _available(account) - amount_micro < -account["overdraft_micro"]:
+def _outcome(row: asyncpg.Record, *, key: str, hold_id: int | None = None) -> Transfer:
+    """The transfer a ledger function returned, or the exception its status stands for."""
+    status = row["status"]
+    if status == "ok":
+        return _transfer(row)
+    if status == "replayed":
+        return _transfer(row, replayed=True)
+    if status == "conflict":
+        raise IdempotencyConflict(f"idempotency key {key!r} was used for a different request")
+    if status == "insufficient_balance":
         raise InsufficientBalance("insufficient balance")
-
-
-async def _insert(connection: asyncpg.Connection, key: str, request_hash: bytes, *, debit: int,
-                  credit: int, amount_micro: int, phase: str, kind: str, pending_id: int | None,
-                  expires_at: dt.datetime | None, user_id: int | None, description: str,
-                  metadata: dict[str, Any], now: dt.datetime) -> Transfer | None:
-    """The new transfer, or None when a transfer sharing no account with this one took the key first.
-
-    Such a transfer holds none of our locks, so only the unique key makes the two meet: the insert
-    waits for it to commit and then inserts nothing (instead of raising UniqueViolationError).
-    """
-    row = await connection.fetchrow(
-        INSERT, key, request_hash, debit, credit, amount_micro, phase, kind, pending_id, expires_at,
-        user_id, description, orjson.dumps(metadata).decode(), now)
-    return None if row is None else _transfer(row)
-
-
-async def _key_taken(connection: asyncpg.Connection, key: str, request_hash: bytes) -> Transfer:
-    """The transfer that took `key` while we held our locks: a replay, or IdempotencyConflict."""
-    replay = await _replay(connection, key, request_hash)
-    assert replay is not None, key
-    return replay
+    if status == "unknown_account":
+        raise LedgerError(f"unknown account(s) {sorted(int(i) for i in row['detail'].split(','))}")
+    if status == "hold_not_found":
+        raise HoldNotFound(f"no hold {hold_id}")
+    if status == "hold_resolved":
+        raise HoldResolved(f"hold {hold_id} is already resolved")
+    if status == "invalid_amount":
+        held = row["detail"]
+        raise InvalidAmount(f"a hold of {held} can be posted at 0..{held}")
+    if status == "hold_expired":
+        raise HoldExpired(f"hold {hold_id} expired")
+    raise LedgerError(f"unexpected ledger status {status!r}")
 
 
 async def move(connection: asyncpg.Connection, *, key: str, debit: int, credit: int,
@@ -191,25 +155,9 @@ async def move(connection: asyncpg.Connection, *, key: str, debit: int, credit: 
     request_hash = _request_hash(op=phase, debit=debit, credit=credit, amount=amount_micro, kind=kind,
                                  user_id=user_id, hold_until=hold_until, description=description,
                                  metadata=metadata)
-    async with connection.transaction():
-        replay = await _replay(connection, key, request_hash)
-        if replay is not None:
-            return replay
-        locked = await _lock(connection, debit, credit)
-        # Re-read after locking: a concurrent twin with this key has committed by now, if any.
-        replay = await _replay(connection, key, request_hash)
-        if replay is not None:
-            return replay
-        _require_funds(locked[debit], amount_micro)
-        transfer = await _insert(connection, key, request_hash, debit=debit, credit=credit,
-                                 amount_micro=amount_micro, phase=phase, kind=kind, pending_id=None,
-                                 expires_at=hold_until, user_id=user_id, description=description,
-                                 metadata=metadata, now=now)
-        if transfer is None:
-            return await _key_taken(connection, key, request_hash)
-        posted, pending = (0, amount_micro) if hold_until is not None else (amount_micro, 0)
-        await connection.execute(MOVE, debit, credit, posted, pending)
-        return transfer
+    row = await connection.fetchrow(MOVE, key, request_hash, debit, credit, amount_micro, phase, kind,
+                                    hold_until, user_id, description, orjson.dumps(metadata).decode(), now)
+    return _outcome(row, key=key)
 
 
 async def resolve(connection: asyncpg.Connection, *, key: str, hold_id: int, now: dt.datetime,
@@ -223,35 +171,14 @@ async def resolve(connection: asyncpg.Connection, *, key: str, hold_id: int, now
     metadata = metadata or {}
     phase = "void_pending" if post_micro is None else "post_pending"
     request_hash = _request_hash(op=phase, hold=hold_id, amount=post_micro, metadata=metadata)
-    async with connection.transaction():
-        replay = await _replay(connection, key, request_hash)
-        if replay is not None:
-            return replay
-        hold = await connection.fetchrow(SELECT_BY_ID, hold_id)
-        if hold is None or hold["phase"] != "pending":
-            raise HoldNotFound(f"no hold {hold_id}")
-        debit, credit, held = hold["debit_account_id"], hold["credit_account_id"], hold["amount_micro"]
-        await _lock(connection, debit, credit)
-        replay = await _replay(connection, key, request_hash)
-        if replay is not None:
-            return replay
-        if await connection.fetchrow(SELECT_RESOLUTION, hold_id) is not None:
-            raise HoldResolved(f"hold {hold_id} is already resolved")
-        if post_micro is not None:
-            if isinstance(post_micro, bool) or not isinstance(post_micro, int) or not 0 <= post_micro <= held:
-                raise InvalidAmount(f"a hold of {held} can be posted at 0..{held}")
-            if hold["expires_at"] <= now and not expiring:
-                raise HoldExpired(f"hold {hold_id} expired")
-        posted = post_micro or 0
-        transfer = await _insert(connection, key, request_hash, debit=debit, credit=credit,
-                                 amount_micro=posted if post_micro is not None else held, phase=phase,
-                                 kind=hold["kind"], pending_id=hold_id, expires_at=None,
-                                 user_id=hold["user_id"], description=hold["description"],
-                                 metadata=metadata, now=now)
-        if transfer is None:
-            return await _key_taken(connection, key, request_hash)
-        await connection.execute(MOVE, debit, credit, posted, -held)
-        return transfer
+    # An amount that is no integer in range goes as NULL: the function refuses it as InvalidAmount
+    # once the hold is found and unresolved, where the check always came. No hold exceeds the maximum.
+    valid = (not isinstance(post_micro, bool) and isinstance(post_micro, int)
+             and 0 <= post_micro <= AMOUNT_MAX_MICRO)
+    row = await connection.fetchrow(RESOLVE, key, request_hash, hold_id, phase,
+                                    post_micro if valid else None, expiring,
+                                    orjson.dumps(metadata).decode(), now)
+    return _outcome(row, key=key, hold_id=hold_id)
 
 
 async def expire_holds(connection: asyncpg.Connection, *, now: dt.datetime, batch_max: int = 500) -> int:

@@ -149,7 +149,9 @@ async def hold(services: Services, call: Call, raw_body: bytes, body: dict | Non
         output_bound = price.max_output_tokens * call.spec.choices
     amount = max(1, max_cost_micro(price.price, input_bound(raw_body, body), output_bound))
     now = _now(services.clock)
-    async with services.pool.acquire() as connection, connection.transaction():
+    # No enclosing transaction: the move is one statement that locks, checks and writes at once
+    # (decision 0012); the account, if new, is created with a zero balance either way.
+    async with services.pool.acquire() as connection:
         account = await ledger.user_account(connection, call.principal.user_id)
         revenue = await ledger.system_id(connection, "revenue")
         try:
