@@ -149,6 +149,10 @@ class Settings:
     ai_connect_timeout_s: float = 10.0
     # The longest silence between two bytes of an AI response (streams included).
     ai_read_timeout_s: float = 300.0
+    # Per-provider overrides of the read timeout; 0 = ai_read_timeout_s.
+    openai_read_timeout_s: float = 0.0
+    anthropic_read_timeout_s: float = 0.0
+    gemini_read_timeout_s: float = 0.0
     ai_body_max_bytes: int = 20 * 1024 * 1024
     # How long an AI call's hold may stay open before the sweep voids it (longer than any call).
     ai_hold_ttl_s: int = 3600

@@ -236,6 +236,7 @@ async def forward(services: Services, request: web.Request, call: Call, body: di
     try:
         # No redirects: a redirect to another host would carry our upstream key with it.
         upstream = await services.session.request(method, url, headers=headers, allow_redirects=False,
+                                                  timeout=services.upstreams[spec.provider].timeout,
                                                   data=payload if method == "POST" else None)
     except asyncio.TimeoutError as error:
         call.outcome = "upstream_timeout"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from gateway.config import Settings
 
 PROVIDERS = ("openai", "anthropic", "gemini")
@@ -29,6 +31,7 @@ class Upstream:
     provider: str
     base_url: str
     keys: tuple[str, ...]
+    timeout: aiohttp.ClientTimeout | None = None
     _cycle: itertools.cycle = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -42,12 +45,13 @@ class Upstream:
 
 
 def upstreams(settings: Settings) -> dict[str, Upstream]:
-    return {
-        "openai": Upstream("openai", settings.openai_base_url.rstrip("/"), _keys(settings.openai_api_keys.value)),
-        "anthropic": Upstream("anthropic", settings.anthropic_base_url.rstrip("/"),
-                              _keys(settings.anthropic_api_keys.value)),
-        "gemini": Upstream("gemini", settings.gemini_base_url.rstrip("/"), _keys(settings.gemini_api_keys.value)),
-    }
+    def upstream(provider: str) -> Upstream:
+        read_s = getattr(settings, f"{provider}_read_timeout_s") or settings.ai_read_timeout_s
+        timeout = aiohttp.ClientTimeout(total=None, connect=settings.ai_connect_timeout_s, sock_read=read_s)
+        return Upstream(provider, getattr(settings, f"{provider}_base_url").rstrip("/"),
+                        _keys(getattr(settings, f"{provider}_api_keys").value), timeout)
+
+    return {provider: upstream(provider) for provider in PROVIDERS}
 
 
 def _keys(raw: str) -> tuple[str, ...]:
