@@ -25,7 +25,19 @@ CALL = web.RequestKey("call", Call)
 STORE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                   asyncpg.exceptions.QueryCanceledError, OSError, asyncio.TimeoutError)
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+# What a handler may raise that has a defined answer: our errors, the ledger's refusals, store outages.
+HANDLED_FAILURES = (GatewayError, LedgerError, *STORE_FAILURES)
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def as_gateway_error(raised: BaseException, request_id: str) -> GatewayError:
+    """The HTTP error for one of HANDLED_FAILURES (the JSON API and the AI routes share it)."""
+    if isinstance(raised, GatewayError):
+        return raised
+    if isinstance(raised, LedgerError):
+        return from_ledger(raised)
+    log.warning("store unavailable request_id=%s: %s", request_id, type(raised).__name__)
+    return ServiceUnavailable("a backing store is unavailable, retry shortly")
 
 
 def error_body(code: str, message: str, request_id: str) -> dict:
@@ -76,15 +88,12 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
         if not call.status:
             call.status = response.status
-    except (GatewayError, LedgerError) as raised:
-        error = raised if isinstance(raised, GatewayError) else from_ledger(raised)
+    except HANDLED_FAILURES as raised:
+        error = as_gateway_error(raised, request_id)
         call.status, call.outcome = error.status, error.outcome
-        response = error_response(error, request_id, call.extra_headers)
-    except STORE_FAILURES as error:
-        log.warning("store unavailable request_id=%s: %s", request_id, type(error).__name__)
-        unavailable = ServiceUnavailable("a backing store is unavailable, retry shortly")
-        call.status, call.outcome = unavailable.status, unavailable.outcome
-        response = error_response(unavailable, request_id)
+        # Headers earned before a refusal (RateLimit-*) go with it; a store failure has none.
+        earned = call.extra_headers if not isinstance(raised, STORE_FAILURES) else None
+        response = error_response(error, request_id, earned)
     except web.HTTPException as error:
         call.status = error.status
         call.outcome = "no_route" if error.status in (404, 405) else "bad_request"

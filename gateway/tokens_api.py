@@ -13,6 +13,7 @@ from gateway.errors import BadRequest, NotFound
 from gateway.json_body import database_id, field, json_response, read_object
 from gateway.keys import AUTHENTICATOR, DATABASE, SETTINGS
 from gateway.middleware import CALL
+from gateway.query_params import query_int
 from gateway.web_auth import current_user, now
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -20,7 +21,7 @@ SELECT_MINE = """
 SELECT id, scope, created_at, expires_at, revoked_at, duration_hours, price_micro, refund_micro, bundle_id
 FROM access_tokens WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (revoked_at IS NULL AND expires_at > $2))
 ORDER BY id DESC LIMIT $3 OFFSET $4"""
-PAGE_MAX = 200
+PAGE_MAX, SKIP_MAX = 200, 10**9
 
 
 def idempotency_key(request: web.Request) -> str:
@@ -42,14 +43,8 @@ def purchase_json(purchase: purchases.Purchase) -> dict:
 
 
 def page(request: web.Request) -> tuple[int, int]:
-    try:
-        skip = int(request.query.get("skip", "0"))
-        limit = int(request.query.get("limit", "50"))
-    except ValueError as error:
-        raise BadRequest("skip and limit must be integers", code="invalid_query") from error
-    if not (0 <= skip <= 10**9 and 1 <= limit <= PAGE_MAX):
-        raise BadRequest(f"skip >= 0 and 1 <= limit <= {PAGE_MAX}", code="invalid_query")
-    return skip, limit
+    """(skip, limit) of the user's lists: skip 0..10^9, limit 1..PAGE_MAX (default 50)."""
+    return (query_int(request, "skip", 0, 0, SKIP_MAX), query_int(request, "limit", 50, 1, PAGE_MAX))
 
 
 def flag(request: web.Request, name: str, default: bool = False) -> bool:

@@ -221,7 +221,7 @@ async def test_an_ai_call_holds_in_two_statements_and_settles_in_one(servers, da
                                   pool=pool, keys=None, prices=None, upstreams={}, session=None,
                                   usage=Collected())
         principal = KeyPrincipal(key_id=1, user_id=user_id, allowed_models=frozenset(), ip_networks=(),
-                                 expires_ms=0, tpm_limit=0)
+                                 expires_ms=0, tpm_limit=0, key_hash=bytes(32))
         spec = CallSpec("openai", "gpt-4o-mini", "/chat/completions", False, True, 10, "chat")
         call = calls.Call(spec, principal, ModelPrice("gpt-4o-mini", "openai", Price(1_000_000, 2_000_000, 0), 100))
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}

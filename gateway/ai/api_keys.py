@@ -85,6 +85,7 @@ class KeyPrincipal:
     ip_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     expires_ms: int  # 0 = never
     tpm_limit: int
+    key_hash: bytes  # names the key's Redis windows
 
     def allows_ip(self, client_ip: str) -> bool:
         if not self.ip_networks:
@@ -135,18 +136,18 @@ class ApiKeyAuthenticator:
             # Without Redis: PostgreSQL vouches for the key; per-key request limits pause (holds
             # still bound the money). Logged and counted so the outage is visible.
             log.warning("redis unavailable: API key checked in PostgreSQL, request limits paused")
-            return self._from_fields(dict(zip(*[iter(await self._fill(key_hash))] * 2)))
-        return self._from_reply(reply)
+            return self._from_fields(dict(zip(*[iter(await self._fill(key_hash))] * 2)), key_hash)
+        return self._from_reply(reply, key_hash)
 
-    async def count_tokens(self, key_id: int, key_hash_hex: str, tokens: int) -> None:
+    async def count_tokens(self, principal: KeyPrincipal, tokens: int) -> None:
         """Add a finished call's tokens to the key's tokens-per-minute window (best effort)."""
         minute = int(self.clock.now_s() // 60)
-        name = f"tg:{{{key_hash_hex}}}:tpm:{minute}"
+        name = f"tg:{{{principal.key_hash.hex()}}}:tpm:{minute}"
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 await pipe.incrby(name, tokens).pexpire(name, 120_000).execute()
         except REDIS_FAILURES:
-            log.warning("redis unavailable: tokens of key %s not counted", key_id)
+            log.warning("redis unavailable: tokens of key %s not counted", principal.key_id)
 
     async def forget(self, key_hash: bytes) -> None:
         """Tombstone a revoked key so the next request is refused without PostgreSQL."""
@@ -197,23 +198,24 @@ class ApiKeyAuthenticator:
                 "rpm", str(row["rpm_limit"]), "tpm", str(row["tpm_limit"]), "plan_rpm", str(plan_rpm),
                 str(ttl_ms)]
 
-    def _from_reply(self, reply: list) -> KeyPrincipal | Refusal:
+    def _from_reply(self, reply: list, key_hash: bytes) -> KeyPrincipal | Refusal:
         state = reply[0]
         if state == "rate_limited":
             return Refusal("rate_limited", reply[1], int(reply[2]), max(1, -(-int(reply[3]) // 1000)))
         if state != "ok":
             return Refusal(state)
-        return self._principal(int(reply[1]), int(reply[2]), reply[3], reply[4], int(reply[5]), int(reply[7]))
+        return self._principal(key_hash, int(reply[1]), int(reply[2]), reply[3], reply[4], int(reply[5]),
+                               int(reply[7]))
 
-    def _from_fields(self, fields: dict[str, str]) -> KeyPrincipal | Refusal:
+    def _from_fields(self, fields: dict[str, str], key_hash: bytes) -> KeyPrincipal | Refusal:
         if fields.get("state") != "ok":
             return Refusal(fields.get("state", "unknown"))
-        return self._principal(int(fields["key_id"]), int(fields["user_id"]), fields["models"], fields["ips"],
-                               int(fields["expires_ms"]), int(fields["tpm"]))
+        return self._principal(key_hash, int(fields["key_id"]), int(fields["user_id"]), fields["models"],
+                               fields["ips"], int(fields["expires_ms"]), int(fields["tpm"]))
 
-    def _principal(self, key_id: int, user_id: int, models: str, ips: str, expires_ms: int,
+    def _principal(self, key_hash: bytes, key_id: int, user_id: int, models: str, ips: str, expires_ms: int,
                    tpm: int) -> KeyPrincipal | Refusal:
         if expires_ms and expires_ms <= self.clock.now_ms():
             return Refusal("expired")
         return KeyPrincipal(key_id, user_id, frozenset(orjson.loads(models)),
-                            tuple(ipaddress.ip_network(n) for n in orjson.loads(ips)), expires_ms, tpm)
+                            tuple(ipaddress.ip_network(n) for n in orjson.loads(ips)), expires_ms, tpm, key_hash)

@@ -24,7 +24,7 @@ import ledger
 from gateway import metrics
 from gateway.ai import errors as ai_errors
 from gateway.ai import usage as usage_mod
-from gateway.ai.api_keys import ApiKeyAuthenticator, KeyPrincipal, Refusal, digest
+from gateway.ai.api_keys import ApiKeyAuthenticator, KeyPrincipal, Refusal
 from gateway.ai.price_table import ModelPrice, PriceTable
 from gateway.ai.pricing import cost_micro, max_cost_micro
 from gateway.ai.providers import Upstream
@@ -33,8 +33,8 @@ from gateway.ai.sse import FRAME_BYTES_MAX_DEFAULT, SseDecoder, SseFrameTooLarge
 from gateway.ai.usage_log import UsageLog, UsageRow
 from gateway.clock import Clock
 from gateway.config import Settings
-from gateway.errors import (Forbidden, GatewayError, NotFound, RateLimited, Unauthenticated, UpstreamTimeout,
-                            UpstreamUnreachable)
+from gateway.errors import (Forbidden, GatewayError, NotFound, PaymentRequired, RateLimited, Unauthenticated,
+                            UpstreamTimeout, UpstreamUnreachable)
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,6 @@ METERS = {"chat": usage_mod.OpenAIChatMeter, "completions": usage_mod.OpenAIChat
 JSON_USAGE = {"openai": lambda body: usage_mod.from_openai(body.get("usage")),
               "anthropic": lambda body: usage_mod.from_anthropic(body.get("usage")),
               "gemini": lambda body: usage_mod.from_gemini(body.get("usageMetadata"))}
-
-
-class PaymentRequired(GatewayError):
-    status, code, outcome, message = 402, "insufficient_balance", "payment_required", "insufficient balance"
 
 
 LAST_CALL = web.RequestKey("ai_call", object)
@@ -89,7 +85,6 @@ class Call:
     usage_source: str = "none"
     outcome: str = "ok"
     charge: bool = False  # true once the upstream produced something billable
-    principal_hash: str = ""  # the key's hash in hex: its tokens-per-minute window
     settled: bool = False
 
 
@@ -186,7 +181,7 @@ async def settle(services: Services, call: Call, request_id: str) -> int:
                                  now=_now(services.clock), post_micro=charged if charged else None,
                                  expiring=True, metadata={"cost_micro": cost, "usage_source": call.usage_source})
     if usage is not None and call.principal.tpm_limit:
-        await services.keys.count_tokens(call.principal.key_id, call.principal_hash, usage.total)
+        await services.keys.count_tokens(call.principal, usage.total)
     elapsed_ms = int((time.perf_counter() - call.started_s) * 1000)
     usage = usage or usage_mod.Usage(0, 0, 0)
     services.usage.add(UsageRow(
@@ -343,7 +338,8 @@ async def _relay_stream(request: web.Request, call: Call, upstream: aiohttp.Clie
     except ConnectionResetError:  # aiohttp.ClientConnectionResetError included
         call.outcome = "client_disconnected"
     finally:
-        call.usage, call.usage_source = _stream_usage(meter)
+        if not call.settled:  # left before settlement: charge what was produced so far
+            call.usage, call.usage_source = _stream_usage(meter)
     return response
 
 
@@ -380,7 +376,6 @@ async def run(services: Services, request: web.Request, spec: CallSpec, principa
     """Hold, forward, settle: the settlement runs whatever happens to the forward."""
     call = Call(spec, principal, price_for(services, principal, spec))
     request[LAST_CALL] = call
-    call.principal_hash = digest(api_key_of(request)).hex()
     try:
         if spec.billed:
             await hold(services, call, raw, body)

@@ -21,11 +21,10 @@ from gateway.ai.price_table import PriceTable
 from gateway.ai.prices_api import PRICES
 from gateway.ai.providers import provider_for_model, upstreams
 from gateway.ai.usage_log import UsageLog
-from gateway.errors import BadRequest, GatewayError, ServiceUnavailable, from_ledger
+from gateway.errors import BadRequest
 from gateway.json_body import parse_object, read_bytes
 from gateway.keys import CLOCK, DATABASE, REDIS, SETTINGS
-from gateway.middleware import CALL, STORE_FAILURES, log as access_log
-from ledger.transfers import LedgerError
+from gateway.middleware import CALL, HANDLED_FAILURES, as_gateway_error
 
 AI = web.AppKey("ai", calls.Services)
 USAGE_LOG = web.AppKey("usage_log", UsageLog)
@@ -64,13 +63,9 @@ async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict | Non
     return raw, parse_object(raw)
 
 
-def _as_provider_error(provider: str, request: web.Request, error: BaseException) -> web.Response:
+def _as_provider_error(provider: str, request: web.Request, raised: BaseException) -> web.Response:
     call = request[CALL]
-    if isinstance(error, LedgerError):
-        error = from_ledger(error)
-    elif not isinstance(error, GatewayError):
-        access_log.warning("store unavailable request_id=%s: %s", call.request_id, type(error).__name__)
-        error = ServiceUnavailable("a backing store is unavailable, retry shortly")
+    error = as_gateway_error(raised, call.request_id)
     call.status, call.outcome = error.status, error.outcome
     return ai_errors.error_response(provider, error, call.request_id)
 
@@ -88,7 +83,7 @@ def make_handler(provider: str, spec_of: Spec):
             raw, body = await read_json(request, services.settings.ai_body_max_bytes)
             spec = spec_of(request, body)
             return await calls.run(services, request, spec, principal, body, raw, call.request_id)
-        except (GatewayError, LedgerError, *STORE_FAILURES) as error:
+        except HANDLED_FAILURES as error:
             return _as_provider_error(provider, request, error)
 
     return handler
@@ -153,7 +148,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
             "error": False, "data": data,
             "usage": {"tokens_used": used, "balance_remaining": ledger.format_micro(balance.available_micro)}}),
             content_type="application/json")
-    except (GatewayError, LedgerError, *STORE_FAILURES) as error:
+    except HANDLED_FAILURES as error:
         return _as_provider_error("crm", request, error)
 
 
@@ -178,7 +173,7 @@ async def balance(request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps({"user_id": principal.user_id, "balance": {
             "tokens_purchased": ledger.format_micro(purchased), "tokens_used": ledger.format_micro(used),
             "tokens_available": ledger.format_micro(purchased - used - held)}}), content_type="application/json")
-    except (GatewayError, LedgerError, *STORE_FAILURES) as error:
+    except HANDLED_FAILURES as error:
         return _as_provider_error("crm", request, error)
 
 
