@@ -7,7 +7,6 @@ a manager cannot probe which ids are taken.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -17,11 +16,9 @@ from aiohttp import web
 
 import ledger
 from gateway import audit, users
-from gateway.ai import api_keys
-from gateway.authentication import REDIS_FAILURES, record_key
-from gateway.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
+from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.json_body import database_id, json_response, read_object
-from gateway.keys import AUTHENTICATOR, DATABASE, REDIS, SETTINGS
+from gateway.keys import AUTHENTICATOR, CREDENTIAL_OUTBOX, DATABASE
 from gateway.middleware import CALL
 from gateway.query_params import (NUMBER, like_pattern, page, query_bool, query_choice, query_id,
                                   query_text)
@@ -33,7 +30,6 @@ PERIODS = {"day": dt.timedelta(days=1), "week": dt.timedelta(days=7),
            "month": dt.timedelta(days=30), "all": None}
 PATCHABLE = ("is_active", "role", "plan", "manager_id")
 MANAGER_PATCHABLE = ("is_active", "plan")
-CACHE_BATCH_MAX = 500  # token records rewritten per Redis pipeline
 
 # $1 is the acting manager's id, NULL for an admin (who sees everyone).
 SCOPE = "($1::bigint IS NULL OR (u.manager_id = $1 AND u.role = 'client'))"
@@ -62,11 +58,6 @@ WHERE u.id = $2 AND {SCOPE} FOR UPDATE"""
 # Held until commit, so the manager cannot be demoted or disabled while being assigned.
 LOCK_MANAGER = "SELECT role, is_active FROM users WHERE id = $1 FOR SHARE"
 UPDATE_USER = "UPDATE users SET is_active = $2, role = $3, plan = $4, manager_id = $5 WHERE id = $1"
-USABLE_API_KEY_HASHES = """
-SELECT key_hash FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"""
-USABLE_TOKEN_HASHES = """
-SELECT token_hash FROM access_tokens WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2"""
-
 TOKEN_FILTERS = "user_id = $1 AND (NOT $2::boolean OR (revoked_at IS NULL AND expires_at > $3))"
 COUNT_TOKENS = f"SELECT count(*) FROM access_tokens WHERE {TOKEN_FILTERS}"
 SELECT_TOKENS = f"""
@@ -219,7 +210,6 @@ async def patch_user(request: web.Request) -> web.Response:
         raise _user_not_found()
     patch = _parse_patch(await read_object(request))
     _check_allowed(actor, user_id, patch)
-    record_keys: list[str] = []
     async with request.app[DATABASE].acquire() as connection, connection.transaction():
         current = await connection.fetchrow(LOCK_USER, scope, user_id)
         if current is None:
@@ -234,47 +224,12 @@ async def patch_user(request: web.Request) -> web.Response:
                                      final["plan"], final["manager_id"])
             await audit.record(connection, actor_id=actor.id, action="user.update", target_type="user",
                                target_id=user_id, request=request, details={"changes": changes})
-        if "is_active" in changes or "plan" in changes:
-            record_keys = [record_key(row["token_hash"]) for row in
-                           await connection.fetch(USABLE_TOKEN_HASHES, user_id, now(request))]
-            record_keys += [api_keys.record_key(bytes(row["key_hash"])) for row in
-                            await connection.fetch(USABLE_API_KEY_HASHES, user_id, now(request))]
         row = await connection.fetchrow(SELECT_USER, scope, user_id)
-    if record_keys:
-        await _refresh_cached_records(request, record_keys, disabled=not row["is_active"])
+    if "is_active" in changes or "plan" in changes:
+        # The database queued the credentials' cache changes with the update (migration 0008):
+        # push them now so the next proxied or AI request sees them on every gateway.
+        await request.app[CREDENTIAL_OUTBOX].push_from(request.app[DATABASE])
     return json_response(_user_item(row))
-
-
-async def _refresh_cached_records(request: web.Request, record_keys: list[str], *, disabled: bool) -> None:
-    """Make the user's change visible to the next proxied or AI request on every gateway.
-
-    A disabled user's tokens get a 'disabled' record (a fill from a read that raced the commit
-    cannot overwrite it: fills only write absent records). Otherwise the records are dropped and
-    the next request reads the new plan from PostgreSQL (a request whose read raced the commit
-    can still cache the old plan, for at most auth_cache_ttl_s). Not Authenticator.forget: its
-    tombstone says 'revoked' and would refuse a still-valid token after a plan change.
-    """
-    redis = request.app[REDIS]
-    ttl_s = request.app[SETTINGS].auth_cache_ttl_s
-    for start in range(0, len(record_keys), CACHE_BATCH_MAX):
-        batch = record_keys[start:start + CACHE_BATCH_MAX]
-        for attempt in range(3):
-            try:
-                # No MULTI: each token's keys live in their own Redis Cluster slot.
-                async with redis.pipeline(transaction=False) as pipe:
-                    for key in batch:
-                        pipe.delete(key)
-                        if disabled:
-                            pipe.hset(key, mapping={"state": "disabled"})
-                            pipe.expire(key, ttl_s)
-                    await pipe.execute()
-                break
-            except REDIS_FAILURES as error:
-                if attempt == 2:
-                    raise ServiceUnavailable(
-                        f"saved, but the credential cache could not be updated; the change reaches "
-                        f"every gateway within {ttl_s} s", code="cache_unavailable") from error
-                await asyncio.sleep(0.05 * (attempt + 1))
 
 
 # -- tokens ----------------------------------------------------------------------------------

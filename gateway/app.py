@@ -17,7 +17,8 @@ from gateway.authentication import Authenticator
 from gateway.clock import Clock
 from gateway.ai import handlers as ai_handlers, keys_api, prices_api
 from gateway.config import Settings
-from gateway.keys import (AUTHENTICATOR, CLOCK, DATABASE, MAILER, REDIS, SESSIONS, SETTINGS,
+from gateway.credential_cache import CredentialOutbox
+from gateway.keys import (AUTHENTICATOR, CLOCK, CREDENTIAL_OUTBOX, DATABASE, MAILER, REDIS, SESSIONS, SETTINGS,
                           TARGET_SESSION, URL_MAPS)
 from gateway.middleware import observe
 from gateway.rewriting import UrlMap
@@ -65,13 +66,16 @@ async def target_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[AUTHENTICATOR] = Authenticator(settings, app[REDIS], app[DATABASE], app[CLOCK])
+    outbox = app[CREDENTIAL_OUTBOX] = CredentialOutbox(app[REDIS], settings.auth_cache_ttl_s)
+    app[AUTHENTICATOR] = Authenticator(settings, app[REDIS], app[DATABASE], app[CLOCK], outbox)
     recorder = SessionRecorder(app[DATABASE], app[CLOCK], idle_s=settings.device_idle_s,
                                pending_max=settings.session_pending_max)
     app[SESSIONS] = recorder
     tasks = [asyncio.create_task(recorder.run(settings.session_flush_interval_s), name="sessions"),
              asyncio.create_task(hold_expiry.run(app[DATABASE], app[CLOCK], settings.hold_expiry_interval_s),
-                                 name="hold-expiry")]
+                                 name="hold-expiry"),
+             asyncio.create_task(outbox.run(settings.database_url.value, settings.credential_outbox_poll_s,
+                                            settings.database_timeout_s), name="credential-outbox")]
     metrics.WORKERS.inc()
     yield
     metrics.WORKERS.dec()

@@ -5,53 +5,27 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
 import redis.asyncio as redis_asyncio
-import redis.exceptions
 
-from gateway import metrics, tokens
+from gateway import device_bindings, metrics, tokens
 from gateway.call import Principal
 from gateway.clock import Clock
 from gateway.config import Settings
+from gateway.credential_cache import REDIS_FAILURES, CredentialOutbox, token_record_key
 from gateway.errors import Conflict, Forbidden, ServiceUnavailable, Unauthenticated
 from gateway.rate_limits import LocalWindows, plan_limit, rate_limited
 
 SCRIPT = resources.files("gateway").joinpath("lua/authenticate.lua").read_text()
-# Unreachable, or reachable but unable to serve (read-only replica after a failover, out of
-# memory, loading its data): all outages, answered by the PostgreSQL fallback.
-REDIS_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
-                  redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
-                  redis.exceptions.BusyLoadingError, redis.exceptions.MasterDownError)
-LOCAL_DEVICES_MAX = 100_000
-
-
-def record_key(token_hash: bytes) -> str:
-    # The hash tag keeps a credential's keys in one Redis Cluster slot.
-    return f"tg:{{{token_hash.hex()}}}:rec"
+record_key = token_record_key
 
 
 def _keys(token_hash: bytes, client_ip: str) -> list[str]:
     tag = token_hash.hex()
     return [f"tg:{{{tag}}}:rec", f"tg:{{{tag}}}:dev", f"tg:{{{tag}}}:rl", f"tg:rl:ip:{client_ip}"]
-
-
-async def write_tombstone(redis: redis_asyncio.Redis, token_hash: bytes, ttl_s: int) -> None:
-    key = record_key(token_hash)
-    for attempt in range(3):
-        try:
-            async with redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"state": "revoked"})
-                pipe.expire(key, ttl_s)
-                await pipe.execute()
-            return
-        except REDIS_FAILURES:
-            await asyncio.sleep(0.05 * (attempt + 1))
-    raise ServiceUnavailable(f"revoked, but the credential cache could not be updated; "
-                             f"the revocation reaches every gateway within {ttl_s} s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +58,9 @@ class Authenticator:
     """Checks a token + device + rate windows; owns the Redis script and the outage fallback."""
 
     def __init__(self, settings: Settings, redis: redis_asyncio.Redis, pool: asyncpg.Pool,
-                 clock: Clock) -> None:
+                 clock: Clock, outbox: CredentialOutbox) -> None:
         self.settings = settings
+        self.outbox = outbox
         self.redis = redis
         self.pool = pool
         self.clock = clock
@@ -97,11 +72,10 @@ class Authenticator:
         self.window_ms = settings.rate_window_s * 1000
         self.redis_skip_until_s = 0.0
         self.local_windows = LocalWindows(self.window_ms)
-        # Outage-only device bindings, least recently used first; bounded like LocalWindows.
-        self.local_devices: OrderedDict[int, tuple[str, int]] = OrderedDict()
 
     async def authenticate(self, token: str, device_id: str, client_ip: str) -> Principal:
         token_hash = self._checked_hash(token)
+        self._refuse_queued(token_hash)
         # The window member is ours, never the client's X-Request-Id: a repeated member would
         # overwrite one entry instead of adding one, and the count would never rise.
         reply = await self._run(token_hash, client_ip, [device_id, "use", os.urandom(12).hex()])
@@ -112,23 +86,22 @@ class Authenticator:
     async def peek(self, token: str, device_id: str, client_ip: str) -> tuple[Principal, DeviceState]:
         """Validate a token without binding a device; counts only in the client IP's window."""
         token_hash = self._checked_hash(token)
+        self._refuse_queued(token_hash)
         reply = await self._run(token_hash, client_ip, [device_id, "peek", os.urandom(12).hex()])
         if reply is None:
             row = await self._database_row(token_hash)
-            holder, last_ms = self.local_devices.get(row.id, ("", 0))
-            active = self.clock.now_ms() - last_ms < self.device_idle_ms
-            return self._row_principal(row), DeviceState(holder if active else "", last_ms)
+            active = self.clock.now_ms() - row.bound_ms < self.device_idle_ms
+            return self._row_principal(row), DeviceState(row.bound_device if active else "", row.bound_ms)
         principal = self._principal(reply)
         return principal, DeviceState(str(reply[8]), int(reply[9]))
 
     async def forget(self, token_hash: bytes) -> None:
-        """Write a revocation tombstone so the next request is refused without PostgreSQL.
+        """Push the revocation the database queued with it (migration 0008) to Redis now.
 
-        Raises ServiceUnavailable when Redis cannot take it: the revocation is committed in
-        PostgreSQL, but a cached record could be honoured until it expires, and the caller must
-        know that rather than be told "done".
+        Never fails the caller: the revocation is committed, and until Redis takes the tombstone
+        every gateway refuses the token from its outbox memory (decision 0015).
         """
-        await write_tombstone(self.redis, token_hash, self.settings.auth_cache_ttl_s)
+        await self.outbox.push_from(self.pool)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -139,6 +112,12 @@ class Authenticator:
         if not tokens.looks_valid(token):
             raise Unauthenticated("malformed access token")
         return tokens.digest(token)
+
+    def _refuse_queued(self, token_hash: bytes) -> None:
+        """A revocation still on its way to Redis wins over whatever Redis holds."""
+        refusal = self.outbox.refusal(token_hash)
+        if refusal is not None:
+            _refuse(refusal, [])
 
     async def _run(self, token_hash: bytes, client_ip: str, args: list[str]) -> list | None:
         """Run the script (filling the cache on a miss); None means Redis is unreachable."""
@@ -185,7 +164,7 @@ class Authenticator:
             raise ServiceUnavailable("credential store unavailable") from error
         now_ms = self.clock.now_ms()
         if row is None:
-            return ["unknown", 0, 0, "", 0, 0, self.settings.auth_negative_ttl_s * 1000]
+            return ["unknown", 0, 0, "", 0, 0, self.settings.auth_negative_ttl_s * 1000, "", 0]
         state = "ok"
         if row.revoked_at is not None:
             state = "revoked"
@@ -196,7 +175,9 @@ class Authenticator:
         if state != "ok":
             ttl_ms = self.settings.auth_cache_ttl_s * 1000
         limit = plan_limit(self.settings.plan_limits_per_min, row.plan)
-        return [state, row.user_id, row.id, row.scope, expires_ms, limit, ttl_ms]
+        # A binding made while Redis was down re-seeds a Redis that came back empty.
+        seed = [row.bound_device, row.bound_ms] if now_ms - row.bound_ms < self.device_idle_ms else ["", 0]
+        return [state, row.user_id, row.id, row.scope, expires_ms, limit, ttl_ms, *seed]
 
     def _principal(self, reply: list) -> Principal:
         return Principal(token_id=int(reply[2]), user_id=int(reply[1]), scope=str(reply[3]),
@@ -226,22 +207,22 @@ class Authenticator:
 
     async def _authenticate_from_database(self, token_hash: bytes, device_id: str,
                                           client_ip: str) -> Principal:
-        """Redis is down: PostgreSQL vouches for the token, this process for device and limits."""
+        """Redis is down: PostgreSQL vouches for the token and holds its device binding (shared by
+        every worker and gateway); rate windows are this process's own."""
         row = await self._database_row(token_hash)
         principal = self._row_principal(row)
         now_ms = self.clock.now_ms()
-        holder, last_ms = self.local_devices.get(row.id, ("", 0))
-        if holder and holder != device_id and now_ms - last_ms < self.device_idle_ms:
-            _refuse("device_conflict", [last_ms + self.device_idle_ms - now_ms])
+        try:
+            wait_ms = await device_bindings.bind(self.pool, row.id, device_id, now_ms, self.device_idle_ms)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise ServiceUnavailable("credential store unavailable") from error
+        if wait_ms is not None:
+            _refuse("device_conflict", [wait_ms])
         limit, remaining, reset_ms = self.local_windows.admit(
             [("token", f"t:{row.id}", principal.rate_limit),
              ("user", f"u:{row.user_id}", principal.rate_limit),
              ("ip", f"ip:{client_ip}", self.settings.ip_limit_per_min)],
             now_ms,
         )
-        self.local_devices[row.id] = (device_id, now_ms)
-        self.local_devices.move_to_end(row.id)
-        if len(self.local_devices) > LOCAL_DEVICES_MAX:
-            self.local_devices.popitem(last=False)
         principal.rate_limit, principal.rate_remaining, principal.rate_reset_ms = limit, remaining, reset_ms
         return principal

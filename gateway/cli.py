@@ -84,24 +84,31 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     import redis.asyncio as redis_asyncio
 
     from gateway import tokens
-    from gateway.authentication import write_tombstone
+    from gateway.credential_cache import CredentialOutbox
 
     settings = _settings()
 
     async def work(connection):
+        # The revocation and its cache refusal are queued in one transaction (migration 0008).
         token_hash = await tokens.revoke(connection, args.id, now=dt.datetime.now(dt.timezone.utc))
-        if token_hash is not None and settings.redis_url:
-            client = redis_asyncio.from_url(settings.redis_url.value)
-            try:
-                await write_tombstone(client, token_hash, settings.auth_cache_ttl_s)
-            finally:
-                await client.aclose()
-        return token_hash
+        if token_hash is None or not settings.redis_url:
+            return token_hash, True
+        client = redis_asyncio.from_url(settings.redis_url.value, socket_timeout=settings.redis_timeout_s,
+                                        socket_connect_timeout=settings.redis_timeout_s)
+        try:
+            return token_hash, await CredentialOutbox(client, settings.auth_cache_ttl_s).push(connection)
+        finally:
+            await client.aclose()
 
-    if asyncio.run(_with_connection(settings, work)) is None:
+    token_hash, pushed = asyncio.run(_with_connection(settings, work))
+    if token_hash is None:
         print(f"error: no token with id {args.id}", file=sys.stderr)
         return 1
-    print(f"token {args.id} revoked")
+    if pushed:
+        print(f"token {args.id} revoked")
+    else:
+        print(f"token {args.id} revoked; Redis is unreachable, so the refusal stays queued: every "
+              "running gateway enforces it now and writes it to Redis when Redis answers")
     return 0
 
 

@@ -115,6 +115,8 @@ class Settings:
     session_flush_interval_s: float = 2.0
     # How often each worker voids expired ledger holds.
     hold_expiry_interval_s: float = 5.0
+    # Safety-net interval of the credential outbox push (revocations normally arrive by NOTIFY at once).
+    credential_outbox_poll_s: float = 1.0
     session_pending_max: int = 100_000
     database_pool_min: int = 1
     database_pool_max: int = 10

@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.authentication import Authenticator
 from gateway.clock import Clock
 from gateway.config import Settings
+from gateway.credential_cache import CredentialOutbox
 from gateway.rewriting import UrlMap
 from gateway.sessions import SessionRecorder
 
@@ -18,6 +19,7 @@ CLOCK = web.AppKey("clock", Clock)
 DATABASE = web.AppKey("database", asyncpg.Pool)
 REDIS = web.AppKey("redis", redis_asyncio.Redis)
 TARGET_SESSION = web.AppKey("target_session", aiohttp.ClientSession)
+CREDENTIAL_OUTBOX = web.AppKey("credential_outbox", CredentialOutbox)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 SESSIONS = web.AppKey("sessions", SessionRecorder)
 MAILER = web.AppKey("mailer", object)  # gateway.mail.Sender

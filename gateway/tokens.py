@@ -21,8 +21,9 @@ VALUES ($1, $2, $3, $4, $5)
 RETURNING id"""
 
 SELECT_BY_HASH = """
-SELECT t.id, t.user_id, t.scope, t.expires_at, t.revoked_at, u.plan, u.is_active
-FROM access_tokens t JOIN users u ON u.id = t.user_id
+SELECT t.id, t.user_id, t.scope, t.expires_at, t.revoked_at, u.plan, u.is_active,
+       b.device_id AS bound_device, b.last_seen_at AS bound_at
+FROM access_tokens t JOIN users u ON u.id = t.user_id LEFT JOIN device_bindings b ON b.token_id = t.id
 WHERE t.token_hash = $1"""
 
 REVOKE = """
@@ -62,6 +63,9 @@ class TokenRow:
     revoked_at: dt.datetime | None
     plan: str
     user_active: bool
+    # The device bound while Redis was down (device_bindings), "" when none.
+    bound_device: str = ""
+    bound_ms: int = 0
 
 
 async def issue(connection: asyncpg.Connection | asyncpg.Pool, *, user_id: int, hours: float,
@@ -80,7 +84,8 @@ async def find(pool: asyncpg.Pool, token_hash: bytes) -> TokenRow | None:
         return None
     return TokenRow(id=row["id"], user_id=row["user_id"], scope=row["scope"],
                     expires_at=row["expires_at"], revoked_at=row["revoked_at"],
-                    plan=row["plan"], user_active=row["is_active"])
+                    plan=row["plan"], user_active=row["is_active"], bound_device=row["bound_device"] or "",
+                    bound_ms=int(row["bound_at"].timestamp() * 1000) if row["bound_at"] else 0)
 
 
 async def revoke(pool: asyncpg.Pool, token_id: int, *, now: dt.datetime) -> bytes | None:

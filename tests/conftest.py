@@ -6,8 +6,11 @@ import asyncio
 import re
 from importlib import resources
 import datetime as dt
+import os
 import shutil
+import signal
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +29,8 @@ from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 RESET_DATABASE = """
 SET session_replication_role = replica;  -- the append-only triggers stay on for everyone else
 TRUNCATE transfers, audit_log, proxy_sessions, access_tokens, referral_rewards, refresh_tokens,
-         magic_links, bundles, ai_usage, api_keys, model_prices RESTART IDENTITY;
+         magic_links, bundles, ai_usage, api_keys, model_prices, credential_cache_outbox,
+         device_bindings RESTART IDENTITY;
 DELETE FROM accounts WHERE kind = 'user';
 UPDATE accounts SET debits_posted = 0, credits_posted = 0, debits_pending = 0, credits_pending = 0;
 DELETE FROM users;
@@ -194,3 +198,78 @@ async def deposit(pool: asyncpg.Pool, user_id: int, credits: int, key: str | Non
         await ledger.move(connection, key=key or f"test-deposit:{uuid.uuid4().hex}", debit=clearing,
                           credit=account, amount_micro=credits * ledger.MICRO_PER_CREDIT, kind="deposit",
                           now=dt.datetime.now(dt.timezone.utc), user_id=user_id)
+
+
+# -- Redis faults: a Redis of the test's own to freeze, and a relay to cut --------------------
+
+@pytest.fixture
+def frozen_redis():
+    """A Redis of this test's own, which the test can freeze (SIGSTOP) and thaw (SIGCONT)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="tollgate-redis-", dir="/tmp"))
+    redis = EmbeddedRedis(data_dir, free_port())
+    redis.start()
+    pid_file = data_dir / "redis.pid"
+    for _ in range(100):  # a daemonized Redis writes its pid file just after it listens
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.02)
+    pid = int(pid_file.read_text())
+    yield redis, pid
+    os.kill(pid, signal.SIGCONT)
+    redis.stop()
+
+
+class Partition:
+    """A TCP relay in front of Redis that the test can cut: while cut, nothing reaches Redis and
+    every connection is dropped — a network blip after which Redis returns with all its data."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.cut = False
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    def set_cut(self, cut: bool) -> None:
+        self.cut = cut
+        if cut:
+            for writer in list(self.writers):
+                writer.transport.abort()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut:
+            writer.transport.abort()
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
+        self.writers.update((writer, upstream_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    if self.cut:
+                        break
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        self.writers.difference_update((writer, upstream_writer))
+
+    async def close(self) -> None:
+        self.set_cut(True)
+        self.server.close()
+
+
+@pytest.fixture
+async def partition(frozen_redis):
+    redis, _ = frozen_redis
+    relay = Partition(redis.port)
+    url = await relay.start()
+    yield relay, url
+    await relay.close()

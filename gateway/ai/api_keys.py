@@ -16,17 +16,15 @@ import asyncpg
 import orjson
 import redis.asyncio as redis_asyncio
 
-from gateway.authentication import REDIS_FAILURES
 from gateway.clock import Clock
 from gateway.config import Settings
-from gateway.errors import ServiceUnavailable
+from gateway.credential_cache import REDIS_FAILURES, CredentialOutbox, api_key_record_key
 
 log = logging.getLogger(__name__)
 
 KEY_PATTERN = re.compile(r"^tg_[A-Za-z0-9_-]{43}$")
 PREFIX_LENGTH = 11  # "tg_" + 8
 SCRIPT = (resources.files("gateway") / "lua" / "api_key.lua").read_text()
-TOMBSTONE_TTL_S = 300
 
 INSERT = """
 INSERT INTO api_keys (user_id, prefix, key_hash, name, allowed_models, ip_allowlist, rpm_limit, tpm_limit,
@@ -110,15 +108,16 @@ class Refusal:
     retry_after_s: int = 0
 
 
-def record_key(key_hash: bytes) -> str:
-    return f"tg:{{{key_hash.hex()}}}:key"
+record_key = api_key_record_key
 
 
 class ApiKeyAuthenticator:
     """Resolves an API key to its principal, counting the request against its limits."""
 
-    def __init__(self, settings: Settings, redis: redis_asyncio.Redis, pool: asyncpg.Pool, clock: Clock) -> None:
+    def __init__(self, settings: Settings, redis: redis_asyncio.Redis, pool: asyncpg.Pool, clock: Clock,
+                 outbox: CredentialOutbox) -> None:
         self.settings = settings
+        self.outbox = outbox
         self.redis = redis
         self.pool = pool
         self.clock = clock
@@ -128,6 +127,9 @@ class ApiKeyAuthenticator:
         if not looks_valid(key):
             return Refusal("unknown")
         key_hash = digest(key)
+        queued = self.outbox.refusal(key_hash)
+        if queued is not None:  # a revocation still on its way to Redis wins (decision 0015)
+            return Refusal(queued)
         try:
             reply = await self._run(key_hash, [])
             if reply[0] == "miss":
@@ -150,16 +152,9 @@ class ApiKeyAuthenticator:
             log.warning("redis unavailable: tokens of key %s not counted", principal.key_id)
 
     async def forget(self, key_hash: bytes) -> None:
-        """Tombstone a revoked key so the next request is refused without PostgreSQL."""
-        name = record_key(key_hash)
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                await pipe.delete(name).hset(name, mapping={"state": "revoked"}).expire(
-                    name, TOMBSTONE_TTL_S).execute()
-        except REDIS_FAILURES as error:
-            raise ServiceUnavailable(f"revoked, but the key cache could not be updated; the revocation "
-                                     f"reaches every gateway within {self.settings.auth_cache_ttl_s} s",
-                                     code="store_unavailable") from error
+        """Push the revocation the database queued with it (migration 0008) to Redis now; never
+        fails the caller: until Redis takes it, every gateway refuses the key from memory."""
+        await self.outbox.push_from(self.pool)
 
     # -- internals ------------------------------------------------------------------------------
 

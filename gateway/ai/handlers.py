@@ -23,7 +23,7 @@ from gateway.ai.providers import provider_for_model, upstreams
 from gateway.ai.usage_log import UsageLog
 from gateway.errors import BadRequest
 from gateway.json_body import parse_object, read_bytes
-from gateway.keys import CLOCK, DATABASE, REDIS, SETTINGS
+from gateway.keys import CLOCK, CREDENTIAL_OUTBOX, DATABASE, REDIS, SETTINGS
 from gateway.middleware import CALL, HANDLED_FAILURES, as_gateway_error
 
 AI = web.AppKey("ai", calls.Services)
@@ -39,7 +39,7 @@ async def ai_ctx(app: web.Application) -> AsyncIterator[None]:
     prices = PriceTable(app[DATABASE], settings)
     await prices.load()
     app[PRICES] = prices
-    app[AI_KEYS] = ApiKeyAuthenticator(settings, app[REDIS], app[DATABASE], app[CLOCK])
+    app[AI_KEYS] = ApiKeyAuthenticator(settings, app[REDIS], app[DATABASE], app[CLOCK], app[CREDENTIAL_OUTBOX])
     usage_log = UsageLog(app[DATABASE], lambda: prices.prices)
     app[USAGE_LOG] = usage_log
     app[AI] = calls.Services(settings, app[CLOCK], app[DATABASE], app[AI_KEYS], prices, upstreams(settings),

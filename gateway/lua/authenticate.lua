@@ -4,6 +4,8 @@
 -- ARGV[5] ip_limit  ARGV[6] member (unique per request, made by the gateway)  ARGV[7] mode: 'use' | 'peek'
 -- ARGV[8..14] optional fill: state user_id token_id scope expires_ms limit ttl_ms
 --   (written only if no record exists, so a revocation tombstone is never overwritten)
+-- ARGV[15..16] with a fill: a device binding made while Redis was down (device, last_ms; '' = none),
+--   seeded only if Redis holds no binding (it came back empty)
 local now = tonumber(ARGV[1])
 local device = ARGV[2]
 local idle_ms = tonumber(ARGV[3])
@@ -38,6 +40,13 @@ if ARGV[8] and redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'state', ARGV[8], 'user_id', ARGV[9], 'token_id', ARGV[10],
              'scope', ARGV[11], 'expires_ms', ARGV[12], 'limit', ARGV[13])
   redis.call('PEXPIRE', KEYS[1], ARGV[14])
+  if ARGV[15] and ARGV[15] ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then
+    local left_ms = tonumber(ARGV[16]) + idle_ms - now
+    if left_ms > 0 then
+      redis.call('HSET', KEYS[2], 'device', ARGV[15], 'started_ms', ARGV[16], 'last_ms', ARGV[16])
+      redis.call('PEXPIRE', KEYS[2], left_ms)
+    end
+  end
 end
 
 local rec = redis.call('HMGET', KEYS[1], 'state', 'user_id', 'token_id', 'scope', 'expires_ms', 'limit')
