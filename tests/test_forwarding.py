@@ -14,6 +14,7 @@ from yarl import URL
 
 from gateway import metrics, mock_upstream
 from gateway.app import create_app
+from gateway.connections import GatewayRunner
 from gateway.embedded import free_port
 from tests.conftest import make_settings, make_token, proxy_headers
 
@@ -79,7 +80,7 @@ async def uncancelled_gateway(servers, database, mock_target, clock):
     aiohttp's test server cancels a handler when its client disconnects; production does not."""
     port = free_port()
     settings = make_settings(servers, mock_target, port)
-    runner = web.AppRunner(create_app(settings, clock=clock), access_log=None)
+    runner = GatewayRunner(create_app(settings, clock=clock))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield settings.public_url
