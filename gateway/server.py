@@ -200,7 +200,8 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGINT, lambda _signum, _frame: workers.stop())
     try:
         for slot in range(settings.workers):
-            workers.start(slot)
+            if not workers.stopping:  # a signal during start-up stops the rest from starting
+                workers.start(slot)
         stopped_cleanly = _supervise(workers)
     finally:
         workers.stop()
