@@ -17,6 +17,7 @@ from gateway.authentication import Authenticator
 from gateway.clock import Clock
 from gateway.ai import handlers as ai_handlers, keys_api, prices_api
 from gateway.config import Settings
+from gateway.connections import name_the_server
 from gateway.credential_cache import CredentialOutbox
 from gateway.keys import (AUTHENTICATOR, CLOCK, CREDENTIAL_OUTBOX, DATABASE, MAILER, REDIS, SESSIONS, SETTINGS,
                           TARGET_SESSION, URL_MAPS)
@@ -87,10 +88,24 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         await recorder.flush()  # last counters out before the pool closes
 
 
+def request_handler_args(settings: Settings) -> dict[str, object]:
+    """How every connection of this application reads HTTP, whichever runner serves it.
+
+    auto_decompress=False: a request body reaches a handler exactly as the client sent it. The
+    proxy forwards those bytes with the client's own Content-Encoding and Content-Length; an
+    inflated body under the compressed length desynchronised the upstream connection and let a
+    body smuggle a second request past the scope checks (attack 2026-12-01, H1). JSON handlers
+    inflate what they read themselves (json_body.read_bytes), with a cap on the inflated size.
+    """
+    return {"auto_decompress": False, "keepalive_timeout": settings.idle_timeout_s}
+
+
 def create_app(settings: Settings, clock: Clock | None = None,
                mailer: mail.Sender | None = None) -> web.Application:
     settings.require("database_url", "redis_url", "target_url", "public_url", "jwt_secret")
-    app = web.Application(middlewares=[observe], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[observe], client_max_size=64 * 1024,
+                          handler_args=request_handler_args(settings))
+    app.on_response_prepare.append(name_the_server)
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[MAILER] = mailer or mail.sender_for(settings)

@@ -101,6 +101,17 @@ class Settings:
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 60.0
     upstream_connections_max: int = 256
+    # Client connections, per worker process. A new connection must send a whole request head
+    # (request line and headers) within request_head_timeout_s, and a kept-alive one must finish
+    # a head it has started within as long; otherwise it is closed. Bodies and answers have their
+    # own limits (body_size_max_bytes, the upstream timeouts).
+    request_head_timeout_s: float = 10.0
+    # A kept-alive connection waiting for its next request is closed after this long.
+    idle_timeout_s: float = 75.0
+    # Open client connections per worker in total and per peer address (behind a proxy, the
+    # proxy's); a connection beyond either cap is closed at once. 0 = unlimited.
+    connections_max: int = 4096
+    connections_per_ip_max: int = 256
     # Redis auth-record cache lifetime (also bounded by the token's expiry).
     auth_cache_ttl_s: int = 300
     # Unknown tokens are remembered this long so floods of bad tokens skip PostgreSQL.
@@ -140,6 +151,17 @@ class Settings:
     data_dir: str = "/tmp/tollgate-dev"
     # Shared directory for multi-worker metrics; empty = a temporary one per `serve` run.
     metrics_dir: str = ""
+    # /metrics and /ready: with a port, served only on metrics_host:metrics_port (the public port
+    # answers 404 for them); 0 = on the public port. With a token, they need `Authorization:
+    # Bearer <token>`; empty = no token. /health is always public.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    metrics_token: Secret = Secret("")
+    # `serve --workers N` replaces a worker that dies, waiting longer after each quick death
+    # (0.5 s doubling, up to 30 s); more than worker_restarts_max deaths within
+    # worker_restart_window_s stop the gateway with exit status 1.
+    worker_restarts_max: int = 5
+    worker_restart_window_s: float = 60.0
     log_level: str = "INFO"
     # AI upstreams: base URLs and comma-separated keys, used round-robin.
     openai_base_url: str = "https://api.openai.com/v1"
@@ -168,7 +190,7 @@ class Settings:
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).
         for name in ("database_url", "redis_url", "jwt_secret", "smtp_password", "openai_api_keys",
-                     "anthropic_api_keys", "gemini_api_keys"):
+                     "anthropic_api_keys", "gemini_api_keys", "metrics_token"):
             value = getattr(self, name)
             if not isinstance(value, Secret):
                 object.__setattr__(self, name, Secret(value))
@@ -181,6 +203,17 @@ class Settings:
             raise ConfigError(f"{PREFIX}MAIL_SENDER must be 'log' or 'smtp', not {self.mail_sender!r}")
         if not 0 <= self.referral_bonus_percent <= 100:
             raise ConfigError(f"{PREFIX}REFERRAL_BONUS_PERCENT must be within 0..100")
+        self._check_serving()
+
+    def _check_serving(self) -> None:
+        for name in ("request_head_timeout_s", "idle_timeout_s", "worker_restart_window_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be > 0")
+        for name in ("connections_max", "connections_per_ip_max", "worker_restarts_max", "metrics_port"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be >= 0")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ConfigError(f"{PREFIX}METRICS_PORT must differ from {PREFIX}PORT (or be 0)")
 
     @property
     def target_prefixes(self) -> tuple[str, ...]:

@@ -121,6 +121,16 @@ def mock_ai_settings(mock_url: str, unset: dict[str, bool]) -> dict[str, str]:
     return changes
 
 
+def metrics_curl(settings: Settings) -> str:
+    """The curl command that reads /metrics wherever this configuration serves it."""
+    base = settings.public_url
+    if settings.metrics_port:
+        base = f"http://{settings.metrics_host}:{settings.metrics_port}"
+    # The token stays in the environment; the banner names the variable, not the secret.
+    token = ' -H "Authorization: Bearer $TOLLGATE_METRICS_TOKEN"' if settings.metrics_token else ""
+    return f"curl -s {base}/metrics{token}"
+
+
 def banner(settings: Settings, facts: dict[str, str]) -> str:
     base = settings.public_url
     token, key = facts["demo_token"], facts["demo_api_key"]
@@ -153,7 +163,7 @@ Try it:
   curl -sN {base}/anthropic/v1/messages -H 'x-api-key: {key}' -H 'anthropic-version: 2023-06-01' -H 'Content-Type: application/json' -d '{{"model": "claude-haiku-4-5", "max_tokens": 10, "stream": true, "messages": [{{"role": "user", "content": "Hello"}}]}}'
   curl -s {base}/gemini/v1beta/models/gemini-2.0-flash:generateContent -H 'x-goog-api-key: {key}' -H 'Content-Type: application/json' -d '{{"contents": [{{"parts": [{{"text": "Hello"}}]}}]}}'
   curl -s {base}/api/v1/balance -H 'Authorization: Bearer {key}'
-  curl -s {base}/metrics | grep tollgate_http_requests
+  {metrics_curl(settings)} | grep tollgate_http_requests
 
 SDKs work unchanged, e.g. OpenAI(base_url="{base}/openai/v1", api_key="{key}"),
 Anthropic(base_url="{base}/anthropic", ...), genai.Client(http_options={{"base_url": "{base}/gemini"}}, ...).
@@ -177,11 +187,13 @@ async def run(settings: Settings) -> None:
             runners.append(runner)
             settings = settings.replace(target_url=settings.target_url or mock_url, **mock_ai_settings(mock_url, ai_unset))
         from gateway.app import create_app
+        from gateway.connections import GatewayRunner
+        from gateway.server import start_sites
 
-        gateway_runner = web.AppRunner(create_app(settings), access_log=None)
+        gateway_runner = GatewayRunner(create_app(settings))
         await gateway_runner.setup()
-        await web.TCPSite(gateway_runner, settings.host, settings.port).start()
         runners.append(gateway_runner)
+        await start_sites(gateway_runner, settings, reuse_port=False)
         print(banner(settings, facts), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

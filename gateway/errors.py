@@ -42,6 +42,10 @@ class PayloadTooLarge(GatewayError):
     status, code, outcome, message = 413, "payload_too_large", "bad_request", "request body too large"
 
 
+class UnsupportedMediaType(GatewayError):
+    status, code, outcome, message = 415, "unsupported_media_type", "bad_request", "unsupported media type"
+
+
 class RateLimited(GatewayError):
     status, code, outcome, message = 429, "rate_limited", "rate_limited", "rate limit exceeded"
 

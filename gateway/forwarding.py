@@ -105,7 +105,7 @@ def _quality(parameters: str) -> float:
     return 1.0
 
 
-def upstream_headers(request: web.Request, may_rewrite: bool) -> CIMultiDict[str]:
+def upstream_headers(request: web.Request, may_rewrite: bool, url_map: UrlMap) -> CIMultiDict[str]:
     dropped = REQUEST_DROP | _connection_listed(request.headers)
     headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
     # Bodies we may rewrite must arrive in an encoding the standard library can undo.
@@ -117,8 +117,8 @@ def upstream_headers(request: web.Request, may_rewrite: bool) -> CIMultiDict[str
     peer = request.remote or ""
     prior = ", ".join(request.headers.getall("x-forwarded-for", ()))
     headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    headers["X-Forwarded-Proto"] = request.scheme
-    headers["X-Forwarded-Host"] = request.host
+    headers["X-Forwarded-Proto"] = url_map.forwarded_proto
+    headers["X-Forwarded-Host"] = url_map.forwarded_host  # not request.host: the client chose that
     return headers
 
 
@@ -163,7 +163,7 @@ async def relay(request: web.Request, call: Call, session: aiohttp.ClientSession
         raise PayloadTooLarge(f"request body exceeds {body_limit_bytes} bytes")
     body = BodyLimit(request, body_limit_bytes, call)
     has_body = request.body_exists
-    headers = upstream_headers(request, may_rewrite=True)
+    headers = upstream_headers(request, may_rewrite=True, url_map=url_map)
     started = time.perf_counter()
     try:
         # encoded=True: the client's raw path and query go out byte for byte; parsed, yarl would

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 import aiohttp
 from aiohttp import web
 
 from gateway import metrics
+from gateway.errors import Unauthenticated
 from gateway.json_body import json_response
 from gateway.keys import DATABASE, REDIS, SETTINGS, TARGET_SESSION
 from gateway.middleware import CALL
@@ -18,6 +20,18 @@ CHECK_TIMEOUT_S = 2.0
 async def health(request: web.Request) -> web.Response:
     request[CALL].route = "health"
     return json_response({"status": "ok"})
+
+
+def _require_operator(request: web.Request) -> None:
+    """/metrics and /ready tell per-model credits, request counts and backend health: with
+    TOLLGATE_METRICS_TOKEN set they need it as a bearer token (attack 2026-12-01, L9)."""
+    token = request.app[SETTINGS].metrics_token
+    if not token:
+        return
+    presented = request.headers.get("authorization", "").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(presented, b"Bearer " + token.value.encode()):
+        raise Unauthenticated("this endpoint needs the metrics token", code="invalid_metrics_token",
+                              headers={"WWW-Authenticate": "Bearer"})
 
 
 async def _check(probe) -> str:
@@ -41,6 +55,7 @@ async def ready(request: web.Request) -> web.Response:
     Redis alone down is "degraded" (PostgreSQL vouches for tokens, limits become per-process).
     """
     request[CALL].route = "health"
+    _require_operator(request)
     database, redis, target = await asyncio.gather(
         _check(request.app[DATABASE].fetchval("SELECT 1")),
         _check(request.app[REDIS].ping()),
@@ -58,6 +73,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
     request[CALL].route = "metrics"
+    _require_operator(request)
     body, content_type = metrics.render()
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type

@@ -2,28 +2,73 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
-from gateway.errors import BadRequest, PayloadTooLarge
+from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 JSON_BODY_MAX_BYTES = 64 * 1024
+READ_CHUNK_BYTES = 64 * 1024
+# The codings a body may arrive in -> zlib's window bits for their framing. The server hands
+# bodies over as sent (app.request_handler_args); brotli and zstd need libraries tollgate does
+# not ship, so they are refused with 415 like any other coding.
+INFLATABLE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 async def read_bytes(request: web.Request, limit_bytes: int) -> bytes:
-    """The whole body, refused with 413 as soon as it passes the limit (declared or streamed)."""
+    """The whole body, inflated from its Content-Encoding, refused with 413 as soon as it passes
+    the limit: declared, as sent, or inflated (a small deflate bomb never grows past the limit)."""
+    decoder = _decoder_for(request)
     if request.content_length is not None and request.content_length > limit_bytes:
         raise PayloadTooLarge(f"request body exceeds {limit_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit_bytes:
-            raise PayloadTooLarge(f"request body exceeds {limit_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = bytearray()
+    sent_bytes = 0
+    try:
+        async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
+            sent_bytes += len(chunk)
+            if decoder is not None:
+                chunk = _inflate(decoder, chunk, limit_bytes - len(body))
+            body += chunk
+            if len(body) > limit_bytes or sent_bytes > limit_bytes:
+                raise PayloadTooLarge(f"request body exceeds {limit_bytes} bytes")
+    except RequestPayloadError as error:  # broken chunked framing, a client gone mid-body
+        raise BadRequest("the request body could not be read", code="invalid_body") from error
+    if decoder is not None:
+        _check_complete(decoder)
+    return bytes(body)
+
+
+def _decoder_for(request: web.Request) -> zlib._Decompress | None:
+    names = ",".join(request.headers.getall("content-encoding", ())).split(",")
+    codings = [name.strip().lower() for name in names if name.strip().lower() not in ("", "identity")]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in INFLATABLE:
+        raise UnsupportedMediaType("Content-Encoding must be gzip, deflate or identity",
+                                   code="unsupported_content_encoding")
+    return zlib.decompressobj(INFLATABLE[codings[0]])
+
+
+def _inflate(decoder: zlib._Decompress, data: bytes, room_bytes: int) -> bytes:
+    """Inflate at most room_bytes + 1 bytes: one more than fits is enough to refuse the body."""
+    try:
+        inflated = decoder.decompress(data, room_bytes + 1)
+    except zlib.error as error:
+        raise BadRequest("the request body is not valid for its Content-Encoding",
+                         code="invalid_content_encoding") from error
+    if len(inflated) > room_bytes:
+        raise PayloadTooLarge("request body exceeds the limit once inflated")
+    return inflated
+
+
+def _check_complete(decoder: zlib._Decompress) -> None:
+    if not decoder.eof or decoder.unused_data:
+        raise BadRequest("the request body is cut short or has bytes after its end",
+                         code="invalid_content_encoding")
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:

@@ -56,6 +56,9 @@ AI_CALLS = Counter("tollgate_ai_calls", "AI calls, by provider, outcome and wher
                    ["provider", "outcome", "usage_source"])
 AI_UNDERCHARGED = Counter("tollgate_ai_undercharged_micro",
                           "Cost above the hold that could not be charged (the hold was too small).")
+CONNECTIONS_CLOSED = Counter("tollgate_connections_closed",
+                             "Client connections closed by the gateway: beyond a cap (total_limit, ip_limit) "
+                             "or without a whole request head in time (head_timeout).", ["reason"])
 WORKERS = Gauge("tollgate_workers", "Worker processes serving this port.", multiprocess_mode="livesum")
 
 

@@ -11,23 +11,33 @@ import time
 
 import asyncpg
 import orjson
+import redis.exceptions
 from aiohttp import web
 
 from gateway import metrics
 from gateway.call import Call
-from gateway.errors import GatewayError, ServiceUnavailable, from_ledger
+from gateway.errors import GatewayError, NotFound, ServiceUnavailable, from_ledger
 from gateway.keys import SETTINGS
 from ledger.transfers import LedgerError
 
 log = logging.getLogger("tollgate.access")
 CALL = web.RequestKey("call", Call)
-# Foreign failures that mean "a store is unreachable", translated to one 503 here.
-STORE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                  asyncpg.exceptions.QueryCanceledError, OSError, asyncio.TimeoutError)
+# Foreign failures that mean "a store is unreachable", translated to one 503 here: PostgreSQL
+# refusing or losing connections (class 08), an operator's intervention such as a restart,
+# start-up or recovery ("the database system is starting up", class 57, which also holds query
+# cancellation), a lack of resources ("too many clients", class 53), a read-only standby after
+# a failover; the driver's own connection state; Redis unreachable; the network.
+STORE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+                  asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.ReadOnlySQLTransactionError,
+                  asyncpg.InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                  OSError, asyncio.TimeoutError)
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 # What a handler may raise that has a defined answer: our errors, the ledger's refusals, store outages.
 HANDLED_FAILURES = (GatewayError, LedgerError, *STORE_FAILURES)
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# With a metrics listener of their own (TOLLGATE_METRICS_PORT), these are served only there, and
+# it serves nothing else but /health.
+OPERATOR_PATHS = frozenset(("/metrics", "/ready"))
 
 
 def as_gateway_error(raised: BaseException, request_id: str) -> GatewayError:
@@ -74,6 +84,15 @@ def client_ip(request: web.Request, trust_forwarded: bool) -> str:
     return request.remote or ""
 
 
+def _listener_serves(request: web.Request, metrics_port: int) -> bool:
+    """Whether the listener the request came in on serves its path (attack 2026-12-01, L9)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    on_metrics_listener = bool(sockname) and sockname[1] == metrics_port
+    if request.path in OPERATOR_PATHS:
+        return on_metrics_listener
+    return not on_metrics_listener or request.path == "/health"
+
+
 @web.middleware
 async def observe(request: web.Request, handler) -> web.StreamResponse:
     incoming = request.headers.get("x-request-id", "")
@@ -85,6 +104,8 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     call.extra_headers["X-Request-Id"] = request_id
     request[CALL] = call
     try:
+        if settings.metrics_port and not _listener_serves(request, settings.metrics_port):
+            raise NotFound()
         response = await handler(request)
         if not call.status:
             call.status = response.status

@@ -7,7 +7,7 @@ import re
 
 from aiohttp import web
 
-from gateway.authorization import authorize_target_path
+from gateway.authorization import authorize_target_path, stays_under_base
 from gateway.errors import BadRequest
 from gateway.forwarding import relay
 from gateway.json_body import json_response
@@ -52,6 +52,9 @@ def make_proxy_handler(prefix: str):
                 raise BadRequest("percent-encoded mount prefix", code="bad_path")
             tail = request.raw_path[len(prefix):] or "/"
             authorize_target_path(principal, request.path[len(prefix):] or "/")
+            if not stays_under_base(tail.partition("?")[0]):
+                raise BadRequest("dot segments, encoded slashes and backslashes are not allowed in "
+                                 "proxied paths", code="bad_path")
             url_map = app[URL_MAPS][prefix]
             settings = app[SETTINGS]
             return await relay(request, call, app[TARGET_SESSION], url_map.target_url + tail,

@@ -37,9 +37,16 @@ class UrlMap:
     public_url: str  # gateway public base + mount prefix, e.g. "http://127.0.0.1:8080/api/v1/proxy"
     # Compiled once, shared by every rewritten response: compiling per response cost ~90 µs each.
     body_patterns: "BodyPatterns" = field(init=False, repr=False, compare=False)
+    # X-Forwarded-Proto and -Host for the target: the gateway as clients reach it, from the
+    # configured public URL; never the client's own Host header, which anyone can set.
+    forwarded_proto: str = field(init=False, repr=False, compare=False)
+    forwarded_host: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "body_patterns", BodyPatterns(self.body_replacements()))
+        public = urlsplit(self.public_url)
+        object.__setattr__(self, "forwarded_proto", public.scheme.lower())
+        object.__setattr__(self, "forwarded_host", public.netloc)
 
     @classmethod
     def from_urls(cls, target_url: str, public_base_url: str, mount_prefix: str) -> "UrlMap":

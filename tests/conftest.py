@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as redis_asyncio
+from aiohttp.test_utils import TestServer
 
 import ledger
 
@@ -24,7 +25,9 @@ from gateway import migrate, mock_upstream, tokens, users
 from gateway.app import create_app
 from gateway.clock import ManualClock
 from gateway.config import Secret, Settings
+from gateway.connections import GatewayRunner
 from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from gateway.server import start_metrics_site
 
 RESET_DATABASE = """
 SET session_replication_role = replica;  -- the append-only triggers stay on for everyone else
@@ -138,6 +141,13 @@ def outbox() -> Outbox:
     return Outbox()
 
 
+class GatewayTestServer(TestServer):
+    """aiohttp's test server running the gateway the way `tollgate serve` does (GatewayRunner)."""
+
+    async def _make_runner(self, **kwargs) -> GatewayRunner:
+        return GatewayRunner(self.app, **kwargs)
+
+
 @pytest.fixture
 def gateway_factory(servers, database, mock_target, clock, outbox, aiohttp_client):
     """Start a gateway (settings overridable per test) in front of the mock target."""
@@ -146,7 +156,8 @@ def gateway_factory(servers, database, mock_target, clock, outbox, aiohttp_clien
         port = free_port()
         settings = make_settings(servers, target_url or mock_target, port, **changes)
         app = create_app(settings, clock=clock, mailer=outbox)
-        client = await aiohttp_client(app, server_kwargs={"port": port})
+        client = await aiohttp_client(GatewayTestServer(app, port=port))
+        await start_metrics_site(client.server.runner, settings)
         client.settings = settings
         return client
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import struct
+
+import pytest
 
 from gateway import metrics
 from gateway.embedded import free_port
@@ -109,3 +112,96 @@ async def test_postgres_down_keeps_cached_tokens_working(gateway, database, serv
     response = await gateway.get(ECHO, headers=proxy_headers("E" * 64))
     assert response.status == 503
     assert (await response.json())["error"]["code"] == "service_unavailable"
+
+
+class RestartingPostgres:
+    """A TCP relay in front of the test PostgreSQL that can play a server restart.
+
+    Relaying, it passes bytes both ways. `refuse()` cuts every relayed connection, as a restart
+    does, and answers each new one with one PostgreSQL error, as the server does while it starts
+    up or recovers (57P03), when it is full (53300) or while it shuts down (57P01). The attack of
+    2026-12-01 (L5) saw 500s there.
+    """
+
+    def __init__(self, upstream_url: str) -> None:
+        address = upstream_url.split("@", 1)[1].split("/", 1)[0]
+        self.upstream_host, port = address.rsplit(":", 1)
+        self.upstream_port = int(port)
+        self.error = b""
+        self.refused = 0
+        self.relayed: list[asyncio.StreamWriter] = []
+
+    async def start(self, database_url: str) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return database_url.replace(f"{self.upstream_host}:{self.upstream_port}", f"127.0.0.1:{port}")
+
+    def refuse(self, sqlstate: str, message: str) -> None:
+        fields = [b"SFATAL", b"VFATAL", b"C" + sqlstate.encode(), b"M" + message.encode()]
+        payload = b"".join(field + b"\0" for field in fields) + b"\0"
+        self.error = b"E" + struct.pack("!i", len(payload) + 4) + payload
+        for writer in self.relayed:
+            writer.transport.abort()
+
+    async def close(self) -> None:
+        self.refuse("57P01", "shutting down")
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.error:
+            await self._answer_with_error(reader, writer)
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
+        self.relayed += [writer, upstream_writer]
+        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+
+    async def _answer_with_error(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                length = struct.unpack("!i", await reader.readexactly(4))[0]
+                packet = await reader.readexactly(length - 4)
+                if packet[:4] in (SSL_REQUEST, GSS_REQUEST):
+                    writer.write(b"N")  # no encryption; the client goes on with its startup message
+                    continue
+                writer.write(self.error)
+                self.refused += 1
+                await writer.drain()
+                return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.transport.abort()
+
+
+SSL_REQUEST = struct.pack("!i", 80877103)
+GSS_REQUEST = struct.pack("!i", 80877104)
+REFUSALS = {"starting up": ("57P03", "the database system is starting up"),
+            "too many connections": ("53300", "sorry, too many clients already"),
+            "shutting down": ("57P01", "terminating connection due to administrator command")}
+
+
+@pytest.mark.parametrize("sqlstate, message", REFUSALS.values(), ids=REFUSALS.keys())
+@pytest.mark.parametrize("method, path", [("GET", "/api/v1/bundles"), ("POST", "/api/v1/auth/login")])
+async def test_a_database_that_refuses_connections_is_a_503(gateway_factory, database, servers, sqlstate,
+                                                             message, method, path):
+    postgres = RestartingPostgres(servers.database_url)
+    gateway = await gateway_factory(database_url=await postgres.start(servers.database_url))
+    postgres.refuse(sqlstate, message)
+    try:
+        response = await gateway.request(method, path, json={"email": "a@example.com", "password": "long enough"})
+        assert (response.status, (await response.json())["error"]["code"]) == (503, "service_unavailable")
+        assert postgres.refused > 0
+    finally:
+        await postgres.close()

