@@ -101,7 +101,9 @@ SELECT
     COALESCE(sum(amount_micro) FILTER (WHERE kind = 'deposit' AND to_user), 0) AS sold,
     COALESCE(sum(amount_micro) FILTER (WHERE kind IN ('purchase', 'usage') AND from_user), 0) AS spent,
     COALESCE(sum(amount_micro) FILTER (WHERE kind = 'refund' AND to_user), 0) AS refunded,
-    COALESCE(sum(amount_micro) FILTER (WHERE kind = 'referral_bonus' AND to_user), 0) AS bonuses
+    -- Bonuses net of their reversals (a reversal is a referral_bonus from the user back to promotions).
+    COALESCE(sum(amount_micro) FILTER (WHERE kind = 'referral_bonus' AND to_user), 0)
+      - COALESCE(sum(amount_micro) FILTER (WHERE kind = 'referral_bonus' AND from_user), 0) AS bonuses
 FROM moves"""
 
 AUDIT_FILTERS = """

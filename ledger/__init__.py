@@ -3,7 +3,7 @@
 The gateway and the admin UI use only what this module exports.
 """
 
-from ledger.accounts import Balance, balance, set_overdraft, system_id, user_account
+from ledger.accounts import Balance, balance, lock_available, set_overdraft, system_id, user_account
 from ledger.reconcile import Report, reconcile
 from ledger.money import AMOUNT_MAX_MICRO, MICRO_PER_CREDIT, MoneyError, format_micro, parse_credits
 from ledger.transfers import (KINDS, HoldExpired, HoldNotFound, HoldResolved, IdempotencyConflict,
@@ -13,6 +13,7 @@ from ledger.transfers import (KINDS, HoldExpired, HoldNotFound, HoldResolved, Id
 __all__ = [
     "AMOUNT_MAX_MICRO", "Balance", "HoldExpired", "HoldNotFound", "HoldResolved",
     "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
-    "MICRO_PER_CREDIT", "MoneyError", "Transfer", "balance", "expire_holds", "format_micro", "move",
+    "MICRO_PER_CREDIT", "MoneyError", "Transfer", "balance", "expire_holds", "format_micro",
+    "lock_available", "move",
     "Report", "parse_credits", "reconcile", "resolve", "set_overdraft", "system_id", "user_account",
 ]
