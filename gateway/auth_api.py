@@ -12,7 +12,7 @@ import asyncpg
 from aiohttp import web
 
 import ledger
-from gateway import audit, logins, users
+from gateway import audit, email_address, logins, users
 from gateway.errors import BadRequest, Conflict, RateLimited, Unauthenticated
 from gateway.json_body import field, json_response, read_object
 from gateway.keys import DATABASE, MAILER, REDIS, SETTINGS
@@ -22,11 +22,10 @@ from gateway.web_auth import bearer_claims, current_user, now, revoke_jti
 
 log = logging.getLogger(__name__)
 
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 REFERRAL_CODE = re.compile(r"^[A-Z0-9]{12}$")
 MAGIC_TOKEN = re.compile(r"^[A-Za-z0-9_-]{64}$")
-EMAIL_MAX, PASSWORD_MIN, PASSWORD_MAX, FULL_NAME_MAX = 254, 8, 128, 200
+EMAIL_MAX, PASSWORD_MIN, PASSWORD_MAX, FULL_NAME_MAX = email_address.LENGTH_MAX, 8, 128, 200
 # Failed logins per email before a pause: slows guessing without locking the owner out for long.
 LOGIN_FAILURES_MAX, LOGIN_FAILURE_WINDOW_S = 10, 900
 LOGIN_FAILURES_KEY = "tg:login:fail:{}"
@@ -42,10 +41,7 @@ def user_json(user: users.User, balance: ledger.Balance | None = None) -> dict:
 
 
 def _email(body: dict) -> str:
-    email = field(body, "email", str).strip()
-    if len(email) > EMAIL_MAX or not EMAIL.match(email):
-        raise BadRequest("email is not a valid address", code="invalid_email")
-    return email
+    return email_address.parse(field(body, "email", str))
 
 
 async def register(request: web.Request) -> web.Response:
@@ -90,7 +86,7 @@ async def register(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     request[CALL].route = "auth"
     body = await read_object(request)
-    email = field(body, "email", str).strip()[:EMAIL_MAX]
+    email = email_address.normalise(field(body, "email", str)[:EMAIL_MAX * 4])[:EMAIL_MAX]
     password = field(body, "password", str)[:PASSWORD_MAX * 4]
     failures_key = LOGIN_FAILURES_KEY.format(hashlib.sha256(email.lower().encode()).hexdigest())
     await _refuse_if_throttled(request, failures_key)

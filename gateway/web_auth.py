@@ -24,6 +24,8 @@ def bearer_claims(request: web.Request) -> dict:
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         raise Unauthenticated("missing bearer token", code="missing_jwt")
+    if not credential.isascii():  # a JWT is ASCII; non-UTF-8 bytes arrive as surrogates
+        raise Unauthenticated("invalid bearer token", code="invalid_jwt")
     return jwt_tokens.decode_access(request.app[SETTINGS].jwt_secret.value, credential.strip(),
                                     now_s=request.app[CLOCK].now_s())
 

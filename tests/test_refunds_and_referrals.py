@@ -37,8 +37,8 @@ async def buy_bundle(gateway, user: dict, name: str) -> dict:
 
 async def use_for(database, token_id: int, used: dt.timedelta) -> None:
     """Stand-in for time of use, as the report does: the token was bought `used` ago."""
-    await database.execute("UPDATE access_tokens SET created_at = created_at - $2::interval, expires_at = expires_at - $2::interval "
-                           "WHERE id = $1", token_id, used)
+    await database.execute("UPDATE access_tokens SET created_at = created_at - $2::interval, "
+                           "expires_at = expires_at - $2::interval WHERE id = $1", token_id, used)
 
 
 async def revoke(gateway, user: dict, token_id: int) -> int:
