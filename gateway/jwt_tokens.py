@@ -11,9 +11,10 @@ from gateway.errors import Unauthenticated
 ALGORITHM = "HS256"
 
 
-def issue_access(secret: str, *, user_id: int, role: str, now_s: float, ttl_s: int) -> str:
+def issue_access(secret: str, *, user_id: int, role: str, now_s: float, ttl_s: int, family: str) -> str:
+    """`fam` names the login session (the refresh-token family): ending the session ends this token."""
     claims = {"sub": str(user_id), "role": role, "type": "access", "iat": int(now_s),
-              "exp": int(now_s) + ttl_s, "jti": uuid.uuid4().hex}
+              "exp": int(now_s) + ttl_s, "jti": uuid.uuid4().hex, "fam": family}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 from aiohttp import web
 
-from gateway import jwt_tokens, users
+from gateway import jwt_tokens, logins, users
 from gateway.errors import Forbidden, ServiceUnavailable, Unauthenticated
 from gateway.keys import CLOCK, DATABASE, REDIS, SETTINGS
 
@@ -41,9 +41,13 @@ async def current_user(request: web.Request) -> users.User:
         raise Unauthenticated("invalid bearer token", code="invalid_jwt") from error
     if await _is_revoked(request, str(claims.get("jti", ""))):
         raise Unauthenticated("bearer token was logged out", code="jwt_revoked")
-    user = await users.by_id(request.app[DATABASE], user_id)
+    family = claims.get("fam")
+    user, session_ended = await logins.session_user(request.app[DATABASE], user_id,
+                                                    family if isinstance(family, str) else None)
     if user is None or not user.is_active:
         raise Unauthenticated("account not found or disabled", code="invalid_jwt")
+    if session_ended:
+        raise Unauthenticated("this login session was ended; log in again", code="session_revoked")
     request[USER] = user
     return user
 
