@@ -162,6 +162,15 @@ class Settings:
     ai_default_max_output_tokens: int = 16384
     price_refresh_interval_s: float = 10.0
     usage_flush_interval_s: float = 1.0
+    # -- Accounts hygiene (decision 0014) --
+    # Requests per minute from one client address (IPv6: one /64) to login, register and magic-link
+    # together; 0 = unlimited.
+    auth_ip_limit_per_min: int = 30
+    # Failed logins within login_failure_window_s: an (email, address) pair pauses at the first count;
+    # at the second, an email pauses every address that has failed on it (never the owner's own).
+    login_failures_per_ip_max: int = 10
+    login_failures_per_email_max: int = 100
+    login_failure_window_s: int = 900
 
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).
