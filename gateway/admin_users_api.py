@@ -33,6 +33,8 @@ PERIODS = {"day": dt.timedelta(days=1), "week": dt.timedelta(days=7),
            "month": dt.timedelta(days=30), "all": None}
 PATCHABLE = ("is_active", "role", "plan", "manager_id")
 MANAGER_PATCHABLE = ("is_active", "plan")
+# Plans a manager may give their clients; enterprise (no rate limit) needs an admin (decision 0014).
+MANAGER_PLANS = ("free", "premium")
 CACHE_BATCH_MAX = 500  # token records rewritten per Redis pipeline
 
 # $1 is the acting manager's id, NULL for an admin (who sees everyone).
@@ -226,6 +228,10 @@ async def patch_user(request: web.Request) -> web.Response:
         current = await connection.fetchrow(LOCK_USER, scope, user_id)
         if current is None:
             raise _user_not_found()
+        # Checked once the client is known to be theirs: anyone else's id stays a plain 404.
+        if actor.role != "admin" and patch.get("plan", "free") not in MANAGER_PLANS:
+            raise Forbidden(f"a manager may set plan {' or '.join(MANAGER_PLANS)}; "
+                            f"{patch['plan']} needs an admin", code="admin_required")
         if "manager_id" in patch:
             await _check_manager(connection, patch["manager_id"])
         changes = {name: {"old": current[name], "new": value} for name, value in patch.items()
