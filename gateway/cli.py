@@ -142,7 +142,7 @@ def cmd_adjust(args: argparse.Namespace) -> int:
     except ledger.InsufficientBalance:
         print(f"error: {args.email} has too few credits for {args.credits}", file=sys.stderr)
         return 1
-    except ledger.IdempotencyConflict as error:
+    except (ledger.IdempotencyConflict, ledger.AmountOutOfRange) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if transfer is None:

@@ -42,6 +42,10 @@ class PayloadTooLarge(GatewayError):
     status, code, outcome, message = 413, "payload_too_large", "bad_request", "request body too large"
 
 
+class Unprocessable(GatewayError):
+    status, code, outcome, message = 422, "unprocessable", "bad_request", "request cannot be carried out"
+
+
 class RateLimited(GatewayError):
     status, code, outcome, message = 429, "rate_limited", "rate_limited", "rate limit exceeded"
 
@@ -63,7 +67,8 @@ class PaymentRequired(GatewayError):
 
 
 def from_ledger(error: Exception) -> GatewayError:
-    """The ledger's refusals as HTTP errors: 402 no funds, 409 key reuse, 400 bad amount/hold."""
+    """The ledger's refusals as HTTP errors: 402 no funds, 409 key reuse, 422 past a bound, 400 bad
+    amount/hold."""
     from ledger import transfers
 
     code = getattr(error, "code", "ledger_error")
@@ -73,4 +78,6 @@ def from_ledger(error: Exception) -> GatewayError:
         return Conflict(str(error), code=code)
     if isinstance(error, transfers.HoldNotFound):
         return NotFound(str(error), code=code)
+    if isinstance(error, transfers.AmountOutOfRange):
+        return Unprocessable(str(error), code=code)
     return BadRequest(str(error), code=code)
