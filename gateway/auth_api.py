@@ -11,7 +11,7 @@ from aiohttp import web
 
 import ledger
 from gateway import audit, email_address, login_throttle, logins, users
-from gateway.errors import BadRequest, Conflict, Unauthenticated
+from gateway.errors import BadRequest, Conflict, NotFound, Unauthenticated
 from gateway.json_body import field, json_response, read_object
 from gateway.keys import DATABASE, MAILER, SETTINGS
 from gateway.mail import Mail
@@ -127,10 +127,12 @@ async def me(request: web.Request) -> web.Response:
 async def request_magic_link(request: web.Request) -> web.Response:
     """Always 202, whether or not the address has an account (no account discovery)."""
     request[CALL].route = "auth"
+    settings = request.app[SETTINGS]
+    if settings.mail_sender == "none":
+        raise NotFound("magic-link login is not enabled on this gateway", code="magic_link_disabled")
     await login_throttle.admit(request)
     body = await read_object(request)
     email = _email(body)
-    settings = request.app[SETTINGS]
     user = await users.by_email(request.app[DATABASE], email)
     if user is not None and user.is_active:
         token = await logins.create_magic_link(request.app[DATABASE], settings, user_id=user.id,

@@ -28,7 +28,18 @@ async def _with_connection(settings: config.Settings, work):
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway import server
 
-    server.serve(_settings(workers=args.workers, host=args.host, port=args.port))
+    settings = _settings(workers=args.workers, host=args.host, port=args.port)
+    # As server.serve requires them: a missing store or target is named before the mail setting.
+    settings.require("database_url", "redis_url", "target_url", "jwt_secret")
+    if settings.mail_sender == "log":
+        # The development sender prints login links where whoever reads the output can use them
+        # (ATTACK-2026-12-01 M10). `tollgate dev` is the development run.
+        raise config.ConfigError(
+            "TOLLGATE_MAIL_SENDER is 'log' (the default), which only `tollgate dev` may use: it would "
+            "print magic login links to the output. Set TOLLGATE_MAIL_SENDER=smtp (with TOLLGATE_SMTP_HOST, "
+            "_PORT, _USERNAME, _PASSWORD, _STARTTLS and TOLLGATE_MAIL_FROM) or TOLLGATE_MAIL_SENDER=none "
+            "(magic-link login off)")
+    server.serve(settings)
     return 0
 
 
@@ -80,20 +91,31 @@ def cmd_issue_token(args: argparse.Namespace) -> int:
     return 0
 
 
+# `tollgate revoke-token` exit codes: 0 revoked (and every gateway's cache told); 1 no such token;
+# 2 a setting is missing; 3 revoked in PostgreSQL, but the Redis tombstone could not be written.
+REVOKED_CACHE_NOT_TOLD = 3
+
+
 def cmd_revoke_token(args: argparse.Namespace) -> int:
     import redis.asyncio as redis_asyncio
 
     from gateway import tokens
-    from gateway.authentication import write_tombstone
+    from gateway.authentication import REDIS_FAILURES, write_tombstone
+    from gateway.errors import GatewayError
 
     settings = _settings()
+    told = True
 
     async def work(connection):
+        nonlocal told
         token_hash = await tokens.revoke(connection, args.id, now=dt.datetime.now(dt.timezone.utc))
         if token_hash is not None and settings.redis_url:
-            client = redis_asyncio.from_url(settings.redis_url.value)
+            client = redis_asyncio.from_url(settings.redis_url.value, socket_timeout=settings.redis_timeout_s,
+                                            socket_connect_timeout=settings.redis_timeout_s)
             try:
                 await write_tombstone(client, token_hash, settings.auth_cache_ttl_s)
+            except (GatewayError, *REDIS_FAILURES):
+                told = False  # the revocation is committed; only the cache could not be told
             finally:
                 await client.aclose()
         return token_hash
@@ -101,6 +123,11 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     if asyncio.run(_with_connection(settings, work)) is None:
         print(f"error: no token with id {args.id}", file=sys.stderr)
         return 1
+    if not told:
+        print(f"warning: token {args.id} is revoked in PostgreSQL, but Redis was unreachable: a gateway "
+              f"that cached it may accept it for up to TOLLGATE_AUTH_CACHE_TTL_S "
+              f"({settings.auth_cache_ttl_s} s); run this command again once Redis is back", file=sys.stderr)
+        return REVOKED_CACHE_NOT_TOLD
     print(f"token {args.id} revoked")
     return 0
 
