@@ -178,7 +178,7 @@ async def test_revoking_refunds_the_unused_time_once(gateway, database, buyer, c
 
 async def test_refund_rounding_is_down_to_the_micro_credit():
     from gateway.config import Settings
-    from gateway.purchases import refund_micro
+    from gateway.refunds import refund_micro
 
     prices = {1: 1}  # only a 1 h token: the cover of n hours is n micro-credits, below pro rata here
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

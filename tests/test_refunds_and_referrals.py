@@ -117,7 +117,7 @@ async def test_a_bundle_token_pays_the_short_tier_for_its_used_time_but_never_mo
 
 
 def test_the_cheapest_cover_is_the_cheapest_set_of_tokens_lasting_that_long():
-    from gateway.purchases import cheapest_cover_micro
+    from gateway.refunds import cheapest_cover_micro
 
     prices = {hours: ledger.parse_credits(price) for hours, price in DEFAULT_TOKEN_PRICES.items()}
     table = [(0, 0), (1, 1), (2, 2), (11, 10), (12, 10), (13, 11), (23, 18), (24, 18), (25, 19),
@@ -127,7 +127,7 @@ def test_the_cheapest_cover_is_the_cheapest_set_of_tokens_lasting_that_long():
 
 
 def test_a_refund_is_the_price_less_the_larger_of_pro_rata_and_the_cheapest_cover():
-    from gateway.purchases import refund_micro
+    from gateway.refunds import refund_micro
 
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     end = start + dt.timedelta(hours=720)
