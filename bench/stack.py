@@ -84,6 +84,8 @@ def tollgate_env(database: Database, *, target_url: str, port: int) -> dict[str,
         # Per-IP limiting would count wrk's every request from 127.0.0.1; the plan is unlimited too.
         "TOLLGATE_IP_LIMIT_PER_MIN": "0",
         "TOLLGATE_PLAN_LIMITS_PER_MIN": "free=100,premium=500,enterprise=0",
+        # `serve` refuses the development mail sender (decision 0014); the bench sends no mail.
+        "TOLLGATE_MAIL_SENDER": "none",
     })
     return env
 

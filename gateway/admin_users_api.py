@@ -30,6 +30,8 @@ PERIODS = {"day": dt.timedelta(days=1), "week": dt.timedelta(days=7),
            "month": dt.timedelta(days=30), "all": None}
 PATCHABLE = ("is_active", "role", "plan", "manager_id")
 MANAGER_PATCHABLE = ("is_active", "plan")
+# Plans a manager may give their clients; enterprise (no rate limit) needs an admin (decision 0014).
+MANAGER_PLANS = ("free", "premium")
 
 # $1 is the acting manager's id, NULL for an admin (who sees everyone).
 SCOPE = "($1::bigint IS NULL OR (u.manager_id = $1 AND u.role = 'client'))"
@@ -92,7 +94,9 @@ SELECT
     COALESCE(sum(amount_micro) FILTER (WHERE kind = 'deposit' AND to_user), 0) AS sold,
     COALESCE(sum(amount_micro) FILTER (WHERE kind IN ('purchase', 'usage') AND from_user), 0) AS spent,
     COALESCE(sum(amount_micro) FILTER (WHERE kind = 'refund' AND to_user), 0) AS refunded,
-    COALESCE(sum(amount_micro) FILTER (WHERE kind = 'referral_bonus' AND to_user), 0) AS bonuses
+    -- Bonuses net of their reversals (a reversal is a referral_bonus from the user back to promotions).
+    COALESCE(sum(amount_micro) FILTER (WHERE kind = 'referral_bonus' AND to_user), 0)
+      - COALESCE(sum(amount_micro) FILTER (WHERE kind = 'referral_bonus' AND from_user), 0) AS bonuses
 FROM moves"""
 
 AUDIT_FILTERS = """
@@ -214,6 +218,10 @@ async def patch_user(request: web.Request) -> web.Response:
         current = await connection.fetchrow(LOCK_USER, scope, user_id)
         if current is None:
             raise _user_not_found()
+        # Checked once the client is known to be theirs: anyone else's id stays a plain 404.
+        if actor.role != "admin" and patch.get("plan", "free") not in MANAGER_PLANS:
+            raise Forbidden(f"a manager may set plan {' or '.join(MANAGER_PLANS)}; "
+                            f"{patch['plan']} needs an admin", code="admin_required")
         if "manager_id" in patch:
             await _check_manager(connection, patch["manager_id"])
         changes = {name: {"old": current[name], "new": value} for name, value in patch.items()

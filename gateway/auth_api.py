@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
-import logging
 import re
 from urllib.parse import quote
 
@@ -12,24 +10,18 @@ import asyncpg
 from aiohttp import web
 
 import ledger
-from gateway import audit, logins, users
-from gateway.errors import BadRequest, Conflict, RateLimited, Unauthenticated
+from gateway import audit, email_address, login_throttle, logins, users
+from gateway.errors import BadRequest, Conflict, NotFound, Unauthenticated
 from gateway.json_body import field, json_response, read_object
-from gateway.keys import DATABASE, MAILER, REDIS, SETTINGS
+from gateway.keys import DATABASE, MAILER, SETTINGS
 from gateway.mail import Mail
 from gateway.middleware import CALL
 from gateway.web_auth import bearer_claims, current_user, now, revoke_jti
 
-log = logging.getLogger(__name__)
-
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 REFERRAL_CODE = re.compile(r"^[A-Z0-9]{12}$")
 MAGIC_TOKEN = re.compile(r"^[A-Za-z0-9_-]{64}$")
-EMAIL_MAX, PASSWORD_MIN, PASSWORD_MAX, FULL_NAME_MAX = 254, 8, 128, 200
-# Failed logins per email before a pause: slows guessing without locking the owner out for long.
-LOGIN_FAILURES_MAX, LOGIN_FAILURE_WINDOW_S = 10, 900
-LOGIN_FAILURES_KEY = "tg:login:fail:{}"
+EMAIL_MAX, PASSWORD_MIN, PASSWORD_MAX, FULL_NAME_MAX = email_address.LENGTH_MAX, 8, 128, 200
 
 
 def user_json(user: users.User, balance: ledger.Balance | None = None) -> dict:
@@ -42,14 +34,12 @@ def user_json(user: users.User, balance: ledger.Balance | None = None) -> dict:
 
 
 def _email(body: dict) -> str:
-    email = field(body, "email", str).strip()
-    if len(email) > EMAIL_MAX or not EMAIL.match(email):
-        raise BadRequest("email is not a valid address", code="invalid_email")
-    return email
+    return email_address.parse(field(body, "email", str))
 
 
 async def register(request: web.Request) -> web.Response:
     request[CALL].route = "auth"
+    await login_throttle.admit(request)
     body = await read_object(request)
     email = _email(body)
     username = field(body, "username", str).strip()
@@ -89,38 +79,21 @@ async def register(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     request[CALL].route = "auth"
+    await login_throttle.admit(request)
     body = await read_object(request)
-    email = field(body, "email", str).strip()[:EMAIL_MAX]
+    email = email_address.normalise(field(body, "email", str)[:EMAIL_MAX * 4])[:EMAIL_MAX]
     password = field(body, "password", str)[:PASSWORD_MAX * 4]
-    failures_key = LOGIN_FAILURES_KEY.format(hashlib.sha256(email.lower().encode()).hexdigest())
-    await _refuse_if_throttled(request, failures_key)
+    failures = login_throttle.Failures(request, email)
+    await failures.refuse_if_paused()
     database = request.app[DATABASE]
     user = await users.by_email(database, email)
     if not await users.verify_password_off_loop(user, password) or user is None or not user.is_active:
-        await _count_failure(request, failures_key)
+        await failures.count()
         raise Unauthenticated("wrong email or password", code="invalid_credentials")
+    await failures.forget()
     pair = await logins.login(database, request.app[SETTINGS], user_id=user.id, role=user.role,
                               now=now(request))
     return json_response(pair.json())
-
-
-async def _refuse_if_throttled(request: web.Request, key: str) -> None:
-    try:
-        failures = int(await request.app[REDIS].get(key) or 0)
-    except Exception:  # the throttle is a brake, not a gate: Redis down must not stop logins
-        log.warning("login throttle unavailable")
-        return
-    if failures >= LOGIN_FAILURES_MAX:
-        raise RateLimited("too many failed logins; try again later", code="too_many_attempts",
-                          headers={"Retry-After": str(LOGIN_FAILURE_WINDOW_S)})
-
-
-async def _count_failure(request: web.Request, key: str) -> None:
-    try:
-        async with request.app[REDIS].pipeline(transaction=True) as pipe:
-            await pipe.incr(key).expire(key, LOGIN_FAILURE_WINDOW_S, nx=True).execute()
-    except Exception:
-        log.warning("login throttle unavailable")
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -154,9 +127,12 @@ async def me(request: web.Request) -> web.Response:
 async def request_magic_link(request: web.Request) -> web.Response:
     """Always 202, whether or not the address has an account (no account discovery)."""
     request[CALL].route = "auth"
+    settings = request.app[SETTINGS]
+    if settings.mail_sender == "none":
+        raise NotFound("magic-link login is not enabled on this gateway", code="magic_link_disabled")
+    await login_throttle.admit(request)
     body = await read_object(request)
     email = _email(body)
-    settings = request.app[SETTINGS]
     user = await users.by_email(request.app[DATABASE], email)
     if user is not None and user.is_active:
         token = await logins.create_magic_link(request.app[DATABASE], settings, user_id=user.id,

@@ -28,7 +28,18 @@ async def _with_connection(settings: config.Settings, work):
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway import server
 
-    server.serve(_settings(workers=args.workers, host=args.host, port=args.port))
+    settings = _settings(workers=args.workers, host=args.host, port=args.port)
+    # As server.serve requires them: a missing store or target is named before the mail setting.
+    settings.require("database_url", "redis_url", "target_url", "jwt_secret")
+    if settings.mail_sender == "log":
+        # The development sender prints login links where whoever reads the output can use them
+        # (ATTACK-2026-12-01 M10). `tollgate dev` is the development run.
+        raise config.ConfigError(
+            "TOLLGATE_MAIL_SENDER is 'log' (the default), which only `tollgate dev` may use: it would "
+            "print magic login links to the output. Set TOLLGATE_MAIL_SENDER=smtp (with TOLLGATE_SMTP_HOST, "
+            "_PORT, _USERNAME, _PASSWORD, _STARTTLS and TOLLGATE_MAIL_FROM) or TOLLGATE_MAIL_SENDER=none "
+            "(magic-link login off)")
+    server.serve(settings)
     return 0
 
 
@@ -89,7 +100,8 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def work(connection):
-        # The revocation and its cache refusal are queued in one transaction (migration 0008).
+        # Exit codes: 0 revoked (its refusal in Redis, or queued for it: decision 0015); 1 no such
+        # token; 2 a setting is missing. The revocation and its cache refusal are queued in one transaction (migration 0008).
         token_hash = await tokens.revoke(connection, args.id, now=dt.datetime.now(dt.timezone.utc))
         if token_hash is None or not settings.redis_url:
             return token_hash, True
@@ -149,7 +161,7 @@ def cmd_adjust(args: argparse.Namespace) -> int:
     except ledger.InsufficientBalance:
         print(f"error: {args.email} has too few credits for {args.credits}", file=sys.stderr)
         return 1
-    except ledger.IdempotencyConflict as error:
+    except (ledger.IdempotencyConflict, ledger.AmountOutOfRange) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if transfer is None:

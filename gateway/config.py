@@ -139,7 +139,8 @@ class Settings:
     # A referrer earns this share of a referred user's first purchase above the threshold.
     referral_bonus_percent: int = 10
     referral_min_purchase_credits: int = 100
-    # How magic-link emails leave: "log" (the log, for development) or "smtp".
+    # How magic-link emails leave: "smtp"; "none" (magic-link login off); or "log", development only:
+    # `tollgate dev` prints the mail in its terminal and `tollgate serve` refuses to start with it.
     mail_sender: str = "log"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
@@ -186,6 +187,15 @@ class Settings:
     ai_default_max_output_tokens: int = 16384
     price_refresh_interval_s: float = 10.0
     usage_flush_interval_s: float = 1.0
+    # -- Accounts hygiene (decision 0014) --
+    # Requests per minute from one client address (IPv6: one /64) to login, register and magic-link
+    # together; 0 = unlimited.
+    auth_ip_limit_per_min: int = 30
+    # Failed logins within login_failure_window_s: an (email, address) pair pauses at the first count;
+    # at the second, an email pauses every address that has failed on it (never the owner's own).
+    login_failures_per_ip_max: int = 10
+    login_failures_per_email_max: int = 100
+    login_failure_window_s: int = 900
 
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).
@@ -199,8 +209,9 @@ class Settings:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in prices.values()):
             prices = _parse_token_prices(prices)  # given in credits (strings), kept in micro-credits
         object.__setattr__(self, "token_prices", dict(prices))
-        if self.mail_sender not in ("log", "smtp"):
-            raise ConfigError(f"{PREFIX}MAIL_SENDER must be 'log' or 'smtp', not {self.mail_sender!r}")
+        if self.mail_sender not in ("log", "smtp", "none"):
+            raise ConfigError(f"{PREFIX}MAIL_SENDER must be 'smtp', 'none' or (development) 'log', "
+                              f"not {self.mail_sender!r}")
         if not 0 <= self.referral_bonus_percent <= 100:
             raise ConfigError(f"{PREFIX}REFERRAL_BONUS_PERCENT must be within 0..100")
         self._check_serving()

@@ -22,13 +22,14 @@ ADMIN_EMAIL = "admin@tollgate.local"
 DEMO_EMAIL = "demo@tollgate.local"
 
 
-def _remembered(path: Path, make) -> str:
+def _remembered(path: Path, make) -> tuple[str, bool]:
+    """The value kept in `path` (readable by its owner only), and whether it was made just now."""
     if path.exists():
-        return path.read_text().strip()
+        return path.read_text().strip(), False
     value = str(make())
     path.write_text(value)
     path.chmod(0o600)
-    return value
+    return value, True
 
 
 def _ports(data_dir: Path) -> dict[str, int]:
@@ -78,10 +79,10 @@ async def _prepare(settings: Settings, servers: list[object]) -> tuple[Settings,
         settings = settings.replace(redis_url=Secret(redis.url))
     if not settings.jwt_secret:
         settings = settings.replace(jwt_secret=Secret(_remembered(data_dir / "jwt_secret",
-                                                                  lambda: secrets.token_urlsafe(48))))
+                                                                  lambda: secrets.token_urlsafe(48))[0]))
     await migrate.apply(settings.database_url.value)
-    password = _remembered(data_dir / "admin_password", lambda: secrets.token_urlsafe(12))
-    demo_password = _remembered(data_dir / "demo_password", lambda: secrets.token_urlsafe(12))
+    password, password_new = _remembered(data_dir / "admin_password", lambda: secrets.token_urlsafe(12))
+    demo_password, demo_password_new = _remembered(data_dir / "demo_password", lambda: secrets.token_urlsafe(12))
     connection = await asyncpg.connect(settings.database_url.value)
     try:
         await users.ensure_admin(connection, email=ADMIN_EMAIL, password=password)
@@ -95,8 +96,12 @@ async def _prepare(settings: Settings, servers: list[object]) -> tuple[Settings,
                                         ip_allowlist=[], rpm_limit=0, tpm_limit=0, now=now, expires_at=None)
     finally:
         await connection.close()
-    return settings, servers, {"admin_password": password, "demo_token": issued.token,
-                               "demo_password": demo_password, "demo_api_key": api_key.key}
+    # A password is shown once, when it is generated; later starts name the file that keeps it.
+    return settings, servers, {"admin_password": password if password_new else "",
+                               "demo_password": demo_password if demo_password_new else "",
+                               "admin_password_file": str(data_dir / "admin_password"),
+                               "demo_password_file": str(data_dir / "demo_password"),
+                               "demo_token": issued.token, "demo_api_key": api_key.key}
 
 
 SET_DEMO_PASSWORD = "UPDATE users SET password_hash = $2 WHERE id = $1"
@@ -131,21 +136,36 @@ def metrics_curl(settings: Settings) -> str:
     return f"curl -s {base}/metrics{token}"
 
 
+def _password_line(email: str, password: str, path: str) -> str:
+    if password:
+        return f"{email} / {password}   (generated now, shown once; kept in {path})"
+    return f"{email} / the password in {path}"
+
+
+def _login_body(email: str, password_file: str) -> str:
+    """A JSON login body as one double-quoted shell word that reads the password from its file."""
+    return f'"{{\\"email\\": \\"{email}\\", \\"password\\": \\"$(cat {password_file})\\"}}"'
+
+
 def banner(settings: Settings, facts: dict[str, str]) -> str:
     base = settings.public_url
     token, key = facts["demo_token"], facts["demo_api_key"]
     ai_upstreams = "mock" if "mock" in settings.openai_api_keys.value else "configured"
-    # A login inlined into the line, so each line works on its own (JWTs expire in 30 minutes).
-    demo_jwt = (f"curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d "
-                f"'{{\"email\": \"{DEMO_EMAIL}\", \"password\": \"{facts['demo_password']}\"}}' "
+    # Passwords are read from their files by the lines themselves, so no start prints them again
+    # (decision 0014), and a login is inlined into each line, which works on its own (JWTs last 30 min).
+    admin_body = _login_body(ADMIN_EMAIL, facts["admin_password_file"])
+    demo_body = _login_body(DEMO_EMAIL, facts["demo_password_file"])
+    demo_jwt = (f"curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d {demo_body} "
                 "| sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/'")
+    admin_line = _password_line(ADMIN_EMAIL, facts["admin_password"], facts["admin_password_file"])
+    demo_line = _password_line(DEMO_EMAIL, facts["demo_password"], facts["demo_password_file"])
     return f"""
 tollgate is running (embedded default; data in {settings.data_dir})
 
   gateway      {base}
   target       {settings.target_url}   (mock upstream)
-  admin login  {ADMIN_EMAIL} / {facts['admin_password']}
-  demo user    {DEMO_EMAIL} / {facts['demo_password']}   (100 credits to spend)
+  admin login  {admin_line}
+  demo user    {demo_line}   (100 credits to spend)
   demo token   {token}   (24 h, scope full)
   demo API key {key}   (AI routes; upstreams: {ai_upstreams})
 
@@ -155,7 +175,7 @@ Try it:
   curl -si {base}/api/v1/proxy/ -H 'X-Access-Token: {token}' -H 'X-Device-ID: laptop-1'
   curl -s {base}/api/v1/proxy/echo/hello?x=1 -H 'X-Access-Token: {token}' -H 'X-Device-ID: laptop-1'
   curl -s {base}/api/v1/proxy/echo/hello -H 'X-Access-Token: {token}' -H 'X-Device-ID: phone-2'   # 409 device_conflict
-  curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d '{{"email": "{ADMIN_EMAIL}", "password": "{facts['admin_password']}"}}'
+  curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d {admin_body}
   curl -s {base}/api/v1/bundles
   curl -s {base}/api/v1/tokens/purchase -H "Authorization: Bearer $({demo_jwt})" -H 'Content-Type: application/json' -d '{{"duration_hours": 1}}'
   curl -s {base}/api/v1/currency/transactions -H "Authorization: Bearer $({demo_jwt})"

@@ -46,6 +46,10 @@ class UnsupportedMediaType(GatewayError):
     status, code, outcome, message = 415, "unsupported_media_type", "bad_request", "unsupported media type"
 
 
+class Unprocessable(GatewayError):
+    status, code, outcome, message = 422, "unprocessable", "bad_request", "request cannot be carried out"
+
+
 class RateLimited(GatewayError):
     status, code, outcome, message = 429, "rate_limited", "rate_limited", "rate limit exceeded"
 
@@ -67,7 +71,8 @@ class PaymentRequired(GatewayError):
 
 
 def from_ledger(error: Exception) -> GatewayError:
-    """The ledger's refusals as HTTP errors: 402 no funds, 409 key reuse, 400 bad amount/hold."""
+    """The ledger's refusals as HTTP errors: 402 no funds, 409 key reuse, 422 past a bound, 400 bad
+    amount/hold."""
     from ledger import transfers
 
     code = getattr(error, "code", "ledger_error")
@@ -77,4 +82,6 @@ def from_ledger(error: Exception) -> GatewayError:
         return Conflict(str(error), code=code)
     if isinstance(error, transfers.HoldNotFound):
         return NotFound(str(error), code=code)
+    if isinstance(error, transfers.AmountOutOfRange):
+        return Unprocessable(str(error), code=code)
     return BadRequest(str(error), code=code)

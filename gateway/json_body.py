@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from typing import Any
 
@@ -17,6 +18,11 @@ READ_CHUNK_BYTES = 64 * 1024
 # bodies over as sent (app.request_handler_args); brotli and zstd need libraries tollgate does
 # not ship, so they are refused with 415 like any other coding.
 INFLATABLE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+# C0 controls but tab, line feed and carriage return, and DEL: no field of ours needs them, and
+# PostgreSQL cannot store NUL in text (asyncpg raised, which became a 500). Decision 0014.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# No field nests deeper; orjson parses up to 1024 levels, deeper than Python's recursion allows.
+NESTING_MAX = 32
 
 
 async def read_bytes(request: web.Request, limit_bytes: int) -> bytes:
@@ -97,7 +103,23 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, req
         raise BadRequest(f"field {name!r} has the wrong type", code="invalid_field")
     if not isinstance(value, kind):
         raise BadRequest(f"field {name!r} has the wrong type", code="invalid_field")
+    if not _plain_text(value, NESTING_MAX):
+        raise BadRequest(f"field {name!r} contains a control character or is nested too deeply",
+                         code="invalid_field")
     return value
+
+
+def _plain_text(value: Any, depth_left: int) -> bool:
+    """No string inside (list items, object keys and values too) carries a control character."""
+    if isinstance(value, str):
+        return CONTROL_CHARACTERS.search(value) is None
+    if isinstance(value, (list, dict)):
+        if depth_left == 0:
+            return False
+        items = value.items() if isinstance(value, dict) else ((item, None) for item in value)
+        return all(_plain_text(key, depth_left - 1) and _plain_text(item, depth_left - 1)
+                   for key, item in items)
+    return True
 
 
 BIGINT_MAX = 2**63 - 1

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from gateway import jwt_tokens
+from gateway import jwt_tokens, users
 from gateway.config import Settings
 from gateway.errors import Unauthenticated
 
@@ -22,6 +22,14 @@ REVOKE_FAMILY = "UPDATE refresh_tokens SET revoked_at = $2 WHERE family = $1 AND
 REVOKE_FAMILY_OF_USER = """
 UPDATE refresh_tokens SET revoked_at = $3 WHERE family = $1 AND user_id = $2 AND revoked_at IS NULL"""
 SELECT_USER_STATE = "SELECT is_active, role FROM users WHERE id = $1"
+# The user behind an access token, and whether its session was ended (reuse detected, or logout).
+# One statement, so the check costs the JSON API no extra round trip; a family's rows are revoked
+# together, so one revoked row means the session is over. $2 NULL (tokens minted before sessions
+# were named) never matches.
+SELECT_SESSION_USER = f"""
+SELECT {users.COLUMNS},
+       EXISTS (SELECT 1 FROM refresh_tokens WHERE family = $2 AND revoked_at IS NOT NULL) AS session_ended
+FROM users WHERE id = $1"""
 TOUCH_LOGIN = "UPDATE users SET last_login_at = $2 WHERE id = $1"
 
 INSERT_MAGIC = """
@@ -54,7 +62,7 @@ async def issue_pair(connection: asyncpg.Connection | asyncpg.Pool, settings: Se
     await connection.execute(INSERT_REFRESH, jti, family, user_id, now,
                              now + dt.timedelta(seconds=settings.refresh_token_ttl_s))
     access = jwt_tokens.issue_access(secret, user_id=user_id, role=role, now_s=now_s,
-                                     ttl_s=settings.access_token_ttl_s)
+                                     ttl_s=settings.access_token_ttl_s, family=family)
     return TokenPair(access, refresh, settings.access_token_ttl_s)
 
 
@@ -102,6 +110,17 @@ async def revoke_family(pool: asyncpg.Pool, settings: Settings, refresh_token: s
     except Unauthenticated:
         return  # an expired or foreign refresh token has nothing left to revoke
     await pool.execute(REVOKE_FAMILY_OF_USER, claims.get("fam", ""), user_id, now)
+
+
+async def session_user(db: asyncpg.Pool | asyncpg.Connection, user_id: int,
+                       family: str | None) -> tuple[users.User | None, bool]:
+    """(the user or None, whether the login session `family` has been ended)."""
+    row = await db.fetchrow(SELECT_SESSION_USER, user_id, family)
+    if row is None:
+        return None, False
+    fields = dict(row)
+    ended = fields.pop("session_ended")
+    return users.User(**fields), ended
 
 
 def magic_token() -> str:

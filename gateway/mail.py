@@ -1,18 +1,17 @@
-"""Outgoing mail behind one small interface: the log (development) or an SMTP server."""
+"""Outgoing mail behind one small interface: the development terminal, an SMTP server, or none.
+
+A mail may hold a login link: it never goes to the log, at any level (decision 0014).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import smtplib
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
 from gateway.config import Settings
-
-log = logging.getLogger("tollgate.mail")
-
 
 @dataclass(frozen=True, slots=True)
 class Mail:
@@ -25,11 +24,20 @@ class Sender(Protocol):
     async def send(self, mail: Mail) -> None: ...
 
 
-class LogSender:
-    """Development default: the message goes to the log (it holds a login link; never use in production)."""
+class TerminalSender:
+    """`tollgate dev` only (TOLLGATE_MAIL_SENDER=log): the mail is printed to the terminal that runs
+    it, on stdout, not through logging; `tollgate serve` refuses to start with this sender."""
 
     async def send(self, mail: Mail) -> None:
-        log.warning("mail (log sender, not delivered) to=%s subject=%r\n%s", mail.to, mail.subject, mail.text)
+        print(f"\n--- mail (development: printed, not sent) to {mail.to}: {mail.subject}\n{mail.text}---",
+              flush=True)
+
+
+class NoSender:
+    """TOLLGATE_MAIL_SENDER=none: nothing is mailed; the API refuses magic-link requests first."""
+
+    async def send(self, mail: Mail) -> None:
+        raise RuntimeError("mail is turned off (TOLLGATE_MAIL_SENDER=none)")
 
 
 class SmtpSender:
@@ -55,4 +63,6 @@ class SmtpSender:
 
 
 def sender_for(settings: Settings) -> Sender:
-    return SmtpSender(settings) if settings.mail_sender == "smtp" else LogSender()
+    if settings.mail_sender == "smtp":
+        return SmtpSender(settings)
+    return NoSender() if settings.mail_sender == "none" else TerminalSender()

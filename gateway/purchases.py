@@ -1,4 +1,4 @@
-"""Buying access tokens with credits, refunding their unused time, and the referral bonus.
+"""Buying access tokens with credits, and the referral bonus (refunds and its reversal: gateway.refunds).
 
 Every function here is one PostgreSQL transaction: the transfer, the tokens it pays for, the
 referral reward and the audit entry commit together or not at all.
@@ -14,7 +14,6 @@ import asyncpg
 import ledger
 from gateway import audit, tokens
 from gateway.config import Settings
-from gateway.errors import Conflict, NotFound
 
 SELECT_PAID_TOKENS = """
 SELECT id, scope, expires_at FROM access_tokens WHERE purchase_transfer_id = $1 ORDER BY id"""
@@ -27,11 +26,6 @@ INSERT_REWARD = """
 INSERT INTO referral_rewards (referred_user_id, referrer_id, purchase_transfer_id, bonus_transfer_id,
                               amount_micro, created_at)
 VALUES ($1, $2, $3, $4, $5, $6)"""
-LOCK_OWN_TOKEN = """
-SELECT id, user_id, token_hash, created_at, expires_at, revoked_at, price_micro
-FROM access_tokens WHERE id = $1 AND user_id = $2 FOR UPDATE"""
-REVOKE_WITH_REFUND = """
-UPDATE access_tokens SET revoked_at = $2, refund_micro = $3, revoked_by = $4 WHERE id = $1"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,50 +109,3 @@ async def _referral_bonus(connection: asyncpg.Connection, settings: Settings, *,
                        target_id=referrer, details={"referred_user_id": user_id, "amount_micro": bonus,
                                                     "transfer_id": transfer.id})
     return bonus
-
-
-def unused_refund(price_micro: int, created_at: dt.datetime, expires_at: dt.datetime,
-                  now: dt.datetime) -> int:
-    """The price of the unused time, pro rata to the microsecond, rounded down to the micro-credit."""
-    total_us = _microseconds(expires_at - created_at)
-    remaining_us = min(max(_microseconds(expires_at - now), 0), total_us)
-    return price_micro * remaining_us // total_us if total_us > 0 else 0
-
-
-def _microseconds(delta: dt.timedelta) -> int:
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-@dataclass(frozen=True, slots=True)
-class Revoked:
-    token_id: int
-    token_hash: bytes
-    refund_micro: int
-    refund_transfer_id: int | None
-
-
-async def revoke_with_refund(pool: asyncpg.Pool, *, user_id: int, token_id: int, now: dt.datetime,
-                             ip: str = "") -> Revoked:
-    """The owner revokes a token: the unused time goes back to their balance, once."""
-    async with pool.acquire() as connection, connection.transaction():
-        row = await connection.fetchrow(LOCK_OWN_TOKEN, token_id, user_id)
-        if row is None:
-            raise NotFound("no such token", code="token_not_found")
-        if row["revoked_at"] is not None:
-            raise Conflict("token already revoked", code="token_revoked")
-        if row["expires_at"] <= now:
-            raise Conflict("token already expired", code="token_expired")
-        refund = unused_refund(row["price_micro"], row["created_at"], row["expires_at"], now)
-        transfer_id = None
-        if refund > 0:
-            transfer = await ledger.move(
-                connection, key=f"refund:token:{token_id}", debit=await ledger.system_id(connection, "revenue"),
-                credit=await ledger.user_account(connection, user_id), amount_micro=refund, kind="refund",
-                now=now, user_id=user_id, description="unused time of a revoked token",
-                metadata={"token_id": token_id})
-            transfer_id = transfer.id
-        await connection.execute(REVOKE_WITH_REFUND, token_id, now, refund, user_id)
-        await audit.record(connection, actor_id=user_id, action="token.revoke", target_type="access_token",
-                           target_id=token_id, ip=ip, details={"refund_micro": refund,
-                                                               "transfer_id": transfer_id})
-        return Revoked(token_id, bytes(row["token_hash"]), refund, transfer_id)

@@ -11,7 +11,9 @@ from gateway.middleware import CALL
 from gateway.web_auth import current_user
 
 SELECT_REFERRED = """
-SELECT u.id, u.username, u.created_at, r.amount_micro AS bonus_micro, r.created_at AS rewarded_at
+SELECT u.id, u.username, u.created_at, r.created_at AS rewarded_at,
+       -- What the referrer keeps by right: the bonus less its share of the purchase's refunds.
+       r.amount_micro - r.reversed_micro - r.unrecovered_micro AS bonus_micro
 FROM users u LEFT JOIN referral_rewards r ON r.referred_user_id = u.id
 WHERE u.referred_by = $1 ORDER BY u.id"""
 
@@ -28,11 +30,11 @@ async def my_referrals(request: web.Request) -> web.Response:
         "bonus_percent": settings.referral_bonus_percent,
         "min_purchase": str(settings.referral_min_purchase_credits),
         "total_referred": len(rows),
-        "total_rewarded": sum(1 for r in rows if r["bonus_micro"]),
+        "total_rewarded": sum(1 for r in rows if r["rewarded_at"]),
         "total_earned": ledger.format_micro(earned),
         # Referred users by username only: their emails are theirs.
         "referred_users": [{"id": r["id"], "username": r["username"], "joined_at": r["created_at"].isoformat(),
-                            "bonus": ledger.format_micro(r["bonus_micro"]) if r["bonus_micro"] else None,
+                            "bonus": ledger.format_micro(r["bonus_micro"]) if r["rewarded_at"] else None,
                             "rewarded_at": r["rewarded_at"].isoformat() if r["rewarded_at"] else None}
                            for r in rows]})
 

@@ -8,7 +8,7 @@ import uuid
 from aiohttp import web
 
 import ledger
-from gateway import purchases, tokens
+from gateway import purchases, refunds, tokens
 from gateway.errors import BadRequest, NotFound
 from gateway.json_body import database_id, field, json_response, read_object
 from gateway.keys import AUTHENTICATOR, DATABASE, SETTINGS
@@ -94,14 +94,15 @@ async def my_tokens(request: web.Request) -> web.Response:
 
 
 async def revoke(request: web.Request) -> web.Response:
-    """DELETE /api/v1/tokens/{id}: another user's token is a 404, like one that does not exist."""
+    """DELETE /api/v1/tokens/{id}: the refund rule is refunds.refund_micro; another user's token is a
+    404, like one that does not exist."""
     request[CALL].route = "tokens"
     user = await current_user(request)
     token_id = database_id(request.match_info["token_id"])
     if token_id is None:
         raise NotFound("no such token", code="token_not_found")
-    revoked = await purchases.revoke_with_refund(request.app[DATABASE], user_id=user.id, token_id=token_id,
-                                                 now=now(request), ip=request[CALL].client_ip)
+    revoked = await refunds.revoke_with_refund(request.app[DATABASE], request.app[SETTINGS], user_id=user.id,
+                                                 token_id=token_id, now=now(request), ip=request[CALL].client_ip)
     await request.app[AUTHENTICATOR].forget(revoked.token_hash)
     return json_response({"id": revoked.token_id, "revoked": True,
                           "refund": ledger.format_micro(revoked.refund_micro),

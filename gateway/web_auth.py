@@ -6,7 +6,7 @@ import datetime as dt
 
 from aiohttp import web
 
-from gateway import jwt_tokens, users
+from gateway import jwt_tokens, logins, users
 from gateway.errors import Forbidden, ServiceUnavailable, Unauthenticated
 from gateway.keys import CLOCK, DATABASE, REDIS, SETTINGS
 
@@ -24,6 +24,8 @@ def bearer_claims(request: web.Request) -> dict:
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         raise Unauthenticated("missing bearer token", code="missing_jwt")
+    if not credential.isascii():  # a JWT is ASCII; non-UTF-8 bytes arrive as surrogates
+        raise Unauthenticated("invalid bearer token", code="invalid_jwt")
     return jwt_tokens.decode_access(request.app[SETTINGS].jwt_secret.value, credential.strip(),
                                     now_s=request.app[CLOCK].now_s())
 
@@ -39,9 +41,13 @@ async def current_user(request: web.Request) -> users.User:
         raise Unauthenticated("invalid bearer token", code="invalid_jwt") from error
     if await _is_revoked(request, str(claims.get("jti", ""))):
         raise Unauthenticated("bearer token was logged out", code="jwt_revoked")
-    user = await users.by_id(request.app[DATABASE], user_id)
+    family = claims.get("fam")
+    user, session_ended = await logins.session_user(request.app[DATABASE], user_id,
+                                                    family if isinstance(family, str) else None)
     if user is None or not user.is_active:
         raise Unauthenticated("account not found or disabled", code="invalid_jwt")
+    if session_ended:
+        raise Unauthenticated("this login session was ended; log in again", code="session_revoked")
     request[USER] = user
     return user
 

@@ -3,16 +3,18 @@
 The gateway and the admin UI use only what this module exports.
 """
 
-from ledger.accounts import Balance, balance, set_overdraft, system_id, user_account
+from ledger.accounts import Balance, balance, lock_available, set_overdraft, system_id, user_account
 from ledger.reconcile import Report, reconcile
-from ledger.money import AMOUNT_MAX_MICRO, MICRO_PER_CREDIT, MoneyError, format_micro, parse_credits
-from ledger.transfers import (KINDS, HoldExpired, HoldNotFound, HoldResolved, IdempotencyConflict,
-                              InsufficientBalance, InvalidAmount, LedgerError, Transfer,
+from ledger.money import (ACCOUNT_SUM_MAX_MICRO, AMOUNT_MAX_MICRO, MICRO_PER_CREDIT, USER_BALANCE_MAX_MICRO,
+                          MoneyError, format_micro, parse_credits)
+from ledger.transfers import (KINDS, AmountOutOfRange, HoldExpired, HoldNotFound, HoldResolved,
+                              IdempotencyConflict, InsufficientBalance, InvalidAmount, LedgerError, Transfer,
                               expire_holds, move, resolve)
 
 __all__ = [
-    "AMOUNT_MAX_MICRO", "Balance", "HoldExpired", "HoldNotFound", "HoldResolved",
-    "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
-    "MICRO_PER_CREDIT", "MoneyError", "Transfer", "balance", "expire_holds", "format_micro", "move",
-    "Report", "parse_credits", "reconcile", "resolve", "set_overdraft", "system_id", "user_account",
+    "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "HoldExpired", "HoldNotFound",
+    "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
+    "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",
+    "format_micro", "lock_available", "move", "Report", "parse_credits", "reconcile", "resolve", "set_overdraft",
+    "system_id", "user_account",
 ]

@@ -20,6 +20,10 @@ SELECT_BALANCE = """
 SELECT id, debits_posted, credits_posted, debits_pending, credits_pending, overdraft_micro
 FROM accounts WHERE user_id = $1"""
 SET_OVERDRAFT = "UPDATE accounts SET overdraft_micro = $2 WHERE user_id = $1"
+# In id order, as ledger_move locks them, so a caller that locks first never waits in a cycle.
+LOCK_AVAILABLE = """
+SELECT id, credits_posted - debits_posted - debits_pending AS available_micro
+FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"""
 
 _system_ids: dict[str, int] = {}
 
@@ -70,3 +74,14 @@ async def set_overdraft(connection: asyncpg.Connection | asyncpg.Pool, user_id: 
     assert overdraft_micro >= 0
     await user_account(connection, user_id)
     await connection.execute(SET_OVERDRAFT, user_id, overdraft_micro)
+
+
+async def lock_available(connection: asyncpg.Connection, account_ids: list[int]) -> dict[int, int]:
+    """Lock these accounts until the caller's transaction ends; their available balances by id.
+
+    For a move whose amount depends on the balance (a claw-back of what is there): the balance
+    read here is the one the move will see.
+    """
+    assert connection.is_in_transaction(), "the locks would end with the statement"
+    rows = await connection.fetch(LOCK_AVAILABLE, account_ids)
+    return {row["id"]: row["available_micro"] for row in rows}

@@ -7,6 +7,11 @@ import re
 MICRO_PER_CREDIT = 1_000_000
 # Far above any real balance, far below bigint: keeps sums of many amounts inside PostgreSQL's range.
 AMOUNT_MAX_MICRO = 10**15
+# Bounds the ledger functions enforce (migration 0006, decision 0014): no running sum of an account
+# passes ACCOUNT_SUM_MAX_MICRO (sums and their differences stay inside bigint), and no user balance
+# passes USER_BALANCE_MAX_MICRO (10^10 credits), so one user cannot fill a shared system account.
+ACCOUNT_SUM_MAX_MICRO = 4 * 10**18
+USER_BALANCE_MAX_MICRO = 10**16
 # ASCII digits only: `\d` and int() would also take Arabic-Indic, full-width and other digits.
 _CREDITS = re.compile(r"(-?)([0-9]{1,10})(?:\.([0-9]{1,6}))?")
 

@@ -60,6 +60,18 @@ class InvalidAmount(LedgerError):
     code = "invalid_amount"
 
 
+class AmountOutOfRange(LedgerError):
+    """The transfer would take an amount, an account's running sum or a user's balance past its bound."""
+    code = "amount_out_of_range"
+
+
+OUT_OF_RANGE = {
+    "amount": "the amount is above the most one transfer may move",
+    "account_total": "the transfer would take an account's running total past its bound",
+    "user_balance": "the transfer would take the user's balance past the most an account may hold",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Transfer:
     id: int
@@ -133,6 +145,8 @@ def _outcome(row: asyncpg.Record, *, key: str, hold_id: int | None = None) -> Tr
         raise InvalidAmount(f"a hold of {held} can be posted at 0..{held}")
     if status == "hold_expired":
         raise HoldExpired(f"hold {hold_id} expired")
+    if status == "amount_out_of_range":
+        raise AmountOutOfRange(OUT_OF_RANGE.get(row["detail"], "amount out of range"))
     raise LedgerError(f"unexpected ledger status {status!r}")
 
 

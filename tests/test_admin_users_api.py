@@ -362,6 +362,24 @@ async def test_a_manager_may_not_change_role_or_manager(gateway, database, peopl
     assert await audit_count(database) == 0
 
 
+async def test_a_manager_may_not_give_a_client_the_unlimited_enterprise_plan(gateway, database, people):
+    """ATTACK-2026-12-01 L14: enterprise means no rate limit; only an admin grants it (decision 0014)."""
+    before = await user_row(database, people.client)
+    for body in ({"plan": "enterprise"}, {"plan": "enterprise", "is_active": True}):
+        response = await gateway.patch(f"/api/v1/admin/users/{people.client}", headers=people.as_manager,
+                                       json=body)
+        assert await error_code(response, 403) == "admin_required", body
+    assert await user_row(database, people.client) == before
+    assert await audit_count(database) == 0
+    for plan in ("premium", "free"):
+        response = await gateway.patch(f"/api/v1/admin/users/{people.client}", headers=people.as_manager,
+                                       json={"plan": plan})
+        assert response.status == 200, plan
+    response = await gateway.patch(f"/api/v1/admin/users/{people.client}", headers=people.as_admin,
+                                   json={"plan": "enterprise"})
+    assert response.status == 200 and (await response.json())["plan"] == "enterprise"
+
+
 async def test_a_manager_patching_anyone_else_gets_404_and_changes_nothing(gateway, database, people):
     for user_id in (people.other_client, people.loner, people.admin, people.manager, 999999):
         before = await user_row(database, user_id) if user_id != 999999 else None

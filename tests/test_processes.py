@@ -81,7 +81,7 @@ async def test_two_workers_share_one_port_and_report_each_others_requests(server
     limited = await make_token(database, email="premium@example.com", plan="premium")
     port = free_port()
     env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port),
-                      TOLLGATE_PLAN_LIMITS_PER_MIN="free=1000,premium=5,enterprise=0")
+                      TOLLGATE_PLAN_LIMITS_PER_MIN="free=1000,premium=5,enterprise=0", TOLLGATE_MAIL_SENDER="none")
     process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "2", env=env,
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -190,14 +190,19 @@ async def test_the_dev_run_prints_curl_lines_that_work():
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
     env.update({"TOLLGATE_DATA_DIR": str(data_dir), "TOLLGATE_PORT": str(port)})
-    process = await asyncio.create_subprocess_exec(*TOLLGATE, "dev", env=env,
-                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log_path = data_dir / "dev-run.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(*TOLLGATE, "dev", env=env,
+                                                       stdout=subprocess.PIPE, stderr=log_file)
     try:
         banner = ""
         while "Press Ctrl-C" not in banner:
             line = await asyncio.wait_for(process.stdout.readline(), 60)
             assert line, f"dev run ended early:\n{banner}"
             banner += line.decode()
+        # A password is printed once, when it is generated (decision 0014).
+        admin_password = (data_dir / "admin_password").read_text().strip()
+        assert f"admin@tollgate.local / {admin_password}   (generated now" in banner
         curl_lines = [line.strip().split("   #")[0] for line in banner.splitlines()
                       if line.strip().startswith("curl ")]
         assert len(curl_lines) >= 14
@@ -221,9 +226,32 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert json.loads(outputs[11])["usageMetadata"]["candidatesTokenCount"] > 0
         assert ledger.parse_credits(json.loads(outputs[12])["balance"]["tokens_available"]) < 99 * 10**6
         assert "tollgate_http_requests_total" in joined
+        # A magic link goes to this terminal (stdout), never to the log (stderr): M10.
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/api/v1/auth/magic-link",
+                                    json={"email": "demo@tollgate.local"}) as response:
+                assert response.status == 202
+        printed = ""
+        while "magic-link/verify?token=" not in printed:
+            printed += (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
+        token = re.search(r"token=([A-Za-z0-9_-]{64})", printed).group(1)
+        assert token not in log_path.read_text(errors="replace")
     finally:
         await stop(process)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_later_dev_start_names_the_password_files_instead_of_printing_them():
+    from gateway import dev
+    from gateway.config import Settings
+
+    facts = {"admin_password": "", "demo_password": "", "admin_password_file": "/data/admin_password",
+             "demo_password_file": "/data/demo_password", "demo_token": "t" * 64, "demo_api_key": "tg_key"}
+    text = dev.banner(Settings(public_url="http://127.0.0.1:8080"), facts)
+    assert "admin@tollgate.local / the password in /data/admin_password" in text
+    assert '\\"password\\": \\"$(cat /data/admin_password)\\"' in text
+    first = dev.banner(Settings(public_url="http://127.0.0.1:8080"), {**facts, "admin_password": "s3cret-pw"})
+    assert "admin@tollgate.local / s3cret-pw   (generated now, shown once; kept in /data/admin_password)" in first
 
 
 def test_create_admin_is_idempotent(servers, database):
@@ -252,6 +280,32 @@ def test_issue_token_refuses_a_bad_scope_or_duration(servers, database):
     assert run_cli(servers, "issue-token", "--email", "d@example.com", "--hours", "1",
                    "--scope", "everything").returncode == 2
     assert run_cli(servers, "issue-token", "--email", "d@example.com", "--hours", "0").returncode == 2
+
+
+async def test_revoke_token_revokes_and_writes_the_tombstone(servers, database, redis_client):
+    issued = await make_token(database)
+    done = run_cli(servers, "revoke-token", "--id", str(issued.id))
+    assert done.returncode == 0 and f"token {issued.id} revoked" in done.stdout, done.stderr
+    assert await redis_client.hget(f"tg:{{{tokens.digest(issued.token).hex()}}}:rec", "state") == "revoked"
+
+
+async def test_revoke_token_with_redis_down_says_the_refusal_is_queued_in_one_line(servers, database):
+    """ATTACK-2026-12-01 L13: the revocation was committed but the command printed a traceback.
+    Now the refusal is queued with it (decision 0015): done, and said in one line."""
+    issued = await make_token(database)
+    env = {**gateway_env(servers), "TOLLGATE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    done = subprocess.run([*TOLLGATE, "revoke-token", "--id", str(issued.id)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stdout.strip().splitlines()) == 1
+    assert "revoked" in done.stdout and "queued" in done.stdout
+    assert await database.fetchval("SELECT count(*) FROM credential_cache_outbox") == 1
+    assert await database.fetchval("SELECT revoked_at FROM access_tokens WHERE id = $1", issued.id) is not None
+
+
+def test_revoke_token_of_an_unknown_id_exits_1(servers, database):
+    done = run_cli(servers, "revoke-token", "--id", "999999")
+    assert done.returncode == 1 and "no token with id 999999" in done.stderr
 
 
 def test_migrate_reports_an_up_to_date_schema(servers):

@@ -158,18 +158,17 @@ async def test_my_tokens_lists_only_mine_and_active_only_filters(gateway, databa
         assert response.status == 400, query
 
 
-async def test_revoking_refunds_the_unused_time_pro_rata_once(gateway, database, buyer, clock):
+async def test_revoking_refunds_the_unused_time_once(gateway, database, buyer, clock):
     bought = await (await gateway.post(PURCHASE, headers=buyer["headers"], json={"duration_hours": 12})).json()
     token, token_id = bought["tokens"][0]["token"], bought["tokens"][0]["id"]
     assert await balance_of(database, buyer["id"]) == 40 * ledger.MICRO_PER_CREDIT
-    clock.advance(3 * 3600)  # a quarter used: 7.5 of 10 credits come back
+    clock.advance(3 * 3600)  # a quarter used; the 3 h (and the test's milliseconds) cost four 1 h tokens
     buyer = {**buyer, **await login(gateway, "buyer@example.com")}
     response = await gateway.delete(f"/api/v1/tokens/{token_id}", headers=buyer["headers"])
     assert response.status == 200
     refund = await response.json()
-    # 7.5 less the wall-clock milliseconds the test itself took (the exact rounding: test below).
-    assert 7_499_700 <= ledger.parse_credits(refund["refund"]) <= 7_500_000
-    assert await balance_of(database, buyer["id"]) == 40 * ledger.MICRO_PER_CREDIT + ledger.parse_credits(refund["refund"])
+    assert refund["refund"] == "6"  # not the 7.5 pro rata: decision 0014, tests/test_refunds_and_referrals.py
+    assert await balance_of(database, buyer["id"]) == 46 * ledger.MICRO_PER_CREDIT
     again = await gateway.delete(f"/api/v1/tokens/{token_id}", headers=buyer["headers"])
     assert (again.status, await error_code(again)) == (409, "token_revoked")
     assert await database.fetchval("SELECT count(*) FROM transfers WHERE kind = 'refund'") == 1
@@ -178,16 +177,18 @@ async def test_revoking_refunds_the_unused_time_pro_rata_once(gateway, database,
 
 
 async def test_refund_rounding_is_down_to_the_micro_credit():
-    from gateway.purchases import unused_refund
+    from gateway.config import Settings
+    from gateway.refunds import refund_micro
 
+    prices = {1: 1}  # only a 1 h token: the cover of n hours is n micro-credits, below pro rata here
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     end = start + dt.timedelta(hours=3)
-    assert unused_refund(1_000_000, start, end, start + dt.timedelta(hours=1)) == 666_666
-    assert unused_refund(1_000_000, start, end, start) == 1_000_000
-    assert unused_refund(1_000_000, start, end, end) == 0
-    assert unused_refund(1_000_000, start, end, end + dt.timedelta(days=1)) == 0
-    assert unused_refund(1_000_000, start, end, start - dt.timedelta(days=1)) == 1_000_000
-    assert unused_refund(0, start, end, start) == 0
+    assert refund_micro(prices, 1_000_000, start, end, start + dt.timedelta(hours=1)) == 666_666
+    assert refund_micro(prices, 1_000_000, start, end, start) == 1_000_000
+    assert refund_micro(prices, 1_000_000, start, end, end) == 0
+    assert refund_micro(prices, 1_000_000, start, end, end + dt.timedelta(days=1)) == 0
+    assert refund_micro(prices, 1_000_000, start, end, start - dt.timedelta(days=1)) == 1_000_000
+    assert refund_micro(Settings().token_prices, 0, start, end, start) == 0
 
 
 async def test_another_users_token_is_404_and_stays_active(gateway, database, buyer):
