@@ -30,8 +30,9 @@ PROXY_SERIES = re.compile(r'^tollgate_http_requests_total\{[^}]*route="proxy"[^}
 
 def gateway_env(servers, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    # `serve` refuses the default log mail sender (decision 0014); tests/test_mail.py covers that.
     env.update({"TOLLGATE_DATABASE_URL": servers.database_url, "TOLLGATE_REDIS_URL": servers.redis_url,
-                "TOLLGATE_JWT_SECRET": JWT_SECRET, **extra})
+                "TOLLGATE_JWT_SECRET": JWT_SECRET, "TOLLGATE_MAIL_SENDER": "none", **extra})
     return env
 
 
