@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 from aiohttp import web
+from yarl import URL
 
 import ledger
 from gateway import metrics
@@ -194,11 +195,14 @@ async def settle(services: Services, call: Call, request_id: str) -> int:
 
 
 def upstream_request(services: Services, request: web.Request, spec: CallSpec,
-                     body: bytes) -> tuple[str, dict[str, str]]:
+                     body: bytes) -> tuple[URL, dict[str, str]]:
     upstream = services.upstreams[spec.provider]
     url = upstream.base_url + spec.upstream_path
     if spec.provider == "gemini" and spec.stream:
         url += "?alt=sse"
+    # encoded=True: the base is stored encoded and the path is one the route allowed; parsed,
+    # yarl would resolve dot segments and decode escapes (C1).
+    url = URL(url, encoded=True)
     headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
     headers["content-type"] = "application/json"
     secret = upstream.next_key()

@@ -79,6 +79,7 @@ def make_handler(provider: str, spec_of: Spec):
         call.route = f"ai_{provider}"
         services = request.app[AI]
         try:
+            routes.check_path(request.raw_path, request.match_info["tail"])
             principal = await calls.authorize(services, request, call.client_ip)
             raw, body = await read_json(request, services.settings.ai_body_max_bytes)
             spec = spec_of(request, body)

@@ -18,7 +18,14 @@ OPENAI_BILLED = {"/chat/completions": ("max_completion_tokens", "max_tokens"), "
                  "/responses": ("max_output_tokens",), "/embeddings": ()}
 # The legacy completions API writes 16 tokens when max_tokens is absent.
 OPENAI_COMPLETIONS_DEFAULT_MAX = 16
-GEMINI_PATH = re.compile(r"^/(v1beta|v1)/models/([A-Za-z0-9._-]{1,200}):(generateContent|streamGenerateContent|countTokens)$")
+# The only upstream paths a route may forward (after decoding). A path segment starts with a letter
+# or digit, so no id can be a dot segment; nothing else of the client's path goes upstream (C1).
+OPENAI_MODELS_PATH = re.compile(r"^/models(/[A-Za-z0-9][A-Za-z0-9._:-]{0,199})?$")
+GEMINI_PATH = re.compile(
+    r"^/(v1beta|v1)/models/([A-Za-z0-9][A-Za-z0-9._-]{0,199}):(generateContent|streamGenerateContent|countTokens)$")
+# Encoded slashes, backslashes and encoded dots have no place in a provider path: they are how a path
+# smuggles a segment past a check on the decoded form. Checked on the raw request line.
+UNSAFE_RAW_PATH = re.compile(r"%2[eEfF]|%5[cC]|\\")
 MODEL = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
 # Media a prompt can reference without carrying its bytes: each may cost up to this many tokens.
 MEDIA_MARKERS = (b'"image_url"', b'"input_image"', b'"fileData"', b'"file_data"', b'"input_file"',
@@ -101,9 +108,19 @@ def _prompts(prompt: Any) -> int:
     return 1
 
 
+def check_path(raw_path: str, tail: str) -> None:
+    """Refuse a path that could name another upstream resource than the route it matched: dot
+    segments, encoded slashes or dots, backslashes (raw or decoded), or a `%` left after decoding."""
+    raw = raw_path.partition("?")[0]
+    segments = tail.split("/")
+    if (UNSAFE_RAW_PATH.search(raw) or "\\" in tail or "%" in tail or "." in segments or ".." in segments):
+        raise BadRequest("the path must not contain dot segments, encoded slashes or dots, or backslashes",
+                         code="invalid_path")
+
+
 def openai(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
     path = "/" + tail
-    if method == "GET" and (path == "/models" or path.startswith("/models/")):
+    if method == "GET" and OPENAI_MODELS_PATH.match(path):
         return CallSpec("openai", "", path, False, False, 0, "free")
     if path not in OPENAI_BILLED or method != "POST" or body is None:
         raise NotFound(f"no OpenAI route {method} {path}", code="unknown_route")
