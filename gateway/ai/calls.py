@@ -136,14 +136,15 @@ def _now(clock: Clock) -> dt.datetime:
     return dt.datetime.fromtimestamp(clock.now_s(), dt.timezone.utc)
 
 
-async def hold(services: Services, call: Call, raw_body: bytes, body: dict | None = None) -> None:
+async def hold(services: Services, call: Call, raw_body: bytes, body: dict | None = None,
+               canonical: bytes | None = None) -> None:
     """Reserve the most this call can cost; no hold, no forward."""
     price = call.price
     assert price is not None
     output_bound = call.spec.output_bound
     if output_bound is None:
         output_bound = price.max_output_tokens * call.spec.choices
-    amount = max(1, max_cost_micro(price.price, input_bound(raw_body, body), output_bound))
+    amount = max(1, max_cost_micro(price.price, input_bound(raw_body, body, canonical), output_bound))
     now = _now(services.clock)
     # No enclosing transaction: the move is one statement that locks, checks and writes at once
     # (decision 0012); the account, if new, is created with a zero balance either way.
@@ -216,19 +217,22 @@ def upstream_request(services: Services, request: web.Request, spec: CallSpec,
     return url, headers
 
 
-def upstream_body(spec: CallSpec, body: dict | None, raw: bytes) -> tuple[bytes, bool]:
-    """The bytes to send, and whether to drop the usage-only chunk the client did not ask for."""
-    if spec.provider == "openai" and spec.stream and spec.kind in ("chat", "completions") and body is not None:
+def upstream_body(spec: CallSpec, body: dict | None) -> tuple[bytes, bool]:
+    """The bytes to send, and whether to drop the usage-only chunk the client did not ask for.
+
+    The upstream gets the parsed body serialised again, never the client's bytes: a key given twice
+    (at any depth) reaches it once, with the value that was authorised and priced (M4, 0011)."""
+    if body is None:
+        return b"", False
+    if spec.provider == "openai" and spec.stream and spec.kind in ("chat", "completions"):
         changed, asked = usage_mod.with_openai_stream_usage(body)
-        if not asked:
-            return orjson.dumps(changed), True
-    return raw, False
+        return orjson.dumps(changed), not asked
+    return orjson.dumps(body), False
 
 
-async def forward(services: Services, request: web.Request, call: Call, body: dict | None, raw: bytes,
+async def forward(services: Services, request: web.Request, call: Call, payload: bytes, drop_usage_chunk: bool,
                   request_id: str) -> web.StreamResponse:
     spec = call.spec
-    payload, drop_usage_chunk = upstream_body(spec, body, raw)
     url, headers = upstream_request(services, request, spec, payload)
     method = "GET" if spec.kind == "free" and spec.provider == "openai" else "POST"
     started = time.perf_counter()
@@ -381,9 +385,10 @@ async def run(services: Services, request: web.Request, spec: CallSpec, principa
     call = Call(spec, principal, price_for(services, principal, spec))
     request[LAST_CALL] = call
     try:
+        payload, drop_usage_chunk = upstream_body(spec, body)
         if spec.billed:
-            await hold(services, call, raw, body)
-        return await forward(services, request, call, body, raw, request_id)
+            await hold(services, call, raw, body, payload)
+        return await forward(services, request, call, payload, drop_usage_chunk, request_id)
     except GatewayError as error:
         call.charge = False
         if call.outcome == "ok":
