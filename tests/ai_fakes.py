@@ -4,6 +4,7 @@ upstream that answers every path like the three providers and keeps every reques
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -135,3 +136,22 @@ async def recording_upstream(aiohttp_raw_server, with_usage: bool = True) -> tup
     upstream = RecordingUpstream(with_usage=with_usage)
     server = await aiohttp_raw_server(upstream.handle)
     return upstream, str(server.make_url("")).rstrip("/")
+
+
+async def read_then_leave(port: int, target: str, headers: dict[str, str], body: bytes,
+                          enough: Callable[[bytes], bool], timeout_s: float = 20.0) -> bytes:
+    """Send a request, read the answer until `enough(bytes so far)`, then close the socket, as a
+    client that got what it wanted and left before the end of the stream."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = [f"POST {target} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}",
+            *(f"{name}: {value}" for name, value in headers.items())]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+    await writer.drain()
+    got = b""
+    while not enough(got):
+        chunk = await asyncio.wait_for(reader.read(65536), timeout_s)
+        if not chunk:
+            break
+        got += chunk
+    writer.close()
+    return got
