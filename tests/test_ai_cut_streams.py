@@ -205,3 +205,30 @@ async def test_on_the_production_server_a_client_that_leaves_pays_what_the_whole
         await asyncio.sleep(0.05)
     assert [tuple(row) for row in rows] == [(rows[0][0], "ok", "upstream"),
                                             (rows[0][0], "client_disconnected", "upstream")]
+
+
+async def test_the_drain_stops_once_the_hold_is_spent(gateway_factory, mock_target, database, aiohttp_server):
+    # An upstream that ignores max_tokens and never ends: once the text read costs the whole hold,
+    # no usage report could lower the charge, so the drain stops long before its timeout.
+    async def endless(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await answer.prepare(request)
+        while True:
+            await answer.write(b"data: " + orjson.dumps({"object": "chat.completion.chunk", "choices": [
+                {"index": 0, "delta": {"content": "word " * 80}, "finish_reason": None}]}) + b"\n\n")
+            await asyncio.sleep(0.02)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", endless)
+    upstream = await aiohttp_server(app)
+    stack = await start(gateway_factory, mock_target, database, openai_base_url=str(upstream.make_url("/v1")),
+                        ai_drain_timeout_s=30.0)
+    body = orjson.dumps({"model": GPT, "max_tokens": 200, "stream": True,
+                         "messages": [{"role": "user", "content": "Hi"}]})
+    started = asyncio.get_running_loop().time()
+    await read_then_leave(stack.gateway.server.port, CHAT_PATH, headers(stack), body,
+                          lambda got: content_deltas(got) >= 1)
+    row = await settled(stack, 1)
+    assert asyncio.get_running_loop().time() - started < 10
+    hold = await stack.database.fetchval("SELECT amount_micro FROM transfers WHERE phase = 'pending'")
+    assert (row["usage_source"], row["charged_micro"]) == ("estimated", hold)
