@@ -211,8 +211,9 @@ async def _relay_stream(services: Services, request: web.Request, call: Call, up
     if not listening:
         call.outcome = "client_disconnected"
         try:
-            # Shielded: cancelled again while draining, the drain and settlement still run to
-            # their (bounded) end; the caller's own settlement then finds the call settled.
+            # Shielded, so a cancellation on disconnect does not stop it. Cancelled again (a
+            # shutdown), the caller settles what was metered by then; forwarding's cleanup closes
+            # the upstream, which ends the drain, whose own settlement then finds the call settled.
             await asyncio.shield(_finish_unheard(services, call, upstream, stream, settle))
         finally:
             if not call.settled:
