@@ -179,6 +179,9 @@ class Settings:
     anthropic_read_timeout_s: float = 0.0
     gemini_read_timeout_s: float = 0.0
     ai_body_max_bytes: int = 20 * 1024 * 1024
+    # After a client leaves a stream, how long to keep reading the upstream for its usage report
+    # before charging an estimate instead (decision 0011), in seconds.
+    ai_drain_timeout_s: float = 60.0
     # How long an AI call's hold may stay open before the sweep voids it (longer than any call).
     ai_hold_ttl_s: int = 3600
     # Price for models missing from the price table, "input,output,cached" credits per million

@@ -176,10 +176,14 @@ async def move(connection: asyncpg.Connection, *, key: str, debit: int, credit: 
 
 async def resolve(connection: asyncpg.Connection, *, key: str, hold_id: int, now: dt.datetime,
                   post_micro: int | None = None, expiring: bool = False,
-                  metadata: dict[str, Any] | None = None) -> Transfer:
+                  metadata: dict[str, Any] | None = None, statement: str = RESOLVE,
+                  extra: tuple = ()) -> Transfer:
     """Post a hold (at most the held amount; the rest is released) or void it (post_micro=None).
 
     A hold is resolved exactly once: a second resolution with another key raises HoldResolved.
+    `statement` may wrap RESOLVE's function call to write a row of the caller's in the same
+    statement (one round trip, one transaction); it takes RESOLVE's eight parameters, then `extra`,
+    and returns RESOLVE's columns.
     """
     _check_key(key)
     metadata = metadata or {}
@@ -189,9 +193,9 @@ async def resolve(connection: asyncpg.Connection, *, key: str, hold_id: int, now
     # once the hold is found and unresolved, where the check always came. No hold exceeds the maximum.
     valid = (not isinstance(post_micro, bool) and isinstance(post_micro, int)
              and 0 <= post_micro <= AMOUNT_MAX_MICRO)
-    row = await connection.fetchrow(RESOLVE, key, request_hash, hold_id, phase,
+    row = await connection.fetchrow(statement, key, request_hash, hold_id, phase,
                                     post_micro if valid else None, expiring,
-                                    orjson.dumps(metadata).decode(), now)
+                                    orjson.dumps(metadata).decode(), now, *extra)
     return _outcome(row, key=key, hold_id=hold_id)
 
 

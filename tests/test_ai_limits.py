@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import openai
 import pytest
 
@@ -64,3 +66,31 @@ async def test_with_redis_down_postgres_vouches_for_keys_and_calls_are_still_hel
     await client.close()
     assert len(await stack.charges()) == 2 and await stack.open_holds() == 0
     assert (await ledger.balance(database, user_id)).available_micro < 10 * ledger.MICRO_PER_CREDIT
+
+
+async def test_calls_running_at_once_cannot_exceed_the_tokens_per_minute(gateway_factory, mock_target, database,
+                                                                        redis_client):
+    # Each call reserves its token bound (prompt bytes + max_tokens, here > 30) before it is
+    # forwarded, so the first fills the window and the 19 others are refused while it runs (L8).
+    stack = await start(gateway_factory, mock_target, database)
+    key = await stack.new_key(tpm_limit=30)
+    await stack.control("latency", {"ms": 1000, "chunk_ms": 1})
+    client = stack.openai(key)
+
+    async def one():
+        try:
+            await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=15)
+            return 200
+        except openai.RateLimitError as error:
+            assert "key_tpm" in error.message
+            return 429
+
+    statuses = await asyncio.gather(*(one() for _ in range(20)))
+    await client.close()
+    assert sorted(statuses) == [200] + [429] * 19
+    assert len(await stack.charges()) == 1 and await stack.open_holds() == 0
+    # Settled, the reservation is replaced by the tokens really used.
+    used = await database.fetchval("SELECT input_tokens + cached_input_tokens + output_tokens FROM ai_usage "
+                                   "WHERE outcome = 'ok'")
+    windows = [name for name in await redis_client.keys("tg:*:tpm:*")]
+    assert sum([int(await redis_client.get(name)) for name in windows]) == used

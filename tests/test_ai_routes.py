@@ -317,7 +317,9 @@ async def test_an_upstream_that_is_down_is_a_502(gateway_factory, mock_target, d
     assert await stack.balance() == before and await stack.open_holds() == 0
 
 
-async def test_a_stream_reset_midway_charges_only_what_was_streamed(stack):
+async def test_a_stream_reset_midway_charges_the_prompt_bound_and_what_was_streamed(stack):
+    # The provider bills the prompt of a call it broke off; it never said how much: the bound is
+    # charged (decision 0011), with the text produced.
     before = await stack.balance()
     await stack.control("faults", {"mode": "reset_mid_stream", "count": 1})
     client = stack.openai()
@@ -328,9 +330,15 @@ async def test_a_stream_reset_midway_charges_only_what_was_streamed(stack):
             if chunk.choices:
                 received.append(chunk.choices[0].delta.content or "")
     await client.close()
-    streamed_output = len("".join(received)) // 4
-    charged = before - await stack.balance()
-    assert charged == (expected_cost(0, 0, streamed_output) if streamed_output else 0)
+    row = None
+    for _ in range(100):
+        if (row := await stack.database.fetchrow("SELECT * FROM ai_usage")) is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert (row["outcome"], row["usage_source"]) == ("upstream_broken", "estimated")
+    assert row["output_tokens"] == math.ceil(len("".join(received)) / 4) > 0
+    assert row["input_tokens"] > len(MESSAGES[0]["content"])  # the request's bytes
+    assert before - await stack.balance() == expected_cost(row["input_tokens"], 0, row["output_tokens"])
     assert await stack.open_holds() == 0
 
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from gateway.ai.pricing import Price, cost_micro
 from gateway.ai.sse import SseDecoder, SseEvent
 from gateway.ai.usage import (
-    AnthropicMeter, GeminiMeter, OpenAIChatMeter, OpenAIResponsesMeter, Usage, from_anthropic, from_gemini,
-    from_openai, is_openai_usage_only_chunk, with_openai_stream_usage,
+    AnthropicMeter, GeminiMeter, OpenAIChatMeter, OpenAIResponsesMeter, Usage, answer_text_chars, from_anthropic,
+    from_gemini, from_openai, is_openai_usage_only_chunk, with_openai_stream_usage,
 )
 
 
@@ -475,3 +475,24 @@ def test_stream_and_json_usage_cost_the_same(prompt, cached, output, extra, pric
         meter = meter_stream(meter_class(), data.draw(chunkings(stream)))
         assert meter.usage == json_usage
         assert cost_micro(meter.usage, price) == cost_micro(json_usage, price)
+
+
+# -- whole answers without usage: the text they generated --------------------------------------
+
+@pytest.mark.parametrize("kind, answer, chars", [
+    ("chat", {"choices": [{"message": {"content": "hello", "tool_calls": [
+        {"function": {"name": "f", "arguments": "{\"a\":1}"}}]}}, {"message": {"refusal": "no"}}]}, 5 + 7 + 2),
+    ("completions", {"choices": [{"text": "abc"}, {"text": "de"}]}, 5),
+    ("responses", {"output": [{"type": "reasoning", "summary": [{"type": "summary_text", "text": "think"}]},
+                              {"type": "message", "content": [{"type": "output_text", "text": "hello"}]},
+                              {"type": "function_call", "arguments": "{}"}]}, 5 + 5 + 2),
+    ("messages", {"content": [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "hi"},
+                              {"type": "tool_use", "input": {"q": 1}}]}, 3 + 2 + len('{"q":1}')),
+    ("generate", {"candidates": [{"content": {"parts": [{"text": "abc"}, {"functionCall": {"name": "f"}}]}}]},
+     3 + len('{"name":"f"}')),
+    ("embeddings", {"data": [{"embedding": [0.1]}]}, 0),
+    ("chat", {"choices": "garbage"}, 0),
+    ("generate", {"candidates": [{"content": None}, 7]}, 0),
+])
+def test_answer_text_chars(kind, answer, chars):
+    assert answer_text_chars(kind, answer) == chars

@@ -13,7 +13,7 @@ import pytest
 
 import ledger
 from gateway import purchases, users
-from gateway.ai import calls
+from gateway.ai import api_keys, calls
 from gateway.ai.price_table import ModelPrice
 from gateway.ai.pricing import Price
 from gateway.ai.routes import CallSpec
@@ -201,6 +201,9 @@ class Collected:
     def add(self, row) -> None:
         self.rows.append(row)
 
+    def observe(self, row) -> None:
+        pass  # written with the settlement, not queued
+
 
 RESET = "SELECT pg_advisory_unlock_all()"
 
@@ -208,6 +211,8 @@ RESET = "SELECT pg_advisory_unlock_all()"
 async def test_an_ai_call_holds_in_two_statements_and_settles_in_one(servers, database):
     user_id = await users.ensure_client(database, email="ai@example.com")
     await new_account(database, "ai", deposit_micro=10 * PRICE_MICRO)
+    key = await api_keys.create(database, user_id=user_id, name="", allowed_models=[], ip_allowlist=[], rpm_limit=0,
+                                tpm_limit=0, now=NOW, expires_at=None)
     statements: list[str] = []
 
     async def log_queries(connection: asyncpg.Connection) -> None:
@@ -220,7 +225,7 @@ async def test_an_ai_call_holds_in_two_statements_and_settles_in_one(servers, da
         services = calls.Services(settings=make_settings(servers, "http://127.0.0.1:1", 1), clock=ManualClock(),
                                   pool=pool, keys=None, prices=None, upstreams={}, session=None,
                                   usage=Collected())
-        principal = KeyPrincipal(key_id=1, user_id=user_id, allowed_models=frozenset(), ip_networks=(),
+        principal = KeyPrincipal(key_id=key.id, user_id=user_id, allowed_models=frozenset(), ip_networks=(),
                                  expires_ms=0, tpm_limit=0, key_hash=bytes(32))
         spec = CallSpec("openai", "gpt-4o-mini", "/chat/completions", False, True, 10, "chat")
         call = calls.Call(spec, principal, ModelPrice("gpt-4o-mini", "openai", Price(1_000_000, 2_000_000, 0), 100))
@@ -230,11 +235,14 @@ async def test_an_ai_call_holds_in_two_statements_and_settles_in_one(servers, da
         statements.clear()
         call.charge, call.usage, call.usage_source = True, Usage(5, 0, 5), "upstream"
         assert await calls.settle(services, call, "req-1") == 15
+        # The usage row is written by that same statement.
         assert len(statements) == 1 and "ledger_resolve(" in statements[0], statements
     finally:
         await pool.close()
     balance = await ledger.balance(database, user_id)
     assert (balance.posted_micro, balance.held_micro) == (10 * PRICE_MICRO - 15, 0)
+    row = await database.fetchrow("SELECT charged_micro, hold_transfer_id, usage_source FROM ai_usage")
+    assert tuple(row) == (15, call.hold.id, "upstream") and services.usage.rows == []
 
 
 # Lock order inside a caller's transaction: purchase + referral bonus

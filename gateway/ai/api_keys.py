@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import logging
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 KEY_PATTERN = re.compile(r"^tg_[A-Za-z0-9_-]{43}$")
 PREFIX_LENGTH = 11  # "tg_" + 8
 SCRIPT = (resources.files("gateway") / "lua" / "api_key.lua").read_text()
+TOKENS_SCRIPT = (resources.files("gateway") / "lua" / "api_key_tokens.lua").read_text()
+WINDOW_TTL_MS = 120_000  # a minute's counter outlives the next minute, which weighs it
 
 INSERT = """
 INSERT INTO api_keys (user_id, prefix, key_hash, name, allowed_models, ip_allowlist, rpm_limit, tpm_limit,
@@ -122,6 +125,7 @@ class ApiKeyAuthenticator:
         self.pool = pool
         self.clock = clock
         self.script = redis.register_script(SCRIPT)
+        self.tokens_script = redis.register_script(TOKENS_SCRIPT)
 
     async def authenticate(self, key: str) -> KeyPrincipal | Refusal:
         if not looks_valid(key):
@@ -141,15 +145,31 @@ class ApiKeyAuthenticator:
             return self._from_fields(dict(zip(*[iter(await self._fill(key_hash))] * 2)), key_hash)
         return self._from_reply(reply, key_hash)
 
-    async def count_tokens(self, principal: KeyPrincipal, tokens: int) -> None:
-        """Add a finished call's tokens to the key's tokens-per-minute window (best effort)."""
-        minute = int(self.clock.now_s() // 60)
-        name = f"tg:{{{principal.key_hash.hex()}}}:tpm:{minute}"
+    async def reserve_tokens(self, principal: KeyPrincipal, tokens: int) -> str | Refusal | None:
+        """Count a call's token bound in the key's TPM window before it runs: the window's name, a
+        Refusal when the window is already full, or None when Redis is away (limits pause)."""
+        minute, into = divmod(self.clock.now_s(), 60)
+        tag = principal.key_hash.hex()
+        window = f"tg:{{{tag}}}:tpm:{int(minute)}"
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                await pipe.incrby(name, tokens).pexpire(name, 120_000).execute()
+            reserved = await self.tokens_script(
+                keys=[window, f"tg:{{{tag}}}:tpm:{int(minute) - 1}"],
+                args=[tokens, principal.tpm_limit, int((60 - into) / 60 * 1000), WINDOW_TTL_MS])
         except REDIS_FAILURES:
-            log.warning("redis unavailable: tokens of key %s not counted", principal.key_id)
+            log.warning("redis unavailable: tokens of key %s not reserved", principal.key_id)
+            return None
+        if not reserved:
+            return Refusal("rate_limited", "key_tpm", principal.tpm_limit, max(1, math.ceil(60 - into)))
+        return window
+
+    async def correct_tokens(self, window: str, tokens: int) -> None:
+        """Replace a call's reservation by its real tokens (`tokens` is the difference; best effort)."""
+        if not tokens:
+            return
+        try:
+            await self.tokens_script(keys=[window, window], args=[tokens, 0, 0, WINDOW_TTL_MS])
+        except REDIS_FAILURES:
+            log.warning("redis unavailable: token window %s not corrected", window)
 
     async def forget(self, key_hash: bytes) -> None:
         """Push the revocation the database queued with it (migration 0008) to Redis now; never

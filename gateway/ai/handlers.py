@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 import ledger
 from gateway.ai import calls, errors as ai_errors, routes
@@ -59,7 +60,12 @@ async def ai_ctx(app: web.Application) -> AsyncIterator[None]:
 async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict | None]:
     if request.method != "POST":
         return b"", None
-    raw = await read_bytes(request, limit)
+    try:
+        raw = await read_bytes(request, limit)
+    except RequestPayloadError as error:
+        # The body broke off or did not inflate (a corrupt Content-Encoding): the client's fault.
+        raise BadRequest("the request body could not be read (truncated, or not in its Content-Encoding)",
+                         code="invalid_body") from error
     return raw, parse_object(raw)
 
 
@@ -79,6 +85,7 @@ def make_handler(provider: str, spec_of: Spec):
         call.route = f"ai_{provider}"
         services = request.app[AI]
         try:
+            routes.check_path(request.raw_path, request.match_info["tail"])
             principal = await calls.authorize(services, request, call.client_ip)
             raw, body = await read_json(request, services.settings.ai_body_max_bytes)
             spec = spec_of(request, body)

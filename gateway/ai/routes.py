@@ -18,11 +18,25 @@ OPENAI_BILLED = {"/chat/completions": ("max_completion_tokens", "max_tokens"), "
                  "/responses": ("max_output_tokens",), "/embeddings": ()}
 # The legacy completions API writes 16 tokens when max_tokens is absent.
 OPENAI_COMPLETIONS_DEFAULT_MAX = 16
-GEMINI_PATH = re.compile(r"^/(v1beta|v1)/models/([A-Za-z0-9._-]{1,200}):(generateContent|streamGenerateContent|countTokens)$")
+# The only upstream paths a route may forward (after decoding). A path segment starts with a letter
+# or digit, so no id can be a dot segment; nothing else of the client's path goes upstream (C1).
+OPENAI_MODELS_PATH = re.compile(r"^/models(/[A-Za-z0-9][A-Za-z0-9._:-]{0,199})?$")
+GEMINI_PATH = re.compile(
+    r"^/(v1beta|v1)/models/([A-Za-z0-9][A-Za-z0-9._-]{0,199}):(generateContent|streamGenerateContent|countTokens)$")
+# Encoded slashes, backslashes and encoded dots have no place in a provider path: they are how a path
+# smuggles a segment past a check on the decoded form. Checked on the raw request line.
+UNSAFE_RAW_PATH = re.compile(r"%2[eEfF]|%5[cC]|\\")
 MODEL = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
-# Media a prompt can reference without carrying its bytes: each may cost up to this many tokens.
-MEDIA_MARKERS = (b'"image_url"', b'"input_image"', b'"fileData"', b'"file_data"', b'"input_file"',
-                 b'"type":"image"', b'"type": "image"', b'"type":"document"', b'"type": "document"')
+# Media and files a prompt can carry or reference, whose tokens its bytes do not bound (a URL or file
+# id names a whole PDF; a small PNG can be a large image): each such part may cost up to
+# MEDIA_TOKENS_MAX tokens (decision 0011). A part is a JSON object whose `type` is one of these
+# (OpenAI chat and Responses, Anthropic), or that has one of the Gemini part keys.
+MEDIA_PART_TYPES = frozenset({"image_url", "input_image", "input_audio", "file", "input_file", "image", "document",
+                              "container_upload"})
+MEDIA_PART_KEYS = ("inlineData", "inline_data", "fileData", "file_data")
+# Only a body whose compact JSON holds one of these is walked for media parts (most prompts are text).
+MEDIA_HINTS = (*(b'"type":"' + kind.encode() + b'"' for kind in sorted(MEDIA_PART_TYPES)),
+               *(b'"' + key.encode() + b'":' for key in MEDIA_PART_KEYS))
 MEDIA_TOKENS_MAX = 100_000
 # Inputs the body does not carry (stored conversations, prompts, caches) and server-side tools.
 OPENAI_UNBOUNDED = ("previous_response_id", "conversation", "background", "web_search_options")
@@ -46,6 +60,29 @@ class CallSpec:
     kind: str                # chat | completions | responses | embeddings | messages | generate | free
     choices: int = 1         # answers the call may write (n × prompts, candidateCount): without an
                              # output bound, each may reach the model's ceiling
+    reasoning: bool = False  # the model may think in tokens the stream does not show (decision 0011)
+
+
+# Models that reason before they answer unless told not to; the request fields below turn it on for others.
+OPENAI_REASONING_MODEL = re.compile(r"^(ft:)?(o\d|gpt-5)")
+GEMINI_REASONING_MODEL = re.compile(r"(2\.5|thinking|gemini-3)")
+
+
+def _openai_reasons(model: str, body: dict[str, Any]) -> bool:
+    return bool(OPENAI_REASONING_MODEL.match(model)) or body.get("reasoning_effort") is not None \
+        or body.get("reasoning") is not None
+
+
+def _anthropic_reasons(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") != "disabled"
+
+
+def _gemini_reasons(model: str, thinking: Any) -> bool:
+    budget = thinking.get("thinkingBudget", thinking.get("thinking_budget")) if isinstance(thinking, dict) else None
+    if budget == 0:
+        return False
+    return bool(GEMINI_REASONING_MODEL.search(model)) or budget is not None
 
 
 def _model(body: dict[str, Any]) -> str:
@@ -101,9 +138,19 @@ def _prompts(prompt: Any) -> int:
     return 1
 
 
+def check_path(raw_path: str, tail: str) -> None:
+    """Refuse a path that could name another upstream resource than the route it matched: dot
+    segments, encoded slashes or dots, backslashes (raw or decoded), or a `%` left after decoding."""
+    raw = raw_path.partition("?")[0]
+    segments = tail.split("/")
+    if (UNSAFE_RAW_PATH.search(raw) or "\\" in tail or "%" in tail or "." in segments or ".." in segments):
+        raise BadRequest("the path must not contain dot segments, encoded slashes or dots, or backslashes",
+                         code="invalid_path")
+
+
 def openai(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
     path = "/" + tail
-    if method == "GET" and (path == "/models" or path.startswith("/models/")):
+    if method == "GET" and OPENAI_MODELS_PATH.match(path):
         return CallSpec("openai", "", path, False, False, 0, "free")
     if path not in OPENAI_BILLED or method != "POST" or body is None:
         raise NotFound(f"no OpenAI route {method} {path}", code="unknown_route")
@@ -123,7 +170,7 @@ def openai(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
     if bound is not None:
         bound *= choices
     kind = {"/chat/completions": "chat", "/completions": "completions", "/responses": "responses"}[path]
-    return CallSpec("openai", model, path, stream, True, bound, kind, choices)
+    return CallSpec("openai", model, path, stream, True, bound, kind, choices, _openai_reasons(model, body))
 
 
 def anthropic(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
@@ -137,7 +184,8 @@ def anthropic(tail: str, method: str, body: dict[str, Any] | None) -> CallSpec:
     bound = _bound(body, "max_tokens")
     if bound is None:
         raise BadRequest("max_tokens: Field required", code="invalid_field")
-    return CallSpec("anthropic", model, path, body.get("stream") is True, True, bound, "messages")
+    return CallSpec("anthropic", model, path, body.get("stream") is True, True, bound, "messages", 1,
+                    _anthropic_reasons(body))
 
 
 def gemini(tail: str, method: str, body: dict[str, Any] | None, alt: str | None) -> CallSpec:
@@ -167,13 +215,35 @@ def gemini(tail: str, method: str, body: dict[str, Any] | None, alt: str | None)
     if stream and alt != "sse":
         raise BadRequest("streamGenerateContent is served as server-sent events: add ?alt=sse",
                          code="invalid_field")
-    return CallSpec("gemini", model, path, stream, True, bound, "generate", candidates)
+    return CallSpec("gemini", model, path, stream, True, bound, "generate", candidates,
+                    _gemini_reasons(model, thinking))
 
 
-def input_bound(raw_body: bytes, body: dict | None = None) -> int:
+def media_references(body: dict | None, canonical: bytes) -> int:
+    """How many media or file parts the body carries or references (MEDIA_PART_TYPES / _KEYS).
+
+    `canonical` is the body as compact JSON: spacing or \\u-escapes in the client's bytes cannot
+    hide a part from the quick check, and the walk reads the parsed body itself. A part is counted
+    once and not entered (an Anthropic document's `source` is not a second part)."""
+    if body is None or not any(hint in canonical for hint in MEDIA_HINTS):
+        return 0
+    count, pending = 0, [body]
+    while pending:  # iterative: a body may nest deeper than Python's recursion limit
+        node = pending.pop()
+        if isinstance(node, dict):
+            kind = node.get("type")
+            if (isinstance(kind, str) and kind in MEDIA_PART_TYPES) or any(key in node for key in MEDIA_PART_KEYS):
+                count += 1
+            else:
+                pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return count
+
+
+def input_bound(raw_body: bytes, body: dict | None = None, canonical: bytes | None = None) -> int:
     """An upper bound of the prompt's tokens: a token is at least one byte of the body, and each
-    referenced (not inlined) image or file is allowed MEDIA_TOKENS_MAX more. The markers are
-    counted in the parsed body re-encoded compactly, so spacing or \\u-escapes cannot hide them."""
-    canonical = orjson.dumps(body) if body is not None else raw_body
-    media = sum(canonical.count(marker) for marker in MEDIA_MARKERS)
-    return len(raw_body) + media * MEDIA_TOKENS_MAX
+    media or file part is allowed MEDIA_TOKENS_MAX more."""
+    if canonical is None:
+        canonical = orjson.dumps(body) if body is not None else raw_body
+    return len(raw_body) + media_references(body, canonical) * MEDIA_TOKENS_MAX

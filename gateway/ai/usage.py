@@ -149,21 +149,25 @@ class _StreamMeter:
 
     `usage` is what the upstream reported (None while it reported nothing); `finished` says the
     upstream signalled the end of its response, so `usage` is final; `streamed_output_chars` counts
-    the characters (code points) of generated text deltas seen, for charging a stream cut early.
+    the characters (code points) of generated text deltas seen, for charging a stream cut early;
+    `started` says the upstream sent an event other than an error, i.e. the call ran.
     """
 
-    __slots__ = ("usage", "finished", "streamed_output_chars")
+    __slots__ = ("usage", "finished", "streamed_output_chars", "started")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.finished = False
         self.streamed_output_chars = 0
+        self.started = False
 
     def feed(self, event: SseEvent) -> None:
         if not event.dispatched:
             return
         payload = _json_object(event.data)
         if payload is not None:
+            if not self.started and "error" not in payload and _kind(payload) != "error":
+                self.started = True
             self._observe(payload)
 
     def _observe(self, payload: dict) -> None:
@@ -294,6 +298,50 @@ class GeminiMeter(_StreamMeter):
             for part in parts if isinstance(parts, list) else ():
                 if isinstance(part, dict):
                     self.streamed_output_chars += _text_length(part.get("text"))  # thoughts included
+
+
+def _json_length(value: Any) -> int:
+    """Characters of a generated structured value (tool input, function arguments as an object)."""
+    if isinstance(value, str):
+        return len(value)
+    try:
+        return len(orjson.dumps(value)) if value is not None else 0
+    except TypeError:
+        return 0
+
+
+def _items(container: Any, key: str) -> list:
+    value = container.get(key) if isinstance(container, dict) else None
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _responses_item_chars(item: dict) -> int:
+    kind = _kind(item)
+    if kind == "message":
+        return sum(_text_length(part.get("text")) + _text_length(part.get("refusal"))
+                   for part in _items(item, "content"))
+    if kind == "reasoning":
+        return sum(_text_length(part.get("text")) for part in _items(item, "summary") + _items(item, "content"))
+    return _text_length(item.get("arguments")) + _text_length(item.get("input"))
+
+
+def answer_text_chars(kind: str, answer: dict) -> int:
+    """Characters of text a whole (non-stream) answer generated, for an estimate when it carries no
+    usage: chat and completions choices, Responses output items, Anthropic content blocks, Gemini
+    candidates' parts (thoughts included). Embeddings generate none."""
+    if kind in ("chat", "completions"):
+        return sum(_text_length(choice.get("text")) + _delta_chars(choice.get("message"))
+                   for choice in _items(answer, "choices"))
+    if kind == "responses":
+        return sum(_responses_item_chars(item) for item in _items(answer, "output"))
+    if kind == "messages":
+        return sum(_text_length(block.get("text")) + _text_length(block.get("thinking")) + _json_length(
+            block.get("input")) for block in _items(answer, "content"))
+    if kind == "generate":
+        return sum(_text_length(part.get("text")) + _json_length(part.get("functionCall"))
+                   for candidate in _items(answer, "candidates")
+                   for part in _items(candidate.get("content"), "parts"))
+    return 0
 
 
 def is_openai_usage_only_chunk(event: SseEvent) -> bool:

@@ -1,4 +1,9 @@
-"""Usage rows, one per AI call, written off the hot path in batches; token and credit counters."""
+"""Usage rows, one per AI call; token and credit counters.
+
+A call that held credits writes its row in the statement that settles the hold (`resolve_with_row`),
+so every posted or voided charge has its row whatever happens to the process after (L6). The few
+calls without a hold (refused before it, free routes) are written off the hot path in batches.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from dataclasses import astuple, dataclass
 
 import asyncpg
 
+import ledger
 from gateway import metrics
 
 log = logging.getLogger(__name__)
@@ -17,6 +23,18 @@ COLUMNS = ("request_id", "api_key_id", "user_id", "provider", "model", "input_to
            "output_tokens", "cost_micro", "charged_micro", "hold_transfer_id", "outcome", "stream",
            "usage_source", "latency_ms", "upstream_ms", "created_at")
 PENDING_MAX = 100_000
+COLUMN_TYPES = ("text", "bigint", "bigint", "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint",
+                "bigint", "text", "boolean", "text", "integer", "integer", "timestamptz")
+# The ledger's resolution (its eight parameters first) and the usage row, in one statement: one
+# round trip, one transaction. The row is written only when this statement resolved the hold.
+RESOLVE_WITH_ROW = f"""
+WITH resolution AS MATERIALIZED (
+    SELECT * FROM ledger_resolve($1, $2, $3, $4, $5, $6, $7, $8)),
+usage_row AS (
+    INSERT INTO ai_usage ({", ".join(COLUMNS)})
+    SELECT {", ".join(f"${number}::{kind}" for number, kind in enumerate(COLUMN_TYPES, start=9))}
+    FROM resolution WHERE resolution.status = 'ok')
+SELECT resolution.status, resolution.detail, (resolution.transfer).* FROM resolution"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +65,16 @@ class UsageLog:
         self.known_models = known_models  # a model outside the price table is labelled "other"
 
     def add(self, row: UsageRow) -> None:
+        """Count the row and queue it for the next batch."""
+        self.observe(row)
+        if len(self.pending) >= PENDING_MAX:
+            log.error("usage log full: dropping a row (request %s); the transfer itself is recorded",
+                      row.request_id)
+            return
+        self.pending.append(row)
+
+    def observe(self, row: UsageRow) -> None:
+        """Count the row in the token, credit and call metrics (it is written elsewhere or queued)."""
         model = row.model if row.model in self.known_models() else "other"
         for kind, count in (("input", row.input_tokens), ("cached_input", row.cached_input_tokens),
                             ("output", row.output_tokens)):
@@ -55,11 +83,6 @@ class UsageLog:
         if row.charged_micro:
             metrics.labelled(metrics.AI_CREDITS, row.provider, model).inc(row.charged_micro)
         metrics.labelled(metrics.AI_CALLS, row.provider, row.outcome, row.usage_source).inc()
-        if len(self.pending) >= PENDING_MAX:
-            log.error("usage log full: dropping a row (request %s); the transfer itself is recorded",
-                      row.request_id)
-            return
-        self.pending.append(row)
 
     async def flush(self) -> int:
         if not self.pending:
@@ -81,3 +104,12 @@ class UsageLog:
                 await self.flush()
             except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("usage flush failed, retrying: %s", type(error).__name__)
+
+
+async def resolve_with_row(connection: asyncpg.Connection, *, key: str, hold_id: int, now: dt.datetime,
+                           post_micro: int | None, metadata: dict, row: UsageRow) -> ledger.Transfer:
+    """Post (or void, `post_micro` None) the call's hold and insert its usage row atomically."""
+    assert row.hold_transfer_id == hold_id
+    return await ledger.resolve(connection, key=key, hold_id=hold_id, now=now, post_micro=post_micro,
+                                expiring=True, metadata=metadata, statement=RESOLVE_WITH_ROW,
+                                extra=astuple(row))
