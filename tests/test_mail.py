@@ -47,6 +47,7 @@ def smtp_server():
 
 def test_serve_refuses_to_start_with_the_default_log_sender(servers, mock_target):
     env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(free_port()))
+    del env["TOLLGATE_MAIL_SENDER"]  # the default
     try:
         done = subprocess.run([*TOLLGATE, "serve"], env=env, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired as error:
