@@ -12,7 +12,7 @@ from aiohttp import web
 import ledger
 from gateway import audit, email_address, login_throttle, logins, users
 from gateway.errors import BadRequest, Conflict, NotFound, Unauthenticated
-from gateway.json_body import field, json_response, read_object
+from gateway.json_body import field, json_response, read_form, read_object
 from gateway.keys import DATABASE, MAILER, SETTINGS
 from gateway.mail import Mail
 from gateway.middleware import CALL
@@ -160,7 +160,7 @@ async def magic_link_page(request: web.Request) -> web.Response:
 async def verify_magic_link(request: web.Request) -> web.Response:
     request[CALL].route = "auth"
     if request.content_type == "application/x-www-form-urlencoded":
-        token = (await request.post()).get("token", "")
+        token = (await read_form(request)).get("token", "")
     else:
         token = field(await read_object(request), "token", str)
     if not isinstance(token, str) or not MAGIC_TOKEN.match(token):

@@ -170,10 +170,41 @@ class GatewayRunner(web.AppRunner):
         made = await super()._make_server()  # starts the application and merges its handler_args
         settings = self.app[SETTINGS]
         # _kwargs: the keywords aiohttp gathered for each connection's RequestHandler.
-        return GatewayServer(made.request_handler, request_factory=made.request_factory,
+        return GatewayServer(_errors_as_json(made.request_handler), request_factory=made.request_factory,
                              handler_cancellation=made.handler_cancellation, loop=asyncio.get_running_loop(),
                              limits=ConnectionLimits(settings.connections_max, settings.connections_per_ip_max),
                              head_timeout_s=settings.request_head_timeout_s, **made._kwargs)
+
+
+def _errors_as_json(handle: Any) -> Any:
+    """Errors that aiohttp would answer before the middleware runs, as the documented JSON.
+
+    Its Expect handling answers anything but 100-continue with 417 'Unknown Expect: <the
+    client's value>' as text (a 500 when the value is not UTF-8); the gateway answers it here,
+    echoing nothing, and lets aiohttp send its interim 100 Continue for the one value it knows.
+    """
+
+    async def handle_request(request: web.BaseRequest) -> web.StreamResponse:
+        expect = request.headers.get("expect")
+        if expect is not None and expect.strip().lower() != "100-continue":
+            return _json_error(417, "expectation_failed", "only Expect: 100-continue is supported")
+        try:
+            return await handle(request)
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            return _json_error(error.status, "bad_request", error.reason)
+
+    return handle_request
+
+
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    request_id = os.urandom(16).hex()
+    response = web.Response(status=status, content_type="application/json",
+                            body=orjson.dumps(error_body(code, message, request_id)))
+    response.headers["X-Request-Id"] = request_id
+    response.headers["Server"] = SERVER_NAME  # the app's prepare hook does not run for this one
+    return response
 
 
 async def name_the_server(_request: web.Request, response: web.StreamResponse) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 import zlib
 from typing import Any
 
@@ -23,6 +24,7 @@ INFLATABLE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "defla
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # No field nests deeper; orjson parses up to 1024 levels, deeper than Python's recursion allows.
 NESTING_MAX = 32
+FORM_FIELDS_MAX = 16
 
 
 async def read_bytes(request: web.Request, limit_bytes: int) -> bytes:
@@ -85,6 +87,18 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest("body must be a JSON object", code="invalid_json")
     return value
+
+
+async def read_form(request: web.Request, limit_bytes: int = JSON_BODY_MAX_BYTES) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (the magic-link page's button), read like a JSON
+    one: size-capped, inflated, and a 400 — not a decoding crash — when it is not ASCII."""
+    raw = await read_bytes(request, limit_bytes)
+    try:
+        pairs = urllib.parse.parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=False,
+                                       errors="strict", max_num_fields=FORM_FIELDS_MAX)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise BadRequest("body is not a valid form", code="invalid_form") from error
+    return dict(pairs)
 
 
 async def read_object(request: web.Request, limit_bytes: int = JSON_BODY_MAX_BYTES) -> dict[str, Any]:

@@ -229,3 +229,20 @@ async def test_a_malformed_request_leaves_the_gateway_serving(gateway):
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{gateway.port}/health") as response:
             assert response.status == 200
+
+
+@pytest.mark.parametrize("expect", [b"!", b"\x80", b"", b"200-ok"])
+async def test_an_unknown_expect_is_a_json_417_that_echoes_nothing(gateway, expect):
+    """Found by the fuzz (tests/test_fuzz.py): aiohttp answered 'Unknown Expect: <value>' as text, and
+    a 500 when the value was not UTF-8, before the middleware could render it."""
+    status, headers, body = await raw_answer(
+        gateway.server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nExpect: " + expect + b"\r\nConnection: close\r\n\r\n")
+    assert status == 417 and headers["server"] == "tollgate"
+    assert orjson.loads(body)["error"]["code"] == "expectation_failed"
+    assert b"Unknown" not in body and (not expect or expect not in body)
+
+
+async def test_expect_100_continue_still_gets_its_interim_answer(gateway, database):
+    response = await gateway.post("/api/v1/auth/login", json={"email": "a@example.com", "password": "x"},
+                                  expect100=True)
+    assert response.status == 401

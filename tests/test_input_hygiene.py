@@ -187,3 +187,12 @@ async def test_a_magic_link_for_a_lookalike_email_is_refused(gateway, database, 
     response = await gateway.post("/api/v1/auth/magic-link", json={"email": "ann@example.com\u200b"})
     assert await error_of(response, 400) == "invalid_email"
     assert outbox.sent == []
+
+
+@pytest.mark.parametrize("body", [b"token=\x80\xad", b"token=%ff%fe", b"\xff=\xfe", b"token=a&" * 40])
+async def test_a_magic_link_form_that_is_not_ascii_or_too_long_is_a_400(gateway, database, body):
+    """Found by the fuzz (tests/test_fuzz.py): request.post() decoded the form as UTF-8 and crashed."""
+    response = await gateway.post("/api/v1/auth/magic-link/verify", data=body,
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "invalid_form"
