@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from gateway import metrics
+from gateway.errors import ExpectationFailed
 from gateway.keys import SETTINGS
 from gateway.middleware import error_body
 
@@ -187,7 +188,7 @@ def _errors_as_json(handle: Any) -> Any:
     async def handle_request(request: web.BaseRequest) -> web.StreamResponse:
         expect = request.headers.get("expect")
         if expect is not None and expect.strip().lower() != "100-continue":
-            return _json_error(417, "expectation_failed", "only Expect: 100-continue is supported")
+            return _route_shaped_error(request.path, request_id=os.urandom(16).hex())
         try:
             return await handle(request)
         except web.HTTPException as error:
@@ -198,8 +199,25 @@ def _errors_as_json(handle: Any) -> Any:
     return handle_request
 
 
-def _json_error(status: int, code: str, message: str) -> web.Response:
-    request_id = os.urandom(16).hex()
+# The AI routes answer in their provider's error shape, so the SDKs raise their usual errors.
+PROVIDER_PREFIXES = (("/openai/", "openai"), ("/anthropic/", "anthropic"), ("/gemini/", "gemini"),
+                     ("/api/v1/generate", "crm"), ("/api/v1/balance", "crm"))
+
+
+def _route_shaped_error(path: str, request_id: str) -> web.Response:
+    from gateway.ai.errors import error_response
+
+    error = ExpectationFailed()
+    provider = next((name for prefix, name in PROVIDER_PREFIXES if path.startswith(prefix)), None)
+    response = error_response(provider, error, request_id) if provider else _json_error(
+        417, error.code, error.message, request_id)
+    response.headers["X-Request-Id"] = request_id
+    response.headers["Server"] = SERVER_NAME
+    return response
+
+
+def _json_error(status: int, code: str, message: str, request_id: str | None = None) -> web.Response:
+    request_id = request_id or os.urandom(16).hex()
     response = web.Response(status=status, content_type="application/json",
                             body=orjson.dumps(error_body(code, message, request_id)))
     response.headers["X-Request-Id"] = request_id

@@ -42,6 +42,11 @@ class PayloadTooLarge(GatewayError):
     status, code, outcome, message = 413, "payload_too_large", "bad_request", "request body too large"
 
 
+class ExpectationFailed(GatewayError):
+    status, code, outcome, message = (417, "expectation_failed", "bad_request",
+                                      "only Expect: 100-continue is supported")
+
+
 class UnsupportedMediaType(GatewayError):
     status, code, outcome, message = 415, "unsupported_media_type", "bad_request", "unsupported media type"
 

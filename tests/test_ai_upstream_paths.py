@@ -78,6 +78,8 @@ REFUSED = [
     ("openai", "GET", "/openai/v1/files", b"", 404),
     ("openai", "GET", "/openai/v1/models/gpt-4o-mini/versions", b"", 404),
     ("openai", "GET", "/openai/v1/models/%00", b"", 404),
+    ("openai", "GET", "/openai/v1/%0A", b"", 404),  # found by the fuzz: fell to the JSON API's 404
+    ("anthropic", "GET", "/anthropic/v1/%0A", b"", 404),
     ("openai", "POST", "/openai/v1/chat/completions/../../files", CHAT, 400),
     ("openai", "POST", "/openai/v1/chat%2Fcompletions", CHAT, 400),
     ("openai", "POST", "/openai/v1/chat/completions/%2e%2e", CHAT, 400),

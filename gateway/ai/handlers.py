@@ -79,6 +79,11 @@ def _as_provider_error(provider: str, request: web.Request, raised: BaseExceptio
 Spec = Callable[[web.Request, dict | None], routes.CallSpec]
 
 
+# Any rest of the path, a decoded newline included ('.' would not match one, and the path would
+# fall to the JSON API's 404 instead of the provider's error shape).
+TAIL = r"{tail:[\s\S]*}"
+
+
 def make_handler(provider: str, spec_of: Spec):
     async def handler(request: web.Request) -> web.StreamResponse:
         call = request[CALL]
@@ -186,8 +191,8 @@ async def balance(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(ai_ctx)
-    app.router.add_route("*", "/openai/v1/{tail:.*}", make_handler("openai", openai_spec))
-    app.router.add_route("*", "/anthropic/{tail:.*}", make_handler("anthropic", anthropic_spec))
-    app.router.add_route("*", "/gemini/{tail:.*}", make_handler("gemini", gemini_spec))
+    app.router.add_route("*", "/openai/v1/" + TAIL, make_handler("openai", openai_spec))
+    app.router.add_route("*", "/anthropic/" + TAIL, make_handler("anthropic", anthropic_spec))
+    app.router.add_route("*", "/gemini/" + TAIL, make_handler("gemini", gemini_spec))
     app.router.add_post("/api/v1/generate", generate)
     app.router.add_get("/api/v1/balance", balance)
