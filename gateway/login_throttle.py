@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import os
 
 from aiohttp import web
 
@@ -26,7 +27,7 @@ WINDOW_S = 60
 # The hash tag keeps an email's counters in one Redis Cluster slot, so one MGET / MULTI reads both.
 EMAIL_FAILURES_KEY = "tg:login:{{{}}}:fail"
 PAIR_FAILURES_KEY = "tg:login:{{{}}}:fail:{}"
-ADDRESS_KEY = "tg:auth:ip:{}:{}"
+ADDRESS_KEY = "tg:auth:ip:{}"
 
 
 def address_group(ip: str) -> str:
@@ -41,21 +42,30 @@ def address_group(ip: str) -> str:
 
 
 async def admit(request: web.Request) -> None:
-    """Count this login, registration or magic-link request against its address; 429 past the limit."""
+    """Count this login, registration or magic-link request against its address; 429 past the limit.
+
+    A sliding log of the last minute's requests (a fixed minute would admit twice the limit
+    around its boundary, and makes the limit depend on when in the minute one starts)."""
     limit = request.app[SETTINGS].auth_ip_limit_per_min
     if limit <= 0:
         return
-    now_s = request.app[CLOCK].now_s()
-    window = int(now_s // WINDOW_S)
-    key = ADDRESS_KEY.format(address_group(request[CALL].client_ip), window)
+    now_ms = request.app[CLOCK].now_ms()
+    window_ms = WINDOW_S * 1000
+    key = ADDRESS_KEY.format(address_group(request[CALL].client_ip))
     try:
         async with request.app[REDIS].pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(key).expire(key, 2 * WINDOW_S).execute()
+            pipe.zremrangebyscore(key, "-inf", now_ms - window_ms)
+            pipe.zadd(key, {os.urandom(8).hex(): now_ms})
+            pipe.zcard(key)
+            pipe.zrange(key, 0, 0, withscores=True)
+            pipe.pexpire(key, window_ms)
+            _, _, count, oldest, _ = await pipe.execute()
     except REDIS_FAILURES:
         log.warning("login throttle unavailable")
         return
     if count > limit:
-        retry_s = max(1, int((window + 1) * WINDOW_S - now_s) + 1)
+        oldest_ms = int(oldest[0][1]) if oldest else now_ms
+        retry_s = max(1, -(-(oldest_ms + window_ms - now_ms) // 1000))
         raise RateLimited(f"too many sign-in requests from this address; at most {limit} a minute",
                           code="too_many_requests", headers={"Retry-After": str(retry_s)})
 
