@@ -108,6 +108,10 @@ class Settings:
     request_head_timeout_s: float = 10.0
     # A kept-alive connection waiting for its next request is closed after this long.
     idle_timeout_s: float = 75.0
+    # A request body the gateway reads itself (JSON API, AI routes) must have arrived this long
+    # after its head, in seconds; else 408 (a body sent a byte at a time would hold its
+    # connection for good). Proxied bodies stream to the target and are not timed by it.
+    request_body_timeout_s: float = 60.0
     # Open client connections per worker in total and per peer address (behind a proxy, the
     # proxy's); a connection beyond either cap is closed at once. 0 = unlimited.
     connections_max: int = 4096
@@ -220,7 +224,8 @@ class Settings:
         self._check_serving()
 
     def _check_serving(self) -> None:
-        for name in ("request_head_timeout_s", "idle_timeout_s", "worker_restart_window_s"):
+        for name in ("request_head_timeout_s", "idle_timeout_s", "request_body_timeout_s",
+                     "worker_restart_window_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be > 0")
         for name in ("connections_max", "connections_per_ip_max", "worker_restarts_max", "metrics_port"):

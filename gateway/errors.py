@@ -42,6 +42,11 @@ class PayloadTooLarge(GatewayError):
     status, code, outcome, message = 413, "payload_too_large", "bad_request", "request body too large"
 
 
+class RequestTimeout(GatewayError):
+    status, code, outcome, message = (408, "request_timeout", "bad_request",
+                                      "the request body stopped arriving")
+
+
 class ExpectationFailed(GatewayError):
     status, code, outcome, message = (417, "expectation_failed", "bad_request",
                                       "only Expect: 100-continue is supported")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.parse
 import zlib
@@ -11,7 +12,8 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from gateway.keys import SETTINGS
 
 JSON_BODY_MAX_BYTES = 64 * 1024
 READ_CHUNK_BYTES = 64 * 1024
@@ -35,16 +37,22 @@ async def read_bytes(request: web.Request, limit_bytes: int) -> bytes:
         raise PayloadTooLarge(f"request body exceeds {limit_bytes} bytes")
     body = bytearray()
     sent_bytes = 0
+    timeout_s = request.app[SETTINGS].request_body_timeout_s
     try:
-        async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
-            sent_bytes += len(chunk)
-            if decoder is not None:
-                chunk = _inflate(decoder, chunk, limit_bytes - len(body))
-            body += chunk
-            if len(body) > limit_bytes or sent_bytes > limit_bytes:
-                raise PayloadTooLarge(f"request body exceeds {limit_bytes} bytes")
+        # A deadline for the whole body, not for each piece: a body sent a byte every few seconds
+        # would otherwise hold its connection for days (M7's slow-body variant).
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
+                sent_bytes += len(chunk)
+                if decoder is not None:
+                    chunk = _inflate(decoder, chunk, limit_bytes - len(body))
+                body += chunk
+                if len(body) > limit_bytes or sent_bytes > limit_bytes:
+                    raise PayloadTooLarge(f"request body exceeds {limit_bytes} bytes")
     except RequestPayloadError as error:  # broken chunked framing, a client gone mid-body
         raise BadRequest("the request body could not be read", code="invalid_body") from error
+    except TimeoutError as error:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from error
     if decoder is not None:
         _check_complete(decoder)
     return bytes(body)

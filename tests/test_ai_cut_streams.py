@@ -232,3 +232,41 @@ async def test_the_drain_stops_once_the_hold_is_spent(gateway_factory, mock_targ
     assert asyncio.get_running_loop().time() - started < 10
     hold = await stack.database.fetchval("SELECT amount_micro FROM transfers WHERE phase = 'pending'")
     assert (row["usage_source"], row["charged_micro"]) == ("estimated", hold)
+
+
+
+async def test_a_gemini_stream_with_two_candidates_is_relayed_as_it_comes_and_charged_its_final_report(
+        gateway_factory, mock_target, database, aiohttp_server):
+    # Review of H2: the Gemini meter called a stream finished at the first candidate's finishReason,
+    # so every later event (the other candidate's text) was held back to the end of the stream as
+    # if it were the final report, and a drain would have stopped there with a running usage.
+    def chunk(candidates: list[dict], candidates_tokens: int) -> bytes:
+        return b"data: " + orjson.dumps({"candidates": candidates, "usageMetadata": {
+            "promptTokenCount": 1000, "candidatesTokenCount": candidates_tokens}}) + b"\r\n\r\n"
+
+    async def two_candidates(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await answer.prepare(request)
+        await answer.write(chunk([{"index": 0, "content": {"parts": [{"text": "short"}]}, "finishReason": "STOP"},
+                                  {"index": 1, "content": {"parts": [{"text": "long "}]}}], 4))
+        await asyncio.sleep(0.1)
+        await answer.write(chunk([{"index": 1, "content": {"parts": [{"text": "more "}]}}], 100))
+        await asyncio.sleep(1.5)  # the client must have seen "more" long before this ends (read timeout 2 s)
+        await answer.write(chunk([{"index": 1, "content": {"parts": [{"text": "end"}]}, "finishReason": "STOP"}],
+                                 320))
+        return answer
+
+    app = web.Application()
+    app.router.add_post(f"/v1beta/models/{GEMINI}:streamGenerateContent", two_candidates)
+    upstream = await aiohttp_server(app)
+    stack = await start(gateway_factory, mock_target, database, credits=1000,
+                        gemini_base_url=str(upstream.make_url("")))
+    body = orjson.dumps({"contents": [{"parts": [{"text": "Hi"}]}],
+                         "generationConfig": {"maxOutputTokens": 400, "candidateCount": 2}})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    got = await read_then_leave(stack.gateway.server.port, GEMINI_STREAM, headers(stack), body,
+                                lambda got: b'"more ' in got)
+    assert b'"more ' in got and loop.time() - started < 1.2
+    row = await settled(stack, 1)
+    assert (row["usage_source"], row["input_tokens"], row["output_tokens"]) == ("upstream", 1000, 320)

@@ -179,3 +179,52 @@ async def test_an_ai_route_reads_a_gzip_body_and_charges_the_call(gateway_factor
     assert response.status == 200, await response.text()
     assert (await response.json())["usage"]["completion_tokens"] > 0
     assert len(await stack.charges()) == 1
+
+
+# A body the gateway reads itself has a deadline (review of the M7 fix: a head deadline alone let a
+# body sent a byte every few seconds hold its connection, unauthenticated, for days)
+
+
+async def dribble(port: int, path: str, headers: dict[str, str], body: bytes, seconds: float) -> bytes:
+    """Send a head, then the body a byte at a time for `seconds`; whatever the gateway answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: gateway\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode())
+    answer = b""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    for byte in body:
+        if loop.time() > deadline or reader.at_eof():
+            break
+        try:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            answer += await asyncio.wait_for(reader.read(65536), 0.2)
+        except asyncio.TimeoutError:
+            continue
+        except ConnectionError:
+            break
+        if b"\r\n\r\n" in answer:
+            break
+    writer.close()
+    return answer
+
+
+async def test_a_json_body_sent_a_byte_at_a_time_is_a_408_not_an_open_connection(gateway_factory, database):
+    gateway = await gateway_factory(request_body_timeout_s=0.5)
+    body = orjson.dumps({"email": "nobody@example.com", "password": "x" * 200})
+    answer = await dribble(gateway.port, "/api/v1/auth/login", {"Content-Type": "application/json"}, body, 4)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    error = orjson.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+    assert error["code"] == "request_timeout" and error["request_id"]
+
+
+async def test_an_ai_body_sent_a_byte_at_a_time_is_a_408_in_the_providers_shape(gateway_factory, mock_target,
+                                                                                database):
+    stack = await start(gateway_factory, mock_target, database, request_body_timeout_s=0.5)
+    body = orjson.dumps({"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "x" * 200}]})
+    answer = await dribble(stack.gateway.server.port, "/openai/v1/chat/completions",
+                           {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}, body, 4)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert orjson.loads(answer.partition(b"\r\n\r\n")[2])["error"]["type"] == "invalid_request_error"
+    assert await database.fetchval("SELECT count(*) FROM transfers WHERE kind = 'usage'") == 0

@@ -281,7 +281,11 @@ class GeminiMeter(_StreamMeter):
     Gemini repeats `usageMetadata` in many chunks, each a running total: the last one seen wins.
     """
 
-    __slots__ = ()
+    __slots__ = ("_writing",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._writing: set[object] = set()  # indexes of candidates seen without a finishReason
 
     def _observe(self, response: dict) -> None:
         usage = from_gemini(response.get("usageMetadata"))
@@ -291,8 +295,16 @@ class GeminiMeter(_StreamMeter):
         for candidate in candidates if isinstance(candidates, list) else ():
             if not isinstance(candidate, dict):
                 continue
+            # With candidateCount > 1 the candidates finish one by one: the response (and its
+            # usage) is final only once every candidate seen so far has finished.
+            index = candidate.get("index", 0)
+            index = index if isinstance(index, int) else repr(index)
             if isinstance(candidate.get("finishReason"), str):
-                self.finished = True
+                self._writing.discard(index)
+                self.finished = not self._writing
+            else:
+                self._writing.add(index)
+                self.finished = False
             content = candidate.get("content")
             parts = content.get("parts") if isinstance(content, dict) else None
             for part in parts if isinstance(parts, list) else ():
