@@ -12,7 +12,7 @@ import redis.asyncio as redis_asyncio
 from aiohttp import web
 
 from gateway import (admin_api, admin_users_api, auth_api, bundles_api, currency_api, health, hold_expiry,
-                     mail, metrics, proxy, referrals_api, tokens_api)
+                     mail, metrics, proxy, referral_bonuses, referrals_api, tokens_api)
 from gateway.authentication import Authenticator
 from gateway.clock import Clock
 from gateway.ai import handlers as ai_handlers, keys_api, prices_api
@@ -75,6 +75,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(recorder.run(settings.session_flush_interval_s), name="sessions"),
              asyncio.create_task(hold_expiry.run(app[DATABASE], app[CLOCK], settings.hold_expiry_interval_s),
                                  name="hold-expiry"),
+             asyncio.create_task(referral_bonuses.run(app[DATABASE], app[CLOCK],
+                                                      settings.referral_sweep_interval_s), name="referral-bonuses"),
              asyncio.create_task(outbox.run(settings.database_url.value, settings.credential_outbox_poll_s,
                                             settings.database_timeout_s), name="credential-outbox")]
     metrics.WORKERS.inc()

@@ -132,6 +132,8 @@ class Settings:
     hold_expiry_interval_s: float = 5.0
     # Safety-net interval of the credential outbox push (revocations normally arrive by NOTIFY at once).
     credential_outbox_poll_s: float = 1.0
+    # How often each worker pays the referral bonuses of purchases whose last token expired.
+    referral_sweep_interval_s: float = 60.0
     session_pending_max: int = 100_000
     database_pool_min: int = 1
     database_pool_max: int = 10

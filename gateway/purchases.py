@@ -1,4 +1,4 @@
-"""Buying access tokens with credits, and the referral bonus (refunds and its reversal: gateway.refunds).
+"""Buying access tokens with credits, and promising the referral bonus (paid: gateway.referral_bonuses).
 
 Every function here is one PostgreSQL transaction: the transfer, the tokens it pays for, the
 referral reward and the audit entry commit together or not at all.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 
 import ledger
-from gateway import audit, tokens
+from gateway import audit, referral_bonuses, tokens
 from gateway.config import Settings
 
 SELECT_PAID_TOKENS = """
@@ -20,12 +20,6 @@ SELECT id, scope, expires_at FROM access_tokens WHERE purchase_transfer_id = $1 
 MARK_PURCHASE = """
 UPDATE access_tokens SET duration_hours = $2, price_micro = $3, purchase_transfer_id = $4, bundle_id = $5
 WHERE id = $1"""
-SELECT_REFERRER = "SELECT referred_by FROM users WHERE id = $1"
-REWARDED = "SELECT 1 FROM referral_rewards WHERE referred_user_id = $1"
-INSERT_REWARD = """
-INSERT INTO referral_rewards (referred_user_id, referrer_id, purchase_transfer_id, bonus_transfer_id,
-                              amount_micro, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,38 +68,10 @@ async def buy_tokens(pool: asyncpg.Pool, settings: Settings, *, user_id: int, ke
             issued = await tokens.issue(connection, user_id=user_id, hours=duration_hours, scope=scope, now=now)
             await connection.execute(MARK_PURCHASE, issued.id, duration_hours, share, transfer.id, bundle_id)
             bought.append(BoughtToken(issued.id, issued.token, issued.scope, issued.expires_at))
-        bonus = await _referral_bonus(connection, settings, user_id=user_id, purchase=transfer, now=now)
+        bonus = await referral_bonuses.promise(connection, settings, user_id=user_id, purchase=transfer, now=now)
         await audit.record(connection, actor_id=user_id, action="token.purchase", target_type="transfer",
                            target_id=transfer.id, ip=ip,
                            details={"price_micro": price_micro, "count": count, "bundle_id": bundle_id,
                                     "duration_hours": duration_hours, "scope": scope,
                                     "token_ids": [t.id for t in bought]})
         return Purchase(transfer.id, price_micro, bought, False, bonus)
-
-
-async def _referral_bonus(connection: asyncpg.Connection, settings: Settings, *, user_id: int,
-                          purchase: ledger.Transfer, now: dt.datetime) -> int:
-    """Pay the referrer once: for the first purchase above the threshold. Returns the bonus paid."""
-    threshold = settings.referral_min_purchase_credits * ledger.MICRO_PER_CREDIT
-    if purchase.amount_micro <= threshold or settings.referral_bonus_percent == 0:
-        return 0
-    referrer = await connection.fetchval(SELECT_REFERRER, user_id)
-    if referrer is None or await connection.fetchval(REWARDED, user_id):
-        return 0
-    bonus = purchase.amount_micro * settings.referral_bonus_percent // 100
-    try:
-        # One key per referred user: a concurrent qualifying purchase cannot pay a second bonus.
-        transfer = await ledger.move(
-            connection, key=f"referral:{user_id}", debit=await ledger.system_id(connection, "promotions"),
-            credit=await ledger.user_account(connection, referrer), amount_micro=bonus,
-            kind="referral_bonus", now=now, user_id=referrer,
-            description="referral bonus", metadata={"referred_user_id": user_id, "purchase": purchase.id})
-    except ledger.IdempotencyConflict:
-        return 0  # paid for another purchase that committed first
-    if transfer.replayed:
-        return 0
-    await connection.execute(INSERT_REWARD, user_id, referrer, purchase.id, transfer.id, bonus, now)
-    await audit.record(connection, actor_id=None, action="referral.bonus", target_type="user",
-                       target_id=referrer, details={"referred_user_id": user_id, "amount_micro": bonus,
-                                                    "transfer_id": transfer.id})
-    return bonus

@@ -11,9 +11,9 @@ from gateway.middleware import CALL
 from gateway.web_auth import current_user
 
 SELECT_REFERRED = """
-SELECT u.id, u.username, u.created_at, r.created_at AS rewarded_at,
-       -- What the referrer keeps by right: the bonus less its share of the purchase's refunds.
-       r.amount_micro - r.reversed_micro - r.unrecovered_micro AS bonus_micro
+SELECT u.id, u.username, u.created_at, r.created_at AS rewarded_at, r.paid_at,
+       -- Promised at the qualifying purchase; paid once it is final, on what it kept (0014).
+       r.amount_micro AS promised_micro, r.paid_micro AS bonus_micro
 FROM users u LEFT JOIN referral_rewards r ON r.referred_user_id = u.id
 WHERE u.referred_by = $1 ORDER BY u.id"""
 
@@ -24,6 +24,7 @@ async def my_referrals(request: web.Request) -> web.Response:
     rows = await request.app[DATABASE].fetch(SELECT_REFERRED, user.id)
     settings = request.app[SETTINGS]
     earned = sum(r["bonus_micro"] or 0 for r in rows)
+    pending = sum(r["promised_micro"] for r in rows if r["rewarded_at"] and r["paid_at"] is None)
     return json_response({
         "referral_code": user.referral_code,
         "referral_link": f"{settings.public_url.rstrip('/')}/register?ref={user.referral_code}",
@@ -32,10 +33,15 @@ async def my_referrals(request: web.Request) -> web.Response:
         "total_referred": len(rows),
         "total_rewarded": sum(1 for r in rows if r["rewarded_at"]),
         "total_earned": ledger.format_micro(earned),
+        # Promised for purchases that can still be refunded: paid when they are final.
+        "total_pending": ledger.format_micro(pending),
         # Referred users by username only: their emails are theirs.
         "referred_users": [{"id": r["id"], "username": r["username"], "joined_at": r["created_at"].isoformat(),
-                            "bonus": ledger.format_micro(r["bonus_micro"]) if r["rewarded_at"] else None,
-                            "rewarded_at": r["rewarded_at"].isoformat() if r["rewarded_at"] else None}
+                            "bonus": ledger.format_micro(r["bonus_micro"]) if r["paid_at"] else None,
+                            "pending_bonus": ledger.format_micro(r["promised_micro"])
+                            if r["rewarded_at"] and r["paid_at"] is None else None,
+                            "rewarded_at": r["rewarded_at"].isoformat() if r["rewarded_at"] else None,
+                            "paid_at": r["paid_at"].isoformat() if r["paid_at"] else None}
                            for r in rows]})
 
 

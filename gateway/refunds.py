@@ -1,9 +1,10 @@
-"""Revoking a bought token: the refund of its unused time, and the referral bonus it takes back.
+"""Revoking a bought token: the refund of its unused time (and the referral bonus its purchase
+may then have earned, gateway.referral_bonuses).
 
 The refund rule (decision 0014): the used time costs the larger of its pro-rata share of the price
 and the cheapest set of sold tokens that would have lasted as long, so buying long and revoking is
 never cheaper than buying short. A revoke is one PostgreSQL transaction: the refund, the token row,
-the bonus reversal and the audit entries commit together or not at all.
+the referral bonus and the audit entries commit together or not at all.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 import ledger
-from gateway import audit
+from gateway import audit, referral_bonuses
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound
 
@@ -25,16 +26,6 @@ SELECT id, user_id, token_hash, created_at, expires_at, revoked_at, price_micro,
 FROM access_tokens WHERE id = $1 AND user_id = $2 FOR UPDATE"""
 REVOKE_WITH_REFUND = """
 UPDATE access_tokens SET revoked_at = $2, refund_micro = $3, revoked_by = $4 WHERE id = $1"""
-LOCK_REWARD = """
-SELECT id, referrer_id, referred_user_id, amount_micro, reversed_micro, unrecovered_micro
-FROM referral_rewards WHERE purchase_transfer_id = $1 FOR UPDATE"""
-PURCHASE_TOTALS = """
-SELECT sum(price_micro)::bigint AS price, COALESCE(sum(refund_micro), 0)::bigint AS refunded
-FROM access_tokens WHERE purchase_transfer_id = $1"""
-RECORD_REVERSAL = """
-UPDATE referral_rewards SET reversed_micro = reversed_micro + $2, unrecovered_micro = unrecovered_micro + $3
-WHERE id = $1"""
-
 # Refunds are computed up to the longest lifetime a token can have (admin tokens and bundles: 366 days).
 COVER_HOURS_MAX = 24 * 366
 MICROSECONDS_PER_HOUR = 3_600_000_000
@@ -86,8 +77,7 @@ class Revoked:
 
 async def revoke_with_refund(pool: asyncpg.Pool, settings: Settings, *, user_id: int, token_id: int,
                              now: dt.datetime, ip: str = "") -> Revoked:
-    """The owner revokes a token: the unused time goes back to their balance, once, and the
-    referral bonus its purchase paid shrinks in the same proportion."""
+    """The owner revokes a token: the unused time goes back to their balance, once."""
     async with pool.acquire() as connection, connection.transaction():
         row = await connection.fetchrow(LOCK_OWN_TOKEN, token_id, user_id)
         if row is None:
@@ -107,48 +97,10 @@ async def revoke_with_refund(pool: asyncpg.Pool, settings: Settings, *, user_id:
                 metadata={"token_id": token_id})
             transfer_id = transfer.id
         await connection.execute(REVOKE_WITH_REFUND, token_id, now, refund, user_id)
-        if refund > 0 and row["purchase_transfer_id"] is not None:
-            await _reverse_referral_bonus(connection, purchase_id=row["purchase_transfer_id"],
-                                          token_id=token_id, now=now)
+        if row["purchase_transfer_id"] is not None:
+            # The purchase's last live token ended: its referral bonus is due now (on what it kept).
+            await referral_bonuses.pay_if_final(connection, purchase_id=row["purchase_transfer_id"], now=now)
         await audit.record(connection, actor_id=user_id, action="token.revoke", target_type="access_token",
                            target_id=token_id, ip=ip, details={"refund_micro": refund,
                                                                "transfer_id": transfer_id})
         return Revoked(token_id, bytes(row["token_hash"]), refund, transfer_id)
-
-
-async def _reverse_referral_bonus(connection: asyncpg.Connection, *, purchase_id: int, token_id: int,
-                                  now: dt.datetime) -> None:
-    """Take back the bonus in proportion to what the purchase has refunded so far (this token's
-    refund already written). Cumulative, so the tokens of a bundle reverse exactly the bonus's
-    share of their refunds between them; the reward row's lock serializes them.
-
-    A referrer who has spent the bonus gives back what their available balance holds (never going
-    below zero for a friend's refund); the rest is recorded on the reward as unrecovered.
-    """
-    reward = await connection.fetchrow(LOCK_REWARD, purchase_id)
-    if reward is None:
-        return
-    totals = await connection.fetchrow(PURCHASE_TOTALS, purchase_id)
-    due_total = reward["amount_micro"] * totals["refunded"] // totals["price"]
-    due = due_total - reward["reversed_micro"] - reward["unrecovered_micro"]
-    if due <= 0:
-        return
-    promotions = await ledger.system_id(connection, "promotions")
-    referrer_account = await ledger.user_account(connection, reward["referrer_id"])
-    available = await ledger.lock_available(connection, [promotions, referrer_account])
-    recovered = min(due, max(0, available[referrer_account]))
-    transfer_id = None
-    if recovered > 0:
-        transfer = await ledger.move(
-            connection, key=f"referral-reversal:token:{token_id}", debit=referrer_account, credit=promotions,
-            amount_micro=recovered, kind="referral_bonus", now=now, user_id=reward["referrer_id"],
-            description="referral bonus reversed: the referred purchase was refunded",
-            metadata={"referred_user_id": reward["referred_user_id"], "purchase": purchase_id,
-                      "token_id": token_id})
-        transfer_id = transfer.id
-    await connection.execute(RECORD_REVERSAL, reward["id"], recovered, due - recovered)
-    await audit.record(connection, actor_id=None, action="referral.reversal", target_type="user",
-                       target_id=reward["referrer_id"],
-                       details={"referred_user_id": reward["referred_user_id"], "token_id": token_id,
-                                "due_micro": due, "recovered_micro": recovered,
-                                "unrecovered_micro": due - recovered, "transfer_id": transfer_id})

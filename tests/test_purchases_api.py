@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import ledger
-from gateway import users
+from gateway import referral_bonuses, users
 from tests.conftest import deposit, login, proxy_headers, register
 
 PURCHASE = "/api/v1/tokens/purchase"
@@ -307,27 +307,38 @@ async def test_clients_cannot_manage_bundles(gateway, database, buyer):
 # -- referrals ---------------------------------------------------------------------------------
 
 
-async def test_the_referrer_earns_10_percent_of_the_first_purchase_over_100_once(gateway, database):
+async def settle_referrals(database, clock) -> None:
+    """Let every token bought so far run out, then run the sweep that pays final purchases' bonuses."""
+    clock.advance(721 * 3600)
+    await referral_bonuses.pay_due(database, dt.datetime.fromtimestamp(clock.now_s(), dt.timezone.utc))
+
+
+async def test_the_referrer_earns_10_percent_of_the_first_purchase_over_100_once(gateway, database, clock):
     referrer = await register(gateway, "ref@example.com")
     friend = await register(gateway, "friend@example.com", referral_code=referrer["referral_code"].lower())
     await deposit(database, friend["id"], 1000)
     small = await gateway.post(PURCHASE, headers=friend["headers"], json={"duration_hours": 168})  # exactly 100
-    assert small.status == 201 and await balance_of(database, referrer["id"]) == 0
+    assert small.status == 201 and await database.fetchval("SELECT count(*) FROM referral_rewards") == 0
     big = await gateway.post(PURCHASE, headers=friend["headers"], json={"duration_hours": 720})
     assert big.status == 201
-    assert await balance_of(database, referrer["id"]) == 30 * ledger.MICRO_PER_CREDIT
+    # Promised, not paid: the token could still be refunded (decision 0014).
+    assert await balance_of(database, referrer["id"]) == 0
+    mine = await (await gateway.get("/api/v1/users/me/referrals", headers=referrer["headers"])).json()
+    assert (mine["total_earned"], mine["total_pending"]) == ("0", "30")
     again = await gateway.post(PURCHASE, headers=friend["headers"], json={"duration_hours": 720})
     assert again.status == 201
+    await settle_referrals(database, clock)
     assert await balance_of(database, referrer["id"]) == 30 * ledger.MICRO_PER_CREDIT
     promotions = await database.fetchval("SELECT debits_posted FROM accounts WHERE code = 'promotions'")
     assert promotions == 30 * ledger.MICRO_PER_CREDIT
-    mine = await (await gateway.get("/api/v1/users/me/referrals", headers=referrer["headers"])).json()
+    fresh = (await login(gateway, "ref@example.com"))["headers"]  # a month on, the old JWT has expired
+    mine = await (await gateway.get("/api/v1/users/me/referrals", headers=fresh)).json()
     assert (mine["referral_code"], mine["total_referred"], mine["total_earned"]) == (referrer["referral_code"], 1, "30")
     assert mine["referral_link"].endswith("ref=" + referrer["referral_code"])
     assert mine["referred_users"][0]["username"] == "friend" and "email" not in mine["referred_users"][0]
 
 
-async def test_concurrent_qualifying_purchases_pay_the_referral_bonus_exactly_once(gateway, database):
+async def test_concurrent_qualifying_purchases_pay_the_referral_bonus_exactly_once(gateway, database, clock):
     referrer = await register(gateway, "ref2@example.com")
     friend = await register(gateway, "friend2@example.com", referral_code=referrer["referral_code"])
     await deposit(database, friend["id"], 3000)
@@ -335,17 +346,19 @@ async def test_concurrent_qualifying_purchases_pay_the_referral_bonus_exactly_on
         gateway.post(PURCHASE, headers=friend["headers"], json={"duration_hours": 720}) for _ in range(10)))
     assert [r.status for r in responses].count(201) == 10
     assert await database.fetchval("SELECT count(*) FROM referral_rewards") == 1
+    await asyncio.gather(settle_referrals(database, clock), settle_referrals(database, clock))
     assert await database.fetchval("SELECT count(*) FROM transfers WHERE kind = 'referral_bonus'") == 1
     assert await balance_of(database, referrer["id"]) == 30 * ledger.MICRO_PER_CREDIT
 
 
-async def test_a_bundle_purchase_counts_for_the_referral(gateway, database):
+async def test_a_bundle_purchase_counts_for_the_referral(gateway, database, clock):
     referrer = await register(gateway, "ref3@example.com")
     friend = await register(gateway, "friend3@example.com", referral_code=referrer["referral_code"])
     await deposit(database, friend["id"], 200)
     bundles = (await (await gateway.get("/api/v1/bundles")).json())["items"]
     ten_days = next(b for b in bundles if b["name"] == "Ten days")
     assert (await gateway.post(f"/api/v1/bundles/{ten_days['id']}/purchase", headers=friend["headers"])).status == 201
+    await settle_referrals(database, clock)
     assert await balance_of(database, referrer["id"]) == 15_300_000
 
 

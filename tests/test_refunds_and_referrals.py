@@ -1,5 +1,5 @@
-"""Refunds that never undercut the short tiers, and referral bonuses reversed with the refunds
-that undo their purchase (ATTACK-2026-12-01 M2, M3; decision 0014), all through HTTP."""
+"""Refunds that never undercut the short tiers, and referral bonuses paid only on what a final
+purchase kept (ATTACK-2026-12-01 M2, M3; decision 0014), all through HTTP."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 
 import ledger
+from gateway import referral_bonuses
 from gateway.config import DEFAULT_TOKEN_PRICES, Settings
 from tests.conftest import deposit, register
 
@@ -142,21 +143,26 @@ def test_a_refund_is_the_price_less_the_larger_of_pro_rata_and_the_cheapest_cove
                         start + dt.timedelta(hours=5)) == 500 * CREDIT
 
 
-# -- M2: the referral bonus follows the refunds ----------------------------------------------------
+# -- M2: the referral bonus is paid on what a final purchase kept ------------------------------
+
+async def settle_referrals(database, clock, hours: int = 721) -> int:
+    clock.advance(hours * 3600)
+    return await referral_bonuses.pay_due(database, dt.datetime.fromtimestamp(clock.now_s(), dt.timezone.utc))
+
 
 async def test_a_refunded_purchase_leaves_the_referrer_only_the_bonus_on_what_was_paid(gateway, database, pair):
     """The report's reproduction: the referee buys 720 h and revokes at once; the referrer kept 30."""
     referrer, referee = pair
     token_id = (await buy(gateway, referee, 720))["tokens"][0]["id"]
-    assert await balance_of(database, referrer["id"]) == 30 * CREDIT
+    assert await balance_of(database, referrer["id"]) == 0  # promised, not paid while refundable
     refund = await revoke(gateway, referee, token_id)
     paid = 300 * CREDIT - refund
     assert paid == CREDIT  # the first hour's price
-    assert await balance_of(database, referrer["id"]) == paid // 10
+    assert await balance_of(database, referrer["id"]) == paid // 10  # paid at the revoke that made it final
     promotions = await database.fetchrow("SELECT debits_posted, credits_posted FROM accounts WHERE code = 'promotions'")
     assert promotions["debits_posted"] - promotions["credits_posted"] == paid // 10
-    reward = await database.fetchrow("SELECT amount_micro, reversed_micro, unrecovered_micro FROM referral_rewards")
-    assert tuple(reward) == (30 * CREDIT, 30 * CREDIT - paid // 10, 0)
+    reward = await database.fetchrow("SELECT amount_micro, paid_micro FROM referral_rewards")
+    assert tuple(reward) == (30 * CREDIT, paid // 10)
 
 
 async def test_a_partial_refund_keeps_only_the_proportional_bonus(gateway, database, pair):
@@ -168,67 +174,68 @@ async def test_a_partial_refund_keeps_only_the_proportional_bonus(gateway, datab
     assert await balance_of(database, referrer["id"]) == 30 * CREDIT * (300 - 245) // 300
 
 
-async def test_revoking_every_token_of_a_bundle_reverses_the_bonus_exactly(gateway, database, pair):
+async def test_a_bundles_bonus_is_paid_when_its_last_token_is_revoked_on_what_it_kept(gateway, database, pair):
     """The report's bundle variant (4 x 168 h for 340 paid 34)."""
     referrer, referee = pair
     await deposit(database, referee["id"], 100)
     bought = await buy_bundle(gateway, referee, "Month of weeks")
-    assert await balance_of(database, referrer["id"]) == 34 * CREDIT
-    refunds = [await revoke(gateway, referee, token["id"]) for token in bought["tokens"]]
+    refunds = []
+    for token in bought["tokens"]:
+        assert await balance_of(database, referrer["id"]) == 0  # not final while a token is live
+        refunds.append(await revoke(gateway, referee, token["id"]))
     paid = 340 * CREDIT - sum(refunds)
     assert paid == 4 * CREDIT
     assert await balance_of(database, referrer["id"]) == 34 * CREDIT * paid // (340 * CREDIT)
 
 
-async def test_concurrent_revokes_reverse_the_bonus_once(gateway, database, pair):
+async def test_a_purchase_used_to_its_end_pays_the_whole_bonus_through_the_sweep(gateway, database, pair, clock):
+    referrer, referee = pair
+    await buy(gateway, referee, 720)
+    assert await settle_referrals(database, clock, hours=719) == 0  # still live
+    assert await balance_of(database, referrer["id"]) == 0
+    assert await settle_referrals(database, clock, hours=2) == 1
+    assert await balance_of(database, referrer["id"]) == 30 * CREDIT
+    assert await settle_referrals(database, clock) == 0  # once
+    assert await balance_of(database, referrer["id"]) == 30 * CREDIT
+
+
+async def test_concurrent_revokes_pay_the_bonus_once(gateway, database, pair):
     referrer, referee = pair
     token_id = (await buy(gateway, referee, 720))["tokens"][0]["id"]
     responses = await asyncio.gather(*(gateway.delete(f"/api/v1/tokens/{token_id}", headers=referee["headers"])
                                        for _ in range(10)))
     assert sorted(r.status for r in responses) == [200] + [409] * 9
-    reversals = await database.fetchval("SELECT count(*) FROM transfers WHERE kind = 'referral_bonus' "
-                                        "AND credit_account_id = (SELECT id FROM accounts WHERE code = 'promotions')")
-    assert reversals == 1
+    assert await database.fetchval("SELECT count(*) FROM transfers WHERE kind = 'referral_bonus'") == 1
     assert await balance_of(database, referrer["id"]) == CREDIT // 10
 
 
-async def test_concurrent_revokes_of_a_bundles_tokens_never_reverse_more_than_the_bonus(gateway, database, pair):
+async def test_concurrent_revokes_of_a_bundles_tokens_and_the_sweep_pay_the_bonus_once(
+        gateway, database, pair, clock):
     referrer, referee = pair
     await deposit(database, referee["id"], 100)
     bought = await buy_bundle(gateway, referee, "Month of weeks")
     responses = await asyncio.gather(*(gateway.delete(f"/api/v1/tokens/{t['id']}", headers=referee["headers"])
-                                       for t in bought["tokens"]))
-    assert [r.status for r in responses] == [200] * 4
-    reward = await database.fetchrow("SELECT amount_micro, reversed_micro FROM referral_rewards")
-    assert reward["reversed_micro"] == 34 * CREDIT * 336 // 340
-    assert await balance_of(database, referrer["id"]) == reward["amount_micro"] - reward["reversed_micro"]
+                                       for t in bought["tokens"]), settle_referrals(database, clock, hours=0))
+    assert [r.status for r in responses[:4]] == [200] * 4
+    reward = await database.fetchrow("SELECT amount_micro, paid_micro FROM referral_rewards")
+    assert reward["paid_micro"] == 34 * CREDIT * 4 // 340
+    assert await database.fetchval("SELECT count(*) FROM transfers WHERE kind = 'referral_bonus'") == 1
+    assert await balance_of(database, referrer["id"]) == reward["paid_micro"]
 
 
-async def test_a_bonus_already_spent_is_clawed_back_as_far_as_the_balance_goes_and_the_rest_recorded(
-        gateway, database, pair):
+async def test_the_referrals_page_shows_the_bonus_pending_then_paid(gateway, database, pair):
     referrer, referee = pair
     token_id = (await buy(gateway, referee, 720))["tokens"][0]["id"]
-    await buy(gateway, referrer, 24)
-    await buy(gateway, referrer, 12)  # 28 of the 30 spent
-    assert await balance_of(database, referrer["id"]) == 2 * CREDIT
-    await revoke(gateway, referee, token_id)
-    assert await balance_of(database, referrer["id"]) == 0
-    reward = await database.fetchrow("SELECT reversed_micro, unrecovered_micro FROM referral_rewards")
-    due = 30 * CREDIT - CREDIT // 10
-    assert (reward["reversed_micro"], reward["unrecovered_micro"]) == (2 * CREDIT, due - 2 * CREDIT)
-    audit = await database.fetchrow("SELECT details FROM audit_log WHERE action = 'referral.reversal'")
-    assert audit is not None and '"unrecovered_micro": %d' % (due - 2 * CREDIT) in audit["details"]
-
-
-async def test_the_referrals_page_shows_the_bonus_net_of_reversals(gateway, database, pair):
-    referrer, referee = pair
-    token_id = (await buy(gateway, referee, 720))["tokens"][0]["id"]
+    mine = await (await gateway.get("/api/v1/users/me/referrals", headers=referrer["headers"])).json()
+    assert (mine["total_earned"], mine["total_pending"]) == ("0", "30")
+    assert (mine["referred_users"][0]["bonus"], mine["referred_users"][0]["pending_bonus"]) == (None, "30")
     await revoke(gateway, referee, token_id)
     mine = await (await gateway.get("/api/v1/users/me/referrals", headers=referrer["headers"])).json()
-    assert mine["total_earned"] == "0.1" and mine["referred_users"][0]["bonus"] == "0.1"
+    assert (mine["total_earned"], mine["total_pending"]) == ("0.1", "0")
+    assert mine["referred_users"][0]["bonus"] == "0.1"
 
 
-async def test_an_admin_force_revoke_refunds_nothing_and_reverses_nothing(gateway, database, pair):
+async def test_an_admin_force_revoke_refunds_nothing_so_the_whole_bonus_is_paid(gateway, database, pair, clock):
     from gateway import users
 
     referrer, referee = pair
@@ -237,23 +244,18 @@ async def test_an_admin_force_revoke_refunds_nothing_and_reverses_nothing(gatewa
     login = await gateway.post("/api/v1/auth/login", json={"email": "root@example.com", "password": "admin password 1"})
     admin = {"Authorization": "Bearer " + (await login.json())["access_token"]}
     assert (await gateway.post(f"/api/v1/admin/tokens/{token_id}/revoke", headers=admin)).status == 200
+    assert await settle_referrals(database, clock, hours=0) == 1
     assert await balance_of(database, referrer["id"]) == 30 * CREDIT
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review of M2: a referrer who parks the bonus in refundable tokens (or an AI hold) when the referee "
-    "revokes has it recorded as unrecovered, then refunds their own tokens: +25 credits per 300 deposited. "
-    "Needs a rule the lead decides (collect unrecovered reversals from the referrer's later refunds and "
-    "voided holds, or count refundable tokens as recoverable); decision 0014 says 'not collected later'"))
-async def test_a_bonus_parked_in_refundable_tokens_cannot_be_kept_by_refunding_them_after_the_reversal(
-        gateway, database, pair):
+async def test_a_bonus_cannot_be_parked_in_refundable_tokens_and_kept(gateway, database, pair):
+    """Review of M2: under the take-back rule a referrer parked the bonus in their own tokens before the
+    referee's refund, then refunded them: +25 credits per 300. A bonus paid only on a final purchase
+    leaves nothing to park."""
     referrer, referee = pair
     token_id = (await buy(gateway, referee, 720))["tokens"][0]["id"]
-    parked = [(await buy(gateway, referrer, hours))["tokens"][0]["id"] for hours in (24, 12)]  # 28 of 30
+    assert await balance_of(database, referrer["id"]) == 0  # nothing to park
     await revoke(gateway, referee, token_id)
-    for own in parked:
-        await revoke(gateway, referrer, own)
-    # 300 credits came in; the referee paid 1 for the hour and the referrer 2 (an hour of each own
-    # token), so at most 300 - 1 + 0.1 (10% of what the referee paid) may exist between the two.
+    # 300 credits came in; the referee paid 1 for the hour: at most 300 - 1 + 0.1 may exist between the two.
     together = await balance_of(database, referrer["id"]) + await balance_of(database, referee["id"])
-    assert together <= 300 * CREDIT - CREDIT + CREDIT // 10
+    assert together == 300 * CREDIT - CREDIT + CREDIT // 10
