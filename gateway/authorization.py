@@ -37,10 +37,12 @@ def stays_under_base(raw_tail: str) -> bool:
     scope: no path a client needs is spelled that way, and the refusal does not depend on how the
     target resolves.
     """
-    if "\\" in raw_tail or any(encoded in raw_tail.lower() for encoded in ENCODED_SEPARATORS):
-        return False
     if raw_tail and not raw_tail.startswith("/"):
         return False  # the tail must start a segment of its own, not extend the base path's last
+    if "." not in raw_tail and "%" not in raw_tail and "\\" not in raw_tail:
+        return True  # the common path: nothing that could spell a dot segment or a separator
+    if "\\" in raw_tail or any(encoded in raw_tail.lower() for encoded in ENCODED_SEPARATORS):
+        return False
     return not any(unquote_to_bytes(segment).split(b";", 1)[0] in DOT_SEGMENTS
                    for segment in raw_tail.split("/"))
 

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from gateway import metrics
+from gateway.addresses import address_group
 from gateway.errors import ExpectationFailed
 from gateway.keys import SETTINGS
 from gateway.middleware import error_body
@@ -76,7 +77,7 @@ class GatewayRequestHandler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if peer else ""
+        address = address_group(str(peer[0])) if peer else ""  # an IPv6 client is its /64
         refused = self._limits.admit(address)
         if refused is not None:
             metrics.labelled(metrics.CONNECTIONS_CLOSED, refused).inc()

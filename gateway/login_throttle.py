@@ -10,12 +10,12 @@ password from an address that has not failed still gets in. Redis down: the brak
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import os
 
 from aiohttp import web
 
+from gateway.addresses import address_group
 from gateway.authentication import REDIS_FAILURES
 from gateway.errors import RateLimited
 from gateway.keys import CLOCK, REDIS, SETTINGS
@@ -28,17 +28,6 @@ WINDOW_S = 60
 EMAIL_FAILURES_KEY = "tg:login:{{{}}}:fail"
 PAIR_FAILURES_KEY = "tg:login:{{{}}}:fail:{}"
 ADDRESS_KEY = "tg:auth:ip:{}"
-
-
-def address_group(ip: str) -> str:
-    """An IPv6 client is one /64 (it usually holds the whole block); an IPv4 client its address."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if address.version == 6 and address.ipv4_mapped is None:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
 
 
 async def admit(request: web.Request) -> None:

@@ -49,7 +49,7 @@ def make_proxy_handler(prefix: str):
         call.extra_headers.update(limit_headers(principal))
         try:
             if not request.raw_path.startswith(prefix):
-                raise BadRequest("percent-encoded mount prefix", code="bad_path")
+                raise BadRequest("the request path does not start with the mount prefix as sent", code="bad_path")
             tail = request.raw_path[len(prefix):] or "/"
             authorize_target_path(principal, request.path[len(prefix):] or "/")
             if not stays_under_base(tail.partition("?")[0]):
