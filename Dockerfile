@@ -1,4 +1,6 @@
-FROM python:3.11-slim
+# The product image (the last stage, what `docker build .` makes): the gateway package only, no
+# dev kit, bench or tests. The `devkit` stage adds the mock upstream for docker-compose's target.
+FROM python:3.11-slim AS base
 WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml README.md ./
@@ -6,8 +8,14 @@ COPY gateway ./gateway
 COPY ledger ./ledger
 COPY admin_ui ./admin_ui
 COPY migrations ./migrations
-COPY bench ./bench
 RUN pip install --no-cache-dir . && useradd --system --no-create-home tollgate
+
+FROM base AS devkit
+COPY devkit ./devkit
+USER tollgate
+CMD ["python", "-m", "devkit", "mock-upstream", "--host", "0.0.0.0", "--port", "9000"]
+
+FROM base AS gateway
 USER tollgate
 ENV TOLLGATE_HOST=0.0.0.0 TOLLGATE_PORT=8080
 EXPOSE 8080

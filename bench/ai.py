@@ -27,7 +27,7 @@ from bench import ai_report, litellm, profile, wrk
 from bench.processes import BenchError, cpu_seconds, get, wait_ready
 from bench.proxy import ensure_tools, run_facts
 from bench.stack import ai_metering, database_pids, prepare_ai, start_database, start_mock, start_tollgate
-from gateway.embedded import EmbeddedError, free_port
+from devkit.embedded import EmbeddedError, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "gpt-4o-mini"

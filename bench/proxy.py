@@ -23,7 +23,7 @@ from bench import profile, report, wrk
 from bench.nginx import start_nginx
 from bench.processes import BenchError, cpu_seconds, ensure_packages, get, wait_ready
 from bench.stack import DEVICE_ID, database_pids, start_database, start_mock, start_tollgate
-from gateway.embedded import EmbeddedError, free_port, postgres_bin_dir
+from devkit.embedded import EmbeddedError, free_port, postgres_bin_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PROXY_PREFIX = "/api/v1/proxy"

@@ -13,16 +13,20 @@ from pathlib import Path
 import asyncpg
 
 from bench.processes import Server, start
-from gateway import migrate, tokens, users
-from gateway.ai import api_keys
-from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from gateway.core import migrate
+from gateway.accounts import access_tokens
+from gateway.accounts import users
+from gateway.accounts import api_keys
+from devkit.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 
 BENCH_EMAIL = "bench@tollgate.local"
 DEVICE_ID = "bench-device-1"
 TOKEN_HOURS = 2
 DATABASE_NAME = "tollgate"
-# The CLI as installed in this interpreter's environment (what `tollgate` on PATH would run).
+# The CLI as installed in this interpreter's environment (what `tollgate` on PATH would run), and
+# the dev kit's, which runs from the checkout.
 TOLLGATE = [sys.executable, "-m", "gateway.cli"]
+DEVKIT = [sys.executable, "-m", "devkit"]
 # Run from the checkout: an editable install whose finder maps `gateway` as a namespace package
 # cannot read gateway/lua/*.lua through importlib.resources from any other directory.
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +41,7 @@ class Database:
 
 
 def start_mock(directory: Path, port: int) -> Server:
-    return start("mock upstream", [*TOLLGATE, "mock-upstream", "--host", "127.0.0.1", "--port", str(port)],
+    return start("mock upstream", [*DEVKIT, "mock-upstream", "--host", "127.0.0.1", "--port", str(port)],
                  directory / "mock.log", cwd=ROOT)
 
 
@@ -53,7 +57,7 @@ async def _prepare_database(admin_url: str) -> tuple[str, str]:
     connection = await asyncpg.connect(database_url)
     try:
         user_id = await users.ensure_client(connection, email=BENCH_EMAIL, plan="enterprise")
-        issued = await tokens.issue(connection, user_id=user_id, hours=TOKEN_HOURS, scope="full",
+        issued = await access_tokens.issue(connection, user_id=user_id, hours=TOKEN_HOURS, scope="full",
                                     now=dt.datetime.now(dt.timezone.utc))
     finally:
         await connection.close()

@@ -11,19 +11,32 @@ import asyncpg
 import redis.asyncio as redis_asyncio
 from aiohttp import web
 
-from gateway import (admin_api, admin_users_api, auth_api, bundles_api, currency_api, health, hold_expiry,
-                     mail, metrics, proxy, referral_bonuses, referrals_api, tokens_api)
-from gateway.authentication import Authenticator
-from gateway.clock import Clock
-from gateway.ai import handlers as ai_handlers, keys_api, prices_api
-from gateway.config import Settings
-from gateway.connections import name_the_server
-from gateway.credential_cache import CredentialOutbox
-from gateway.keys import (AUTHENTICATOR, CLOCK, CREDENTIAL_OUTBOX, DATABASE, MAILER, REDIS, SESSIONS, SETTINGS,
+from gateway.api import admin_tokens as admin_api
+from gateway.api import admin_users as admin_users_api
+from gateway.api import auth as auth_api
+from gateway.api import bundles as bundles_api
+from gateway.api import currency as currency_api
+from gateway.core import health
+from gateway.accounts import hold_expiry
+from gateway.accounts import mail
+from gateway.core import metrics
+from gateway.proxy import handler as proxy
+from gateway.accounts import referral_bonuses
+from gateway.api import referrals as referrals_api
+from gateway.api import tokens as tokens_api
+from gateway.proxy.authentication import Authenticator
+from gateway.core.clock import Clock
+from gateway.ai import handler as ai_handlers
+from gateway.api import keys as keys_api
+from gateway.api import prices as prices_api
+from gateway.core.config import Settings
+from gateway.core.connections import name_the_server
+from gateway.accounts.credential_cache import CredentialOutbox
+from gateway.core.app_keys import (AUTHENTICATOR, CLOCK, CREDENTIAL_OUTBOX, DATABASE, MAILER, REDIS, SESSIONS, SETTINGS,
                           TARGET_SESSION, URL_MAPS)
-from gateway.middleware import observe
-from gateway.rewriting import UrlMap
-from gateway.sessions import SessionRecorder
+from gateway.core.middleware import observe
+from gateway.proxy.rewriting import UrlMap
+from gateway.proxy.sessions import SessionRecorder
 
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 

@@ -1,4 +1,7 @@
-"""The `tollgate` command: serve, dev, migrate, create-admin, issue-token, revoke-token, reconcile, ..."""
+"""The `tollgate` command: serve, migrate, create-admin, issue-token, revoke-token, adjust, reconcile.
+
+The development run and the mock upstream are the dev kit's: `python -m devkit dev|mock-upstream`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import asyncio
 import datetime as dt
 import sys
 
-from gateway import config
+from gateway.core import config
 
 
 def _settings(**overrides) -> config.Settings:
@@ -33,9 +36,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.require("database_url", "redis_url", "target_url", "jwt_secret")
     if settings.mail_sender == "log":
         # The development sender prints login links where whoever reads the output can use them
-        # (ATTACK-2026-12-01 M10). `tollgate dev` is the development run.
+        # (ATTACK-2026-12-01 M10). 
         raise config.ConfigError(
-            "TOLLGATE_MAIL_SENDER is 'log' (the default), which only `tollgate dev` may use: it would "
+            "TOLLGATE_MAIL_SENDER is 'log' (the default), which only the development run (`python -m devkit dev`) may use: it would "
             "print magic login links to the output. Set TOLLGATE_MAIL_SENDER=smtp (with TOLLGATE_SMTP_HOST, "
             "_PORT, _USERNAME, _PASSWORD, _STARTTLS and TOLLGATE_MAIL_FROM) or TOLLGATE_MAIL_SENDER=none "
             "(magic-link login off)")
@@ -43,15 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
-    from gateway import dev
-
-    dev.main(_settings(port=args.port, host=args.host))
-    return 0
-
-
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from gateway import migrate
+    from gateway.core import migrate
 
     settings = _settings()
     settings.require("database_url")
@@ -61,7 +57,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
-    from gateway import users
+    from gateway.accounts import users
 
     if len(args.password) < 8:
         print("error: the password must have at least 8 characters", file=sys.stderr)
@@ -73,7 +69,8 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
 
 
 def cmd_issue_token(args: argparse.Namespace) -> int:
-    from gateway import tokens, users
+    from gateway.accounts import access_tokens
+    from gateway.accounts import users
 
     if not 0 < args.hours <= 24 * 366:
         print("error: --hours must be in (0, 8784]", file=sys.stderr)
@@ -81,7 +78,7 @@ def cmd_issue_token(args: argparse.Namespace) -> int:
 
     async def work(connection):
         user_id = await users.ensure_client(connection, email=args.email)
-        return await tokens.issue(connection, user_id=user_id, hours=args.hours, scope=args.scope,
+        return await access_tokens.issue(connection, user_id=user_id, hours=args.hours, scope=args.scope,
                                   now=dt.datetime.now(dt.timezone.utc))
 
     issued = asyncio.run(_with_connection(_settings(), work))
@@ -94,15 +91,15 @@ def cmd_issue_token(args: argparse.Namespace) -> int:
 def cmd_revoke_token(args: argparse.Namespace) -> int:
     import redis.asyncio as redis_asyncio
 
-    from gateway import tokens
-    from gateway.credential_cache import CredentialOutbox
+    from gateway.accounts import access_tokens
+    from gateway.accounts.credential_cache import CredentialOutbox
 
     settings = _settings()
 
     async def work(connection):
         # Exit codes: 0 revoked (its refusal in Redis, or queued for it: decision 0015); 1 no such
         # token; 2 a setting is missing. The revocation and its cache refusal are queued in one transaction (migration 0008).
-        token_hash = await tokens.revoke(connection, args.id, now=dt.datetime.now(dt.timezone.utc))
+        token_hash = await access_tokens.revoke(connection, args.id, now=dt.datetime.now(dt.timezone.utc))
         if token_hash is None or not settings.redis_url:
             return token_hash, True
         client = redis_asyncio.from_url(settings.redis_url.value, socket_timeout=settings.redis_timeout_s,
@@ -131,8 +128,9 @@ def cmd_adjust(args: argparse.Namespace) -> int:
     import asyncpg
 
     import ledger
-    from gateway import currency_api, users
-    from gateway.errors import BadRequest
+    from gateway.api import currency as currency_api
+    from gateway.accounts import users
+    from gateway.core.errors import BadRequest
 
     try:
         amount, reason = currency_api.parse_adjustment({"credits": args.credits, "reason": args.reason})
@@ -180,13 +178,6 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def cmd_mock_upstream(args: argparse.Namespace) -> int:
-    from gateway import mock_upstream
-
-    mock_upstream.run(args.host, args.port, args.public_url)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollgate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,11 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.set_defaults(func=cmd_serve)
-
-    dev = sub.add_parser("dev", help="run on the embedded default: own PostgreSQL, Redis, mock target")
-    dev.add_argument("--host", default=None)
-    dev.add_argument("--port", type=int, default=None)
-    dev.set_defaults(func=cmd_dev)
 
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
 
@@ -229,12 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("reconcile", help="check every balance against the transfers; non-zero exit on a mismatch"
                    ).set_defaults(func=cmd_reconcile)
 
-    mock = sub.add_parser("mock-upstream", help="run the mock upstream server")
-    mock.add_argument("--host", default="127.0.0.1")
-    mock.add_argument("--port", type=int, default=9000)
-    mock.add_argument("--public-url", default=None,
-                      help="the base URL the mock embeds in its links (default http://HOST:PORT)")
-    mock.set_defaults(func=cmd_mock_upstream)
     return parser
 
 

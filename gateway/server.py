@@ -14,7 +14,7 @@ import signal
 import tempfile
 import time
 
-from gateway.config import Settings
+from gateway.core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ async def start_sites(runner, settings: Settings, reuse_port: bool) -> None:
 
 async def _serve_forever(settings: Settings, reuse_port: bool) -> None:
     from gateway.app import create_app
-    from gateway.connections import GatewayRunner
+    from gateway.core.connections import GatewayRunner
 
     runner = GatewayRunner(create_app(settings), handle_signals=False)
     await runner.setup()

@@ -5,4 +5,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
-exec "$VENV/bin/tollgate" dev "$@"
+# The dev kit is not part of the installed product: it runs from the checkout.
+exec "$VENV/bin/python" -m devkit dev "$@"

@@ -21,12 +21,15 @@ from aiohttp.test_utils import TestServer
 
 import ledger
 
-from gateway import migrate, mock_upstream, tokens, users
+from gateway.core import migrate
+from devkit import mock_target as target_mock
+from gateway.accounts import access_tokens
+from gateway.accounts import users
 from gateway.app import create_app
-from gateway.clock import ManualClock
-from gateway.config import Secret, Settings
-from gateway.connections import GatewayRunner
-from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from gateway.core.clock import ManualClock
+from gateway.core.config import Secret, Settings
+from gateway.core.connections import GatewayRunner
+from devkit.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from gateway.server import start_metrics_site
 
 RESET_DATABASE = """
@@ -106,7 +109,7 @@ async def mock_target(aiohttp_server):
     """The mock target upstream, a real aiohttp server on loopback."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = await aiohttp_server(mock_upstream.build_app(public_base_url=base), port=port)
+    server = await aiohttp_server(target_mock.build_app(public_base_url=base), port=port)
     assert str(server.make_url("")).rstrip("/") == base
     return base
 
@@ -172,7 +175,7 @@ async def gateway(gateway_factory):
 async def make_token(pool: asyncpg.Pool, *, email: str = "user@example.com", hours: float = 24,
                      scope: str = "full", plan: str = "free", now: dt.datetime | None = None):
     user_id = await users.ensure_client(pool, email=email, plan=plan)
-    return await tokens.issue(pool, user_id=user_id, hours=hours, scope=scope,
+    return await access_tokens.issue(pool, user_id=user_id, hours=hours, scope=scope,
                               now=now or dt.datetime.now(dt.timezone.utc))
 
 

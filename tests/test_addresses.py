@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.addresses import address_group
+from gateway.core.addresses import address_group
 
 
 @pytest.mark.parametrize("ip, group", [

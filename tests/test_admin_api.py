@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jwt
 
-from gateway import users
+from gateway.accounts import users
 from tests.conftest import JWT_SECRET, make_token, proxy_headers
 
 ADMIN = {"email": "root@example.com", "password": "correct horse battery"}
@@ -150,7 +150,7 @@ async def test_a_lifetime_that_rounds_to_nothing_is_a_400(gateway, database):
 
 
 async def test_login_while_postgres_is_down_is_a_503(gateway, database):
-    from gateway.keys import DATABASE
+    from gateway.core.app_keys import DATABASE
 
     await gateway.app[DATABASE].close()
     response = await gateway.post("/api/v1/auth/login", json=ADMIN)

@@ -9,7 +9,9 @@ import orjson
 import pytest
 
 import ledger
-from gateway import metrics, tokens, users
+from gateway.core import metrics
+from gateway.accounts import access_tokens
+from gateway.accounts import users
 from tests.conftest import make_token, proxy_headers
 
 PASSWORD = "correct horse battery"
@@ -502,7 +504,7 @@ async def test_a_plan_change_does_not_revoke_a_token(gateway, database, people):
 # -- a user's tokens ---------------------------------------------------------------------------
 
 async def issue(database, user_id: int, *, hours: float = 24, created: dt.datetime | None = None):
-    return await tokens.issue(database, user_id=user_id, hours=hours, scope="full",
+    return await access_tokens.issue(database, user_id=user_id, hours=hours, scope="full",
                               now=created or dt.datetime.now(dt.timezone.utc))
 
 
@@ -537,7 +539,7 @@ async def test_the_token_list_shows_price_refund_and_activity_but_never_the_hash
 async def test_active_only_lists_only_usable_tokens(gateway, database, people):
     usable = await issue(database, people.client)
     revoked = await issue(database, people.client)
-    await tokens.revoke(database, revoked.id, now=dt.datetime.now(dt.timezone.utc))
+    await access_tokens.revoke(database, revoked.id, now=dt.datetime.now(dt.timezone.utc))
     await issue(database, people.client, hours=1, created=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2))
     body = await (await gateway.get(f"/api/v1/admin/users/{people.client}/tokens?active_only=true",
                                     headers=people.as_manager)).json()
@@ -650,7 +652,7 @@ async def test_stats_count_users_by_role_and_active_tokens(gateway, database, pe
     await issue(database, people.client)
     await issue(database, people.other_client)
     revoked = await issue(database, people.loner)
-    await tokens.revoke(database, revoked.id, now=dt.datetime.now(dt.timezone.utc))
+    await access_tokens.revoke(database, revoked.id, now=dt.datetime.now(dt.timezone.utc))
     await issue(database, people.loner, hours=1, created=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2))
     body = await (await gateway.get("/api/v1/admin/stats", headers=people.as_admin)).json()
     assert body["users"]["total"] == 6 and body["users"]["active"] == 5

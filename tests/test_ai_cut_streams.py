@@ -17,10 +17,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway import users
-from gateway.ai import api_keys
+from gateway.accounts import users
+from gateway.accounts import api_keys
 from gateway.app import create_app
-from gateway.embedded import free_port
+from devkit.embedded import free_port
 from tests.ai_fakes import CHAT_TEXT, RecordingUpstream, raw_request, read_then_leave, recording_upstream
 from tests.conftest import deposit, make_settings
 from tests.test_ai_routes import CLAUDE, GEMINI, GPT, PRICE_MICRO, Stack, expected_cost, start

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from gateway import users
+from gateway.accounts import users
 from tests.conftest import register
 
 KEYS = "/api/v1/keys"

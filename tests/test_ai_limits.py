@@ -42,9 +42,9 @@ async def test_with_redis_down_postgres_vouches_for_keys_and_calls_are_still_hel
     import datetime as dt
 
     import ledger
-    from gateway import users
-    from gateway.ai import api_keys
-    from gateway.embedded import free_port
+    from gateway.accounts import users
+    from gateway.accounts import api_keys
+    from devkit.embedded import free_port
     from tests.conftest import deposit
     from tests.test_ai_routes import Stack
 

@@ -304,7 +304,7 @@ async def test_an_upstream_timeout_is_a_504_in_the_provider_shape_and_charges_no
 
 
 async def test_an_upstream_that_is_down_is_a_502(gateway_factory, mock_target, database):
-    from gateway.embedded import free_port
+    from devkit.embedded import free_port
 
     stack = await start(gateway_factory, mock_target, database,
                         gemini_base_url=f"http://127.0.0.1:{free_port()}/gemini")
@@ -480,7 +480,7 @@ async def test_usage_rows_and_metrics_record_each_call(stack):
 
 
 async def test_a_deactivated_user_s_key_is_refused_on_the_next_call_and_works_again_after(stack):
-    from gateway import users as users_module
+    from gateway.accounts import users as users_module
 
     await users_module.ensure_admin(stack.database, email="root@example.com", password="admin password 1")
     login = await stack.gateway.post("/api/v1/auth/login",

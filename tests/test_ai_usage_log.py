@@ -6,7 +6,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from gateway.ai.handlers import USAGE_LOG
+from gateway.ai.handler import USAGE_LOG
 from tests.test_ai_routes import GPT, MESSAGES, start
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")

@@ -234,8 +234,8 @@ async def test_unknown_or_malformed_magic_tokens_are_refused(gateway, database, 
 
 
 async def test_the_development_sender_is_the_default_and_smtp_is_configurable():
-    from gateway import mail
-    from gateway.config import Settings
+    from gateway.accounts import mail
+    from gateway.core.config import Settings
 
     assert isinstance(mail.sender_for(Settings()), mail.TerminalSender)  # `serve` refuses it: tests/test_mail.py
     assert isinstance(mail.sender_for(Settings(mail_sender="smtp")), mail.SmtpSender)

@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from gateway import metrics
-from gateway.embedded import free_port
-from gateway.keys import DATABASE
+from gateway.core import metrics
+from devkit.embedded import free_port
+from gateway.core.app_keys import DATABASE
 from tests.conftest import make_token, proxy_headers
 
 ECHO = "/api/v1/proxy/echo/x"

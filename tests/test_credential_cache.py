@@ -9,9 +9,9 @@ import signal
 import subprocess
 import sys
 
-from gateway import tokens
-from gateway.credential_cache import token_record_key
-from gateway.keys import REDIS
+from gateway.accounts import access_tokens
+from gateway.accounts.credential_cache import token_record_key
+from gateway.core.app_keys import REDIS
 from tests.conftest import make_token, proxy_headers, register
 
 ECHO = "/api/v1/proxy/echo/x"
@@ -42,7 +42,7 @@ async def test_a_token_revoked_while_redis_is_frozen_stays_revoked_when_it_resum
         assert (await gateway.get(ECHO, headers=headers)).status == 401
         await asyncio.sleep(0.1)
     # The queued refusal reached Redis and left the queue.
-    record = await gateway.app[REDIS].hget(token_record_key(tokens.digest(issued.token)), "state")
+    record = await gateway.app[REDIS].hget(token_record_key(access_tokens.digest(issued.token)), "state")
     assert record == "revoked"
     assert await database.fetchval("SELECT count(*) FROM credential_cache_outbox") == 0
 

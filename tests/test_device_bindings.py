@@ -7,7 +7,7 @@ import asyncio
 
 import redis.asyncio as redis_asyncio
 
-from gateway.embedded import free_port
+from devkit.embedded import free_port
 from tests.conftest import make_token, proxy_headers
 from tests.test_credential_cache import start_gateway
 

@@ -12,10 +12,11 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from gateway import metrics, mock_upstream
+from gateway.core import metrics
+from devkit import mock_target as target_mock
 from gateway.app import create_app
-from gateway.connections import GatewayRunner
-from gateway.embedded import free_port
+from gateway.core.connections import GatewayRunner
+from devkit.embedded import free_port
 from tests.conftest import make_settings, make_token, proxy_headers
 
 PROXY = "/api/v1/proxy"
@@ -124,7 +125,7 @@ def rewritten(body: bytes, target_url: str, public_url: str) -> bytes:
 
 
 def fixed_body(target_url: str, path: str) -> bytes:
-    return mock_upstream.build_pages(target_url).fixed_bodies[path][0]
+    return target_mock.build_pages(target_url).fixed_bodies[path][0]
 
 
 async def chunks_of(total_bytes: int):
@@ -390,7 +391,7 @@ async def test_a_rewritten_page_has_no_stale_length_or_encoding(gateway, credent
 async def test_a_binary_body_is_byte_identical(gateway, credentials):
     total_bytes = 1024 * 1024 + 7
     response = await gateway.get(f"{PROXY}/big?bytes={total_bytes}", headers=credentials)
-    expected = (mock_upstream.BIG_BLOCK * 17)[:total_bytes]
+    expected = (target_mock.BIG_BLOCK * 17)[:total_bytes]
     assert await response.read() == expected
 
 

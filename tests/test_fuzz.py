@@ -32,10 +32,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ledger
-from gateway import mock_upstream, tokens, users
+from devkit import mock_target as target_mock
+from gateway.accounts import access_tokens
+from gateway.accounts import users
 from gateway.app import create_app
-from gateway.connections import GatewayRunner
-from gateway.embedded import free_port
+from gateway.core.connections import GatewayRunner
+from devkit.embedded import free_port
 from tests.conftest import RESET_DATABASE, SEED_BUNDLES, SEED_PRICES, Outbox, deposit, make_settings
 
 EXAMPLES = int(os.environ.get("TOLLGATE_FUZZ_EXAMPLES", "400"))
@@ -95,7 +97,7 @@ class Live:
 
     def fresh_proxy_auth(self) -> list[tuple[bytes, bytes]]:
         """A new access token: the fuzz's own revoke calls may have ended the last one."""
-        issued = self.run(tokens.issue(self.pool, user_id=self.user_id, hours=24, scope="full",
+        issued = self.run(access_tokens.issue(self.pool, user_id=self.user_id, hours=24, scope="full",
                                        now=dt.datetime.now(dt.timezone.utc)))
         return [(b"X-Access-Token", issued.token.encode()), (b"X-Device-ID", b"fuzz-device")]
 
@@ -120,7 +122,7 @@ async def _start(servers, target: RecordingTarget) -> tuple[Live, list[web.AppRu
     target_port, mock_port, port = free_port(), free_port(), free_port()
     mock = f"http://127.0.0.1:{mock_port}"
     runners = [await _site(target_app, target_port, auto_decompress=False),
-               await _site(mock_upstream.build_app(public_base_url=mock), mock_port)]
+               await _site(target_mock.build_app(public_base_url=mock), mock_port)]
     settings_ = make_settings(
         servers, f"http://127.0.0.1:{target_port}{TARGET_BASE}", port,
         openai_base_url=f"{mock}/openai/v1", openai_api_keys="sk-mock", anthropic_base_url=f"{mock}/anthropic",
@@ -156,7 +158,7 @@ async def _seed_people(live: Live) -> None:
                                 headers={"Authorization": f"Bearer {jwts['client']}"}) as response:
             assert response.status == 201, await response.text()
             key = (await response.json())["key"]
-    issued = await tokens.issue(pool, user_id=client_id, hours=24, scope="full",
+    issued = await access_tokens.issue(pool, user_id=client_id, hours=24, scope="full",
                                 now=dt.datetime.now(dt.timezone.utc))
     live.auth = {
         "none": [],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from gateway.embedded import free_port
+from devkit.embedded import free_port
 from tests.conftest import make_token, proxy_headers
 
 

@@ -9,7 +9,7 @@ import asyncio
 import orjson
 import pytest
 
-from gateway import users
+from gateway.accounts import users
 from tests.conftest import deposit, register
 
 TABLES = ("users", "accounts", "api_keys", "bundles", "access_tokens", "transfers", "audit_log",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import ledger
-from gateway import users
+from gateway.accounts import users
 from tests.conftest import deposit, register
 
 MOST = "999999999.999999"  # the largest amount an adjustment takes (10^15 micro-credits less one)

@@ -12,14 +12,16 @@ import asyncpg
 import pytest
 
 import ledger
-from gateway import purchases, users
-from gateway.ai import api_keys, calls
+from gateway.accounts import purchases
+from gateway.accounts import users
+from gateway.ai import calls
+from gateway.accounts import api_keys
 from gateway.ai.price_table import ModelPrice
 from gateway.ai.pricing import Price
 from gateway.ai.routes import CallSpec
-from gateway.ai.api_keys import KeyPrincipal
+from gateway.accounts.api_keys import KeyPrincipal
 from gateway.ai.usage import Usage
-from gateway.clock import ManualClock
+from gateway.core.clock import ManualClock
 from ledger import (HoldExpired, HoldNotFound, HoldResolved, IdempotencyConflict, InsufficientBalance,
                     InvalidAmount, LedgerError)
 from ledger.transfers import _outcome

@@ -7,7 +7,7 @@ import datetime as dt
 import asyncpg
 
 import ledger
-from gateway import users
+from gateway.accounts import users
 
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
 PRICE_MICRO = 1_000_000

@@ -15,7 +15,7 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 import ledger
-from gateway import users
+from gateway.accounts import users
 from tests.conftest import RESET_DATABASE
 from tests.test_ledger_helpers import NOW, PRICE_MICRO
 

@@ -16,9 +16,10 @@ import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
 
-from gateway import mail, users
-from gateway.config import Settings
-from gateway.embedded import free_port
+from gateway.accounts import mail
+from gateway.accounts import users
+from gateway.core.config import Settings
+from devkit.embedded import free_port
 from tests.test_processes import TOLLGATE, gateway_env, stop, wait_until_up
 
 TOKEN_IN_LINK = re.compile(r"magic-link/verify\?token=([A-Za-z0-9_-]{64})")

@@ -7,7 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from gateway import config, migrate
+from gateway.core import config
+from gateway.core import migrate
 
 
 async def fresh_database(servers, name: str) -> str:

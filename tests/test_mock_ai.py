@@ -17,7 +17,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from gateway import mock_ai, mock_upstream
+from devkit import mock_ai
+from devkit import mock_target as target_mock
 
 # google-genai subclasses aiohttp.ClientSession, which aiohttp warns about; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
@@ -45,7 +46,7 @@ def reply_text(tokens: int) -> str:
 async def base(aiohttp_server) -> str:
     port = unused_port()
     url = f"http://127.0.0.1:{port}"
-    await aiohttp_server(mock_upstream.build_app(public_base_url=url), port=port)
+    await aiohttp_server(target_mock.build_app(public_base_url=url), port=port)
     return url
 
 

@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, unused_port
 
-from gateway.mock_upstream import build_app
+from devkit.mock_target import build_app
 
 
 @pytest.fixture

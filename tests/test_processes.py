@@ -18,13 +18,16 @@ import pytest
 
 import ledger
 
-from gateway import tokens
-from gateway.embedded import free_port
+from gateway.accounts import access_tokens
+from devkit.embedded import free_port
 from tests.conftest import JWT_SECRET, make_token, proxy_headers
 
 # The console script exactly as the README's commands run it (not `python -m`, which would hide
 # a broken install by importing from the working directory).
 TOLLGATE = [str(Path(sys.executable).parent / "tollgate")]
+# The dev kit runs from the checkout, as scripts/run.sh runs it.
+DEVKIT = [sys.executable, "-m", "devkit"]
+ROOT = Path(__file__).resolve().parent.parent
 PROXY_SERIES = re.compile(r'^tollgate_http_requests_total\{[^}]*route="proxy"[^}]*\} (\S+)$', re.M)
 
 
@@ -193,7 +196,7 @@ async def test_the_dev_run_prints_curl_lines_that_work():
     env.update({"TOLLGATE_DATA_DIR": str(data_dir), "TOLLGATE_PORT": str(port)})
     log_path = data_dir / "dev-run.log"
     with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(*TOLLGATE, "dev", env=env,
+        process = await asyncio.create_subprocess_exec(*DEVKIT, "dev", env=env, cwd=ROOT,
                                                        stdout=subprocess.PIPE, stderr=log_file)
     try:
         banner = ""
@@ -243,8 +246,8 @@ async def test_the_dev_run_prints_curl_lines_that_work():
 
 
 def test_a_later_dev_start_names_the_password_files_instead_of_printing_them():
-    from gateway import dev
-    from gateway.config import Settings
+    from devkit import dev
+    from gateway.core.config import Settings
 
     facts = {"admin_password": "", "demo_password": "", "admin_password_file": "/data/admin_password",
              "demo_password_file": "/data/demo_password", "demo_token": "t" * 64, "demo_api_key": "tg_key"}
@@ -272,9 +275,9 @@ async def test_issue_token_prints_a_token_stored_only_as_its_hash(servers, datab
                    "--scope", "certificates_only")
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
-    assert tokens.looks_valid(token)
+    assert access_tokens.looks_valid(token)
     row = await database.fetchrow("SELECT scope, token_hash FROM access_tokens")
-    assert row["scope"] == "certificates_only" and bytes(row["token_hash"]) == tokens.digest(token)
+    assert row["scope"] == "certificates_only" and bytes(row["token_hash"]) == access_tokens.digest(token)
 
 
 def test_issue_token_refuses_a_bad_scope_or_duration(servers, database):
@@ -287,7 +290,7 @@ async def test_revoke_token_revokes_and_writes_the_tombstone(servers, database, 
     issued = await make_token(database)
     done = run_cli(servers, "revoke-token", "--id", str(issued.id))
     assert done.returncode == 0 and f"token {issued.id} revoked" in done.stdout, done.stderr
-    assert await redis_client.hget(f"tg:{{{tokens.digest(issued.token).hex()}}}:rec", "state") == "revoked"
+    assert await redis_client.hget(f"tg:{{{access_tokens.digest(issued.token).hex()}}}:rec", "state") == "revoked"
 
 
 async def test_revoke_token_with_redis_down_says_the_refusal_is_queued_in_one_line(servers, database):

@@ -8,8 +8,9 @@ import datetime as dt
 import orjson
 import pytest
 
-from gateway import metrics, tokens
-from gateway.keys import AUTHENTICATOR
+from gateway.core import metrics
+from gateway.accounts import access_tokens
+from gateway.core.app_keys import AUTHENTICATOR
 from tests.conftest import make_token, proxy_headers
 from tests.raw_targets import NormalisingTarget
 
@@ -136,7 +137,7 @@ async def test_certificates_only_is_denied_elsewhere(gateway, database):
 async def test_revocation_takes_effect_on_the_next_request(gateway, database):
     issued = await make_token(database)
     assert (await gateway.get(ECHO, headers=proxy_headers(issued.token))).status == 200
-    token_hash = await tokens.revoke(database, issued.id, now=dt.datetime.now(dt.timezone.utc))
+    token_hash = await access_tokens.revoke(database, issued.id, now=dt.datetime.now(dt.timezone.utc))
     await gateway.app[AUTHENTICATOR].forget(token_hash)
     response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
     assert response.status == 401

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 import ledger
-from gateway import referral_bonuses, users
+from gateway.accounts import referral_bonuses
+from gateway.accounts import users
 from tests.conftest import deposit, login, proxy_headers, register
 
 PURCHASE = "/api/v1/tokens/purchase"
@@ -177,8 +178,8 @@ async def test_revoking_refunds_the_unused_time_once(gateway, database, buyer, c
 
 
 async def test_refund_rounding_is_down_to_the_micro_credit():
-    from gateway.config import Settings
-    from gateway.refunds import refund_micro
+    from gateway.core.config import Settings
+    from gateway.accounts.refunds import refund_micro
 
     prices = {1: 1}  # only a 1 h token: the cover of n hours is n micro-credits, below pro rata here
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -245,7 +246,7 @@ async def test_buying_a_bundle_issues_its_tokens_whose_prices_sum_to_the_bundle(
 
 
 async def test_an_odd_bundle_price_splits_to_the_micro_credit(gateway, database):
-    from gateway.purchases import price_shares
+    from gateway.accounts.purchases import price_shares
 
     assert price_shares(10_000_001, 3) == [3_333_334, 3_333_334, 3_333_333]
     assert sum(price_shares(7, 100)) == 7

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from gateway.errors import BadRequest
-from gateway.query_params import like_pattern, page, query_bool, query_choice, query_id, query_text
+from gateway.core.errors import BadRequest
+from gateway.core.query_params import like_pattern, page, query_bool, query_choice, query_id, query_text
 
 
 def request(query: str):

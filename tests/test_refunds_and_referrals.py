@@ -9,8 +9,8 @@ import datetime as dt
 import pytest
 
 import ledger
-from gateway import referral_bonuses
-from gateway.config import DEFAULT_TOKEN_PRICES, Settings
+from gateway.accounts import referral_bonuses
+from gateway.core.config import DEFAULT_TOKEN_PRICES, Settings
 from tests.conftest import deposit, register
 
 PURCHASE = "/api/v1/tokens/purchase"
@@ -118,7 +118,7 @@ async def test_a_bundle_token_pays_the_short_tier_for_its_used_time_but_never_mo
 
 
 def test_the_cheapest_cover_is_the_cheapest_set_of_tokens_lasting_that_long():
-    from gateway.refunds import cheapest_cover_micro
+    from gateway.accounts.refunds import cheapest_cover_micro
 
     prices = {hours: ledger.parse_credits(price) for hours, price in DEFAULT_TOKEN_PRICES.items()}
     table = [(0, 0), (1, 1), (2, 2), (11, 10), (12, 10), (13, 11), (23, 18), (24, 18), (25, 19),
@@ -128,7 +128,7 @@ def test_the_cheapest_cover_is_the_cheapest_set_of_tokens_lasting_that_long():
 
 
 def test_a_refund_is_the_price_less_the_larger_of_pro_rata_and_the_cheapest_cover():
-    from gateway.refunds import refund_micro
+    from gateway.accounts.refunds import refund_micro
 
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     end = start + dt.timedelta(hours=720)
@@ -236,7 +236,7 @@ async def test_the_referrals_page_shows_the_bonus_pending_then_paid(gateway, dat
 
 
 async def test_an_admin_force_revoke_refunds_nothing_so_the_whole_bonus_is_paid(gateway, database, pair, clock):
-    from gateway import users
+    from gateway.accounts import users
 
     referrer, referee = pair
     token_id = (await buy(gateway, referee, 720))["tokens"][0]["id"]

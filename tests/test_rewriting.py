@@ -1,4 +1,4 @@
-"""Table and property tests for gateway.rewriting: media types, Location, Set-Cookie and body streams."""
+"""Table and property tests for gateway.proxy.rewriting: media types, Location, Set-Cookie and body streams."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.rewriting import BodyRewriter, UrlMap, is_rewritable, rewrite_location, rewrite_set_cookie
+from gateway.proxy.rewriting import BodyRewriter, UrlMap, is_rewritable, rewrite_location, rewrite_set_cookie
 
 PUBLIC_BASE_URL = "http://127.0.0.1:8080"
 MOUNT_PREFIX = "/api/v1/proxy"

@@ -22,19 +22,19 @@ import orjson
 from aiohttp import web
 
 import ledger
-from gateway import metrics
+from gateway.core import metrics
 from gateway.ai import relay
 from gateway.ai import usage as usage_mod
 from gateway.ai import usage_log
-from gateway.ai.api_keys import ApiKeyAuthenticator, KeyPrincipal, Refusal
+from gateway.accounts.api_keys import ApiKeyAuthenticator, KeyPrincipal, Refusal
 from gateway.ai.price_table import ModelPrice, PriceTable
 from gateway.ai.pricing import cost_micro, max_cost_micro
 from gateway.ai.providers import Upstream
 from gateway.ai.routes import CallSpec, input_bound
 from gateway.ai.usage_log import UsageLog, UsageRow
-from gateway.clock import Clock
-from gateway.config import Settings
-from gateway.errors import Forbidden, GatewayError, NotFound, PaymentRequired, RateLimited, Unauthenticated
+from gateway.core.clock import Clock
+from gateway.core.config import Settings
+from gateway.core.errors import Forbidden, GatewayError, NotFound, PaymentRequired, RateLimited, Unauthenticated
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from gateway.ai.pricing import Price
-from gateway.config import Settings
+from gateway.core.config import Settings
 from ledger.money import MoneyError, parse_credits
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from yarl import URL
 
-from gateway.config import Settings
+from gateway.core.config import Settings
 
 PROVIDERS = ("openai", "anthropic", "gemini")
 

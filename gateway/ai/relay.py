@@ -18,12 +18,12 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
-from gateway.ai import errors as ai_errors
+from gateway.ai import provider_errors
 from gateway.ai import estimates
 from gateway.ai import usage as usage_mod
 from gateway.ai.pricing import cost_micro
 from gateway.ai.sse import FRAME_BYTES_MAX_DEFAULT, SseDecoder, SseEvent, SseFrameTooLarge
-from gateway.errors import RateLimited, UpstreamTimeout, UpstreamUnreachable
+from gateway.core.errors import RateLimited, UpstreamTimeout, UpstreamUnreachable
 
 if TYPE_CHECKING:
     from gateway.ai.calls import Call, Services
@@ -206,7 +206,7 @@ async def _relay_stream(services: Services, request: web.Request, call: Call, up
     except UPSTREAM_STREAM_FAILURES as error:
         listening = True
         call.outcome = "upstream_timeout" if isinstance(error, asyncio.TimeoutError) else "upstream_broken"
-        stream.tail.append(ai_errors.stream_error_frame(spec.provider, UpstreamUnreachable(
+        stream.tail.append(provider_errors.stream_error_frame(spec.provider, UpstreamUnreachable(
             f"the {spec.provider} upstream broke off the stream"), request_id))
     if not listening:
         call.outcome = "client_disconnected"

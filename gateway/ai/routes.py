@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import BadRequest, NotFound
+from gateway.core.errors import BadRequest, NotFound
 
 # Billed OpenAI endpoints and where their output bound lives.
 OPENAI_BILLED = {"/chat/completions": ("max_completion_tokens", "max_tokens"), "/completions": ("max_tokens",),

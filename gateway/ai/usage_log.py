@@ -15,7 +15,7 @@ from dataclasses import astuple, dataclass
 import asyncpg
 
 import ledger
-from gateway import metrics
+from gateway.core import metrics
 
 log = logging.getLogger(__name__)
 

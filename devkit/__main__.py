@@ -1,0 +1,5 @@
+import sys
+
+from devkit.cli import main
+
+sys.exit(main())
