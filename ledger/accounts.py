@@ -19,6 +19,7 @@ LIMIT 1"""
 SELECT_BALANCE = """
 SELECT id, debits_posted, credits_posted, debits_pending, credits_pending, overdraft_micro
 FROM accounts WHERE user_id = $1"""
+SELECT_TOTALS = "SELECT credits_posted, debits_posted, debits_pending FROM accounts WHERE user_id = $1"
 SET_OVERDRAFT = "UPDATE accounts SET overdraft_micro = $2 WHERE user_id = $1"
 # In id order, as ledger_move locks them, so a caller that locks first never waits in a cycle.
 LOCK_AVAILABLE = """
@@ -66,6 +67,22 @@ async def balance(connection: asyncpg.Connection | asyncpg.Pool, user_id: int) -
         return Balance(None, 0, 0, 0, 0)
     return Balance(row["id"], row["credits_posted"] - row["debits_posted"], row["debits_pending"],
                    row["credits_pending"], row["overdraft_micro"])
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """A user's account over its whole life."""
+
+    received_micro: int  # every credit that came in (credits_posted)
+    spent_micro: int     # every credit that went out (debits_posted)
+    held_micro: int      # held now (debits_pending)
+
+
+async def totals(connection: asyncpg.Connection | asyncpg.Pool, user_id: int) -> Totals:
+    row = await connection.fetchrow(SELECT_TOTALS, user_id)
+    if row is None:
+        return Totals(0, 0, 0)
+    return Totals(row["credits_posted"], row["debits_posted"], row["debits_pending"])
 
 
 async def set_overdraft(connection: asyncpg.Connection | asyncpg.Pool, user_id: int,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from gateway.ai.handler import USAGE_LOG
+from gateway.ai.resources import AI
 from tests.test_ai_routes import GPT, MESSAGES, start
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
@@ -27,7 +27,7 @@ async def test_a_charge_has_its_usage_row_though_the_batch_is_never_flushed(gate
     stream = await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=3, stream=True)
     [chunk async for chunk in stream]
     await client.close()
-    stack.gateway.server.app[USAGE_LOG].pending.clear()  # what a kill -9 does to the batch
+    stack.gateway.server.app[AI].usage.pending.clear()  # what a kill -9 does to the batch
     assert len(await stack.charges()) == 2
     assert await database.fetchval(UNLOGGED_CHARGES) == 0
     rows = await database.fetch("SELECT outcome, stream, charged_micro FROM ai_usage ORDER BY id")

@@ -507,8 +507,9 @@ async def test_a_target_cutting_the_body_short_fails_the_clients_read(gateway, c
         await asyncio.wait_for(response.read(), timeout=10)
 
 
-async def test_a_target_cutting_the_body_short_is_counted_as_an_upstream_error(gateway, credentials):
-    counter = metrics.UPSTREAM_REQUESTS.labels("target", "upstream_error")
+async def test_a_target_cutting_the_body_short_is_counted_as_a_broken_upstream(gateway, credentials):
+    # One vocabulary on both paths (decision 0016): an answer broken off is upstream_broken.
+    counter = metrics.UPSTREAM_REQUESTS.labels("target", "upstream_broken")
     before = counter._value.get()
     response = await gateway.get(PROXY + "/drop", headers=credentials)
     with pytest.raises(aiohttp.ClientPayloadError):

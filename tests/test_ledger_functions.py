@@ -9,17 +9,20 @@ import datetime as dt
 from contextlib import asynccontextmanager
 
 import asyncpg
+import orjson
 import pytest
 
 import ledger
 from gateway.accounts import purchases
 from gateway.accounts import users
-from gateway.ai import calls
+from gateway.ai import reservation, settlement
+from gateway.ai.resources import Services
+from gateway.core.call import Call
 from gateway.accounts import api_keys
 from gateway.ai.price_table import ModelPrice
 from gateway.ai.pricing import Price
 from gateway.ai.routes import CallSpec
-from gateway.accounts.api_keys import KeyPrincipal
+from gateway.ai.authentication import KeyPrincipal
 from gateway.ai.usage import Usage
 from gateway.core.clock import ManualClock
 from ledger import (HoldExpired, HoldNotFound, HoldResolved, IdempotencyConflict, InsufficientBalance,
@@ -210,7 +213,8 @@ class Collected:
 RESET = "SELECT pg_advisory_unlock_all()"
 
 
-async def test_an_ai_call_holds_in_two_statements_and_settles_in_one(servers, database):
+async def test_an_ai_call_holds_in_one_statement_and_settles_in_one(servers, database):
+    """The account id comes with the cached key record (issue 8): the hold is the move alone."""
     user_id = await users.ensure_client(database, email="ai@example.com")
     await new_account(database, "ai", deposit_micro=10 * PRICE_MICRO)
     key = await api_keys.create(database, user_id=user_id, name="", allowed_models=[], ip_allowlist=[], rpm_limit=0,
@@ -224,19 +228,22 @@ async def test_an_ai_call_holds_in_two_statements_and_settles_in_one(servers, da
 
     pool = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=1, init=log_queries)
     try:
-        services = calls.Services(settings=make_settings(servers, "http://127.0.0.1:1", 1), clock=ManualClock(),
-                                  pool=pool, keys=None, prices=None, upstreams={}, session=None,
-                                  usage=Collected())
+        services = Services(settings=make_settings(servers, "http://127.0.0.1:1", 1), clock=ManualClock(),
+                            pool=pool, keys=None, prices=None, upstreams={}, session=None, usage=Collected())
+        await ledger.system_id(pool, "revenue")  # cached per process after the first call
+        statements.clear()
         principal = KeyPrincipal(key_id=key.id, user_id=user_id, allowed_models=frozenset(), ip_networks=(),
-                                 expires_ms=0, tpm_limit=0, key_hash=bytes(32))
+                                 expires_ms=0, tpm_limit=0, key_hash=bytes(32),
+                                 account_id=await ledger.user_account(database, user_id))
         spec = CallSpec("openai", "gpt-4o-mini", "/chat/completions", False, True, 10, "chat")
-        call = calls.Call(spec, principal, ModelPrice("gpt-4o-mini", "openai", Price(1_000_000, 2_000_000, 0), 100))
+        call = Call(request_id="req-1", started_s=0.0, principal=principal, spec=spec, call_id="call-1",
+                    price=ModelPrice("gpt-4o-mini", "openai", Price(1_000_000, 2_000_000, 0), 100))
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
-        await calls.hold(services, call, b'{"model":"gpt-4o-mini"}', body)
-        assert len(statements) == 2 and "ledger_move(" in statements[1], statements
+        await reservation.reserve(services, call, b'{"model":"gpt-4o-mini"}', body, orjson.dumps(body))
+        assert len(statements) == 1 and "ledger_move(" in statements[0], statements
         statements.clear()
         call.charge, call.usage, call.usage_source = True, Usage(5, 0, 5), "upstream"
-        assert await calls.settle(services, call, "req-1") == 15
+        assert await settlement.settle(services, call) == 15
         # The usage row is written by that same statement.
         assert len(statements) == 1 and "ledger_resolve(" in statements[0], statements
     finally:

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.core import metrics
 from gateway.accounts import access_tokens
-from gateway.core.app_keys import AUTHENTICATOR
+from gateway.proxy.resources import AUTHENTICATOR
 from tests.conftest import make_token, proxy_headers
 from tests.raw_targets import NormalisingTarget
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.core.app_keys import SESSIONS
+from gateway.proxy.resources import SESSIONS
 from tests.conftest import make_token, proxy_headers
 
 ECHO = "/api/v1/proxy/echo/x"

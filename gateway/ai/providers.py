@@ -49,7 +49,7 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
     def upstream(provider: str) -> Upstream:
         read_s = getattr(settings, f"{provider}_read_timeout_s") or settings.ai_read_timeout_s
         timeout = aiohttp.ClientTimeout(total=None, connect=settings.ai_connect_timeout_s, sock_read=read_s)
-        # Stored in its encoded form, so a request only appends a checked path (calls.upstream_request).
+        # Stored in its encoded form, so a request only appends a checked path (forwarding.upstream_request).
         base_url = str(URL(getattr(settings, f"{provider}_base_url").rstrip("/")))
         return Upstream(provider, base_url,
                         _keys(getattr(settings, f"{provider}_api_keys").value), timeout)

@@ -1,8 +1,9 @@
-"""Forwarding a held AI call upstream and relaying its answer (JSON or SSE) while metering it.
+"""Relaying an AI upstream's answer (JSON or SSE) to the client while metering it.
 
-A stream whose client leaves is read on to the provider's usage report, bounded by
-TOLLGATE_AI_DRAIN_TIMEOUT_S and by the hold; without a report the call is charged a conservative
-estimate (estimates.py, decision 0011). Settlement is the caller's (`settle`), run shielded.
+A stream's events from the upstream's final report on are held back until the call is settled,
+so a client that has seen the end sees its charge too. A stream whose client leaves is read on to
+the provider's usage report, bounded by TOLLGATE_AI_DRAIN_TIMEOUT_S and by the hold; without a
+report the call is charged a conservative estimate (estimates.py, decision 0011).
 """
 
 from __future__ import annotations
@@ -10,32 +11,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
 from aiohttp import web
-from yarl import URL
 
-from gateway.ai import provider_errors
-from gateway.ai import estimates
+from gateway.ai import estimates, provider_errors, settlement
 from gateway.ai import usage as usage_mod
 from gateway.ai.pricing import cost_micro
+from gateway.ai.resources import Services
 from gateway.ai.sse import FRAME_BYTES_MAX_DEFAULT, SseDecoder, SseEvent, SseFrameTooLarge
-from gateway.core.errors import RateLimited, UpstreamTimeout, UpstreamUnreachable
-
-if TYPE_CHECKING:
-    from gateway.ai.calls import Call, Services
+from gateway.core.call import Call
+from gateway.core.errors import RateLimited, UpstreamUnreachable
+from gateway.core.failures import upstream_error
+from gateway.core.outcomes import Outcome
 
 log = logging.getLogger(__name__)
 
-# Client headers an upstream may need; everything else (cookies, our keys) stays here.
-FORWARDED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-beta", "user-agent")
 # Upstream response headers the client may see; upstream rate-limit headers describe our account.
 RETURNED_HEADERS = ("content-type", "cache-control")
-# A whole (non-stream) upstream answer larger than this is refused rather than held in memory.
-WHOLE_BODY_MAX = 256 * 1024 * 1024
 METERS = {"chat": usage_mod.OpenAIChatMeter, "completions": usage_mod.OpenAIChatMeter,
           "responses": usage_mod.OpenAIResponsesMeter, "messages": usage_mod.AnthropicMeter,
           "generate": usage_mod.GeminiMeter}
@@ -44,85 +38,47 @@ JSON_USAGE = {"openai": lambda body: usage_mod.from_openai(body.get("usage")),
               "gemini": lambda body: usage_mod.from_gemini(body.get("usageMetadata"))}
 UPSTREAM_STREAM_FAILURES = (asyncio.TimeoutError, aiohttp.ClientError, SseFrameTooLarge)
 
-Settle = Callable[[], Awaitable[None]]
 
-
-def upstream_request(services: Services, request: web.Request, call: Call) -> tuple[URL, dict[str, str]]:
-    spec = call.spec
-    upstream = services.upstreams[spec.provider]
-    url = upstream.base_url + spec.upstream_path
-    if spec.provider == "gemini" and spec.stream:
-        url += "?alt=sse"
-    headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
-    headers["content-type"] = "application/json"
-    secret = upstream.next_key()
-    if spec.provider == "openai":
-        headers["authorization"] = f"Bearer {secret}"
-    elif spec.provider == "anthropic":
-        headers["x-api-key"] = secret
-        headers.setdefault("anthropic-version", "2023-06-01")
-    else:
-        headers["x-goog-api-key"] = secret
-    # encoded=True: the base is stored encoded and the path is one the route allowed; parsed,
-    # yarl would resolve dot segments and decode escapes (C1).
-    return URL(url, encoded=True), headers
-
-
-async def forward(services: Services, request: web.Request, call: Call, payload: bytes, drop_usage_chunk: bool,
-                  request_id: str, settle: Settle) -> web.StreamResponse:
-    spec = call.spec
-    url, headers = upstream_request(services, request, call)
-    method = "GET" if spec.kind == "free" and spec.provider == "openai" else "POST"
-    started = time.perf_counter()
+async def relay(ai: Services, request: web.Request, call: Call, upstream: aiohttp.ClientResponse,
+                drop_usage_chunk: bool) -> web.StreamResponse:
+    """Relay the upstream's answer, metering it; the upstream connection is released to the pool
+    when read to its end, closed otherwise (a half-read answer must not be reused)."""
+    started = time.perf_counter() - call.upstream_s  # when the request went out
     try:
-        # No redirects: a redirect to another host would carry our upstream key with it.
-        upstream = await services.session.request(method, url, headers=headers, allow_redirects=False,
-                                                  timeout=services.upstreams[spec.provider].timeout,
-                                                  data=payload if method == "POST" else None)
-    except asyncio.TimeoutError as error:
-        call.outcome = "upstream_timeout"
-        raise UpstreamTimeout(f"the {spec.provider} upstream did not answer in time") from error
-    except aiohttp.ClientError as error:
-        call.outcome = "upstream_unreachable"
-        raise UpstreamUnreachable(f"the {spec.provider} upstream is unreachable") from error
-    try:
-        if upstream.status >= 400 or not spec.stream:
-            return await _relay_whole(call, upstream, started)
+        if upstream.status >= 400 or not call.spec.stream:
+            return await _relay_whole(call, upstream, started, ai.settings.ai_answer_max_bytes)
         if upstream.content_type != "text/event-stream":
             # A stream request answered some other way: the SDK would see an empty stream.
-            call.outcome = "upstream_error"
-            raise UpstreamUnreachable(f"the {spec.provider} upstream answered a stream request without a stream")
-        return await _relay_stream(services, request, call, upstream, started, drop_usage_chunk, request_id, settle)
+            call.fail(Outcome.UPSTREAM_ERROR)
+            raise UpstreamUnreachable(f"the {call.spec.provider} upstream answered a stream request without a stream")
+        return await _relay_stream(ai, request, call, upstream, drop_usage_chunk)
     finally:
         if upstream.content.at_eof():
-            upstream.release()  # back to the pool for the next call
+            upstream.release()
         else:
-            upstream.close()  # a half-read answer must not be reused
+            upstream.close()
 
 
-async def _relay_whole(call: Call, upstream: aiohttp.ClientResponse, started: float) -> web.Response:
+async def _relay_whole(call: Call, upstream: aiohttp.ClientResponse, started: float,
+                       answer_max_bytes: int) -> web.Response:
     try:
-        data = await _read_bounded(upstream, WHOLE_BODY_MAX)
-    except asyncio.TimeoutError as error:
-        call.outcome = "upstream_timeout"
-        raise UpstreamTimeout(f"the {call.spec.provider} upstream did not finish in time") from error
-    except aiohttp.ClientError as error:
-        call.outcome = "upstream_unreachable"
-        raise UpstreamUnreachable(f"the {call.spec.provider} upstream broke off its answer") from error
+        data = await _read_bounded(upstream, answer_max_bytes)
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise upstream_error(error, call.spec.provider) from error
     call.upstream_s = time.perf_counter() - started
     if upstream.status in (401, 403):
         # Our upstream credential was refused: not the client's key, so not the client's 401.
-        call.outcome = "upstream_error"
+        call.fail(Outcome.UPSTREAM_ERROR)
         log.error("the %s upstream refused our credential (%d)", call.spec.provider, upstream.status)
         raise UpstreamUnreachable(f"the {call.spec.provider} upstream refused the gateway's credential",
                                   code="upstream_credential_refused")
     if upstream.status == 429:
         # Our upstream account is rate limited; its message may name our organisation.
-        call.outcome = "upstream_error"
+        call.fail(Outcome.UPSTREAM_ERROR)
         raise RateLimited(f"the {call.spec.provider} upstream is busy, retry shortly", code="upstream_rate_limited",
                           headers={"Retry-After": upstream.headers.get("retry-after", "1")})
     if upstream.status >= 400:
-        call.outcome = "upstream_error"  # the provider's own error, relayed; nothing charged
+        call.fail(Outcome.UPSTREAM_ERROR)  # the provider's own error, relayed; nothing charged
     elif call.spec.billed and upstream.status < 300:
         call.usage, call.usage_source = whole_usage(call, data)
         call.charge = call.usage is not None
@@ -183,38 +139,37 @@ class _Stream:
         return _estimate(call, meter.usage, meter.streamed_output_chars), "estimated"
 
 
-async def _relay_stream(services: Services, request: web.Request, call: Call, upstream: aiohttp.ClientResponse,
-                        started: float, drop_usage_chunk: bool, request_id: str,
-                        settle: Settle) -> web.StreamResponse:
-    """Relay events as they come, metering each. Events from the upstream's final report on are
-    held back until the call is settled, so a client that has seen the end sees its charge too."""
+async def _relay_stream(ai: Services, request: web.Request, call: Call, upstream: aiohttp.ClientResponse,
+                        drop_usage_chunk: bool) -> web.StreamResponse:
+    """Relay events as they come, metering each; settle before the final events go out."""
     spec = call.spec
     # An event can echo the whole request (Responses' `instructions`) or carry an inline image.
-    stream = _Stream(spec.kind, max(FRAME_BYTES_MAX_DEFAULT, 2 * services.settings.ai_body_max_bytes),
+    stream = _Stream(spec.kind, max(FRAME_BYTES_MAX_DEFAULT, 2 * ai.settings.ai_body_max_bytes),
                      drop_usage_chunk)
     response = web.StreamResponse(status=upstream.status)
+    call.status = upstream.status  # fixed once the stream starts, whatever happens after
     response.headers["content-type"] = upstream.headers.get("content-type", "text/event-stream")
     response.headers["cache-control"] = "no-cache"
     call.charge = True  # from here on, whatever the upstream produced is paid for
     cancelled: asyncio.CancelledError | None = None
     try:
-        listening = await _relay(request, response, call, upstream, stream, started)
+        listening = await _relay(request, response, call, upstream, stream)
     except asyncio.CancelledError as error:
         # aiohttp cancels the handler when its client leaves if run with handler_cancellation (its
         # test server is); a shutdown cancels it too. The call is finished all the same.
         listening, cancelled = False, error
     except UPSTREAM_STREAM_FAILURES as error:
         listening = True
-        call.outcome = "upstream_timeout" if isinstance(error, asyncio.TimeoutError) else "upstream_broken"
+        call.fail(Outcome.UPSTREAM_TIMEOUT if isinstance(error, TimeoutError) else Outcome.UPSTREAM_BROKEN)
         stream.tail.append(provider_errors.stream_error_frame(spec.provider, UpstreamUnreachable(
-            f"the {spec.provider} upstream broke off the stream"), request_id))
+            f"the {spec.provider} upstream broke off the stream"), call.request_id))
     if not listening:
-        call.outcome = "client_disconnected"
+        call.fail(Outcome.CLIENT_DISCONNECTED)
         try:
             # Shielded, so a cancellation on disconnect does not stop it. Cancelled again (a
             # shutdown), the caller settles what was metered by then; forwarding's cleanup closes
             # the upstream, which ends the drain, whose own settlement then finds the call settled.
-            await asyncio.shield(_finish_unheard(services, call, upstream, stream, settle))
+            await asyncio.shield(_finish_unheard(ai, call, upstream, stream))
         finally:
             if not call.settled:
                 call.usage, call.usage_source = stream.usage(call)
@@ -222,26 +177,24 @@ async def _relay_stream(services: Services, request: web.Request, call: Call, up
             raise cancelled
         return response
     call.usage, call.usage_source = stream.usage(call)
-    await asyncio.shield(settle())
+    await asyncio.shield(settlement.settle_logged(ai, call))
     try:
         if stream.tail:
             await response.write(b"".join(stream.tail))
         await response.write_eof()
     except ConnectionResetError:
-        call.outcome = "client_disconnected"
+        call.fail(Outcome.CLIENT_DISCONNECTED)
     return response
 
 
 async def _relay(request: web.Request, response: web.StreamResponse, call: Call,
-                 upstream: aiohttp.ClientResponse, stream: _Stream, started: float) -> bool:
+                 upstream: aiohttp.ClientResponse, stream: _Stream) -> bool:
     """Relay the whole stream; False as soon as the client is found gone (its events are metered)."""
     try:
         await response.prepare(request)
     except ConnectionResetError:
         return False
     async for chunk in upstream.content.iter_any():
-        if not call.upstream_s:
-            call.upstream_s = time.perf_counter() - started
         if not await _relay_events(response, stream.decoder.feed(chunk), stream):
             return False
     return await _relay_events(response, stream.decoder.close(), stream)
@@ -263,12 +216,11 @@ async def _relay_events(response: web.StreamResponse, events: list[SseEvent], st
     return True
 
 
-async def _finish_unheard(services: Services, call: Call, upstream: aiohttp.ClientResponse, stream: _Stream,
-                          settle: Settle) -> None:
+async def _finish_unheard(ai: Services, call: Call, upstream: aiohttp.ClientResponse, stream: _Stream) -> None:
     """The client left: read the upstream on to its usage report, then settle."""
-    await _drain(upstream, call, stream, services.settings.ai_drain_timeout_s)
+    await _drain(upstream, call, stream, ai.settings.ai_drain_timeout_s)
     call.usage, call.usage_source = stream.usage(call)
-    await settle()
+    await settlement.settle_logged(ai, call)
 
 
 async def _drain(upstream: aiohttp.ClientResponse, call: Call, stream: _Stream, timeout_s: float) -> None:

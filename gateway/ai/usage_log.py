@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
 
 import asyncpg
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ("request_id", "api_key_id", "user_id", "provider", "model", "input_tokens", "cached_input_tokens",
            "output_tokens", "cost_micro", "charged_micro", "hold_transfer_id", "outcome", "stream",
            "usage_source", "latency_ms", "upstream_ms", "created_at")
-PENDING_MAX = 100_000
 COLUMN_TYPES = ("text", "bigint", "bigint", "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint",
                 "bigint", "text", "boolean", "text", "integer", "integer", "timestamptz")
 # The ledger's resolution (its eight parameters first) and the usage row, in one statement: one
@@ -59,15 +59,16 @@ class UsageRow:
 
 
 class UsageLog:
-    def __init__(self, pool: asyncpg.Pool, known_models: callable) -> None:
+    def __init__(self, pool: asyncpg.Pool, known_models: Callable[[], Mapping], pending_max: int) -> None:
         self.pool = pool
+        self.pending_max = pending_max  # rows kept for the next batch at most; beyond, dropped and logged
         self.pending: list[UsageRow] = []
         self.known_models = known_models  # a model outside the price table is labelled "other"
 
     def add(self, row: UsageRow) -> None:
         """Count the row and queue it for the next batch."""
         self.observe(row)
-        if len(self.pending) >= PENDING_MAX:
+        if len(self.pending) >= self.pending_max:
             log.error("usage log full: dropping a row (request %s); the transfer itself is recorded",
                       row.request_id)
             return

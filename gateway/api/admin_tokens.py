@@ -9,7 +9,8 @@ from gateway.accounts import access_tokens
 from gateway.accounts import users
 from gateway.core.errors import BadRequest, NotFound
 from gateway.core.json_body import database_id, field, json_response, read_object
-from gateway.core.app_keys import AUTHENTICATOR, DATABASE
+from gateway.accounts.resources import CREDENTIAL_OUTBOX
+from gateway.core.app_keys import DATABASE
 from gateway.core.middleware import CALL
 from gateway.api.web_auth import now, require_admin
 
@@ -61,5 +62,11 @@ async def revoke_token(request: web.Request) -> web.Response:
                                    target_type="access_token", target_id=token_id, request=request)
     if token_hash is None:
         raise NotFound("no such token", code="token_not_found")
-    await request.app[AUTHENTICATOR].forget(token_hash)
+    # The revocation queued its cache refusal with it (decision 0015): push it to Redis now.
+    await request.app[CREDENTIAL_OUTBOX].push_from(request.app[DATABASE])
     return json_response({"id": token_id, "revoked": True})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/admin/tokens", issue_token)
+    app.router.add_delete("/api/v1/admin/tokens/{token_id}", revoke_token)

@@ -19,7 +19,8 @@ from gateway.accounts import audit
 from gateway.accounts import users
 from gateway.core.errors import BadRequest, Forbidden, NotFound
 from gateway.core.json_body import database_id, json_response, read_object
-from gateway.core.app_keys import AUTHENTICATOR, CREDENTIAL_OUTBOX, DATABASE
+from gateway.accounts.resources import CREDENTIAL_OUTBOX
+from gateway.core.app_keys import DATABASE
 from gateway.core.middleware import CALL
 from gateway.core.query_params import (NUMBER, like_pattern, page, query_bool, query_choice, query_id,
                                   query_text)
@@ -286,7 +287,8 @@ async def force_revoke_token(request: web.Request) -> web.Response:
                                target_type="access_token", target_id=token_id, request=request,
                                details={"user_id": token["user_id"], "refund_micro": None})
     # Rewritten even when already revoked: the tombstone may have expired from the cache.
-    await request.app[AUTHENTICATOR].forget(bytes(token["token_hash"]))
+    # The revocation queued its cache refusal with it (decision 0015): push it to Redis now.
+    await request.app[CREDENTIAL_OUTBOX].push_from(request.app[DATABASE])
     return json_response({"id": token_id, "revoked": True, "already_revoked": already_revoked,
                           "revoked_at": _iso(token["revoked_at"] if already_revoked else at)})
 

@@ -17,7 +17,8 @@ from gateway.accounts import logins
 from gateway.accounts import users
 from gateway.core.errors import BadRequest, Conflict, NotFound, Unauthenticated
 from gateway.core.json_body import field, json_response, read_form, read_object
-from gateway.core.app_keys import DATABASE, MAILER, SETTINGS
+from gateway.accounts.resources import MAILER
+from gateway.core.app_keys import DATABASE, SETTINGS
 from gateway.accounts.mail import Mail
 from gateway.core.middleware import CALL
 from gateway.api.web_auth import bearer_claims, current_user, now, revoke_jti

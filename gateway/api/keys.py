@@ -11,11 +11,11 @@ from gateway.accounts import audit
 from gateway.accounts import api_keys
 from gateway.core.errors import BadRequest, NotFound
 from gateway.core.json_body import database_id, field, json_response, read_object
+from gateway.accounts.resources import CREDENTIAL_OUTBOX
 from gateway.core.app_keys import DATABASE
 from gateway.core.middleware import CALL
 from gateway.api.web_auth import current_user, now
 
-AI_KEYS = web.AppKey("ai_keys", api_keys.ApiKeyAuthenticator)
 FIELDS = ("name", "allowed_models", "ip_allowlist", "rpm_limit", "tpm_limit", "expires_in_hours")
 LIST_MAX, NAME_MAX, MODEL_MAX, LIMIT_MAX, HOURS_MAX = 100, 100, 200, 10_000_000, 24 * 3660
 SELECT_MINE = """
@@ -110,7 +110,8 @@ async def revoke_key(request: web.Request) -> web.Response:
                                    target_id=key_id, request=request)
     if key_hash is None:
         raise NotFound("no such key", code="key_not_found")
-    await request.app[AI_KEYS].forget(key_hash)
+    # The revocation queued its cache refusal with it (decision 0015): push it to Redis now.
+    await request.app[CREDENTIAL_OUTBOX].push_from(request.app[DATABASE])
     return json_response({"id": key_id, "revoked": True})
 
 

@@ -7,7 +7,8 @@ import re
 from aiohttp import web
 
 from gateway.accounts import audit
-from gateway.ai.price_table import UPSERT, ModelPrice, PriceTable, model_price
+from gateway.ai.price_table import UPSERT, ModelPrice, model_price
+from gateway.ai.resources import AI
 from gateway.ai.providers import PROVIDERS, provider_for_model
 from gateway.core.errors import BadRequest
 from gateway.core.json_body import field, json_response, read_object
@@ -16,7 +17,6 @@ from gateway.core.middleware import CALL
 from gateway.api.web_auth import require_admin
 from ledger.money import MoneyError, format_micro, parse_credits
 
-PRICES = web.AppKey("prices", PriceTable)
 MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 FIELDS = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "provider", "max_output_tokens")
 OUTPUT_TOKENS_MAX = 10_000_000
@@ -33,7 +33,7 @@ def price_json(price: ModelPrice) -> dict:
 async def list_prices(request: web.Request) -> web.Response:
     request[CALL].route = "admin"
     await require_admin(request)
-    table = request.app[PRICES]
+    table = request.app[AI].prices
     await table.load()  # the admin sees what is stored, not this worker's last refresh
     return json_response({"items": [price_json(p) for p in table.prices.values()]})
 
@@ -61,7 +61,7 @@ async def put_price(request: web.Request) -> web.Response:
     if provider not in PROVIDERS:
         raise BadRequest(f"provider: one of {', '.join(PROVIDERS)} (not implied by the model name)",
                          code="invalid_provider")
-    table = request.app[PRICES]
+    table = request.app[AI].prices
     current = table.prices.get(model)
     max_output = field(body, "max_output_tokens", int, required=False,
                        default=current.max_output_tokens if current else table.default_max_output)

@@ -13,7 +13,8 @@ from gateway.accounts import refunds
 from gateway.accounts import access_tokens
 from gateway.core.errors import BadRequest, NotFound
 from gateway.core.json_body import database_id, field, json_response, read_object
-from gateway.core.app_keys import AUTHENTICATOR, DATABASE, SETTINGS
+from gateway.accounts.resources import CREDENTIAL_OUTBOX
+from gateway.core.app_keys import DATABASE, SETTINGS
 from gateway.core.middleware import CALL
 from gateway.core.query_params import query_int
 from gateway.api.web_auth import current_user, now
@@ -105,7 +106,8 @@ async def revoke(request: web.Request) -> web.Response:
         raise NotFound("no such token", code="token_not_found")
     revoked = await refunds.revoke_with_refund(request.app[DATABASE], request.app[SETTINGS], user_id=user.id,
                                                  token_id=token_id, now=now(request), ip=request[CALL].client_ip)
-    await request.app[AUTHENTICATOR].forget(revoked.token_hash)
+    # The revocation queued its cache refusal with it (decision 0015): push it to Redis now.
+    await request.app[CREDENTIAL_OUTBOX].push_from(request.app[DATABASE])
     return json_response({"id": revoked.token_id, "revoked": True,
                           "refund": ledger.format_micro(revoked.refund_micro),
                           "refund_transfer_id": revoked.refund_transfer_id})

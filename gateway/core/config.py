@@ -98,6 +98,8 @@ class Settings:
     trust_forwarded: bool = False
     # Upper bound of a proxied request body.
     body_size_max_bytes: int = 64 * 1024 * 1024
+    # A JSON API request body, inflated, at most (the AI routes have ai_body_max_bytes).
+    json_body_max_bytes: int = 64 * 1024
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 60.0
     upstream_connections_max: int = 256
@@ -185,6 +187,10 @@ class Settings:
     anthropic_read_timeout_s: float = 0.0
     gemini_read_timeout_s: float = 0.0
     ai_body_max_bytes: int = 20 * 1024 * 1024
+    # A whole (non-stream) upstream AI answer larger than this is refused (502) rather than held in memory.
+    ai_answer_max_bytes: int = 256 * 1024 * 1024
+    # AI usage rows of calls that held nothing, queued for the next batch at most (beyond: dropped, logged).
+    usage_pending_max: int = 100_000
     # After a client leaves a stream, how long to keep reading the upstream for its usage report
     # before charging an estimate instead (decision 0011), in seconds.
     ai_drain_timeout_s: float = 60.0

@@ -14,15 +14,15 @@ import logging
 import os
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.core import metrics
 from gateway.core.addresses import address_group
-from gateway.core.errors import ExpectationFailed
-from gateway.core.app_keys import SETTINGS
-from gateway.core.middleware import error_body
+from gateway.core.errors import ExpectationFailed, GatewayError
+from gateway.core.app_keys import ERROR_SHAPE_PREFIXES, SETTINGS
+from gateway.core.error_shapes import error_response, shape_for_path
+from gateway.core.outcomes import Outcome
 
 log = logging.getLogger(__name__)
 # What every response says in its Server header: no software version for anyone to match.
@@ -130,18 +130,17 @@ class GatewayRequestHandler(RequestHandler):
         request_id = os.urandom(16).hex()
         if status == 400:
             log.debug("malformed request from %s: %s", request.remote, type(exc).__name__)
-            code, text, outcome = "malformed_request", "malformed HTTP request", "bad_request"
+            code, text, outcome = "malformed_request", "malformed HTTP request", Outcome.MALFORMED_REQUEST
         else:
             log.error("failure outside the middleware request_id=%s", request_id, exc_info=exc)
-            code, text, outcome = "internal_error", "internal error", "error"
+            code, text, outcome = "internal_error", "internal error", Outcome.ERROR
         if request.writer.output_size > 0:
             raise ConnectionError("a response has started; the connection is closed instead")
         metrics.labelled(metrics.REQUESTS, "malformed" if status == 400 else "unrouted", "other",
-                         str(status), outcome).inc()
-        response = web.Response(status=status, body=orjson.dumps(error_body(code, text, request_id)),
-                                content_type="application/json")
-        response.headers["X-Request-Id"] = request_id
-        response.headers["Server"] = SERVER_NAME
+                         str(status), str(outcome)).inc()
+        error = GatewayError(text, code=code)
+        error.status = status
+        response = _shaped("api", error, request_id=request_id)  # before routing: the gateway's JSON
         response.force_close()
         return response
 
@@ -172,57 +171,42 @@ class GatewayRunner(web.AppRunner):
         made = await super()._make_server()  # starts the application and merges its handler_args
         settings = self.app[SETTINGS]
         # _kwargs: the keywords aiohttp gathered for each connection's RequestHandler.
-        return GatewayServer(_errors_as_json(made.request_handler), request_factory=made.request_factory,
+        return GatewayServer(_errors_as_json(made.request_handler, self.app[ERROR_SHAPE_PREFIXES]),
+                             request_factory=made.request_factory,
                              handler_cancellation=made.handler_cancellation, loop=asyncio.get_running_loop(),
                              limits=ConnectionLimits(settings.connections_max, settings.connections_per_ip_max),
                              head_timeout_s=settings.request_head_timeout_s, **made._kwargs)
 
 
-def _errors_as_json(handle: Any) -> Any:
-    """Errors that aiohttp would answer before the middleware runs, as the documented JSON.
+def _errors_as_json(handle: Any, shape_prefixes: list[tuple[str, str]]) -> Any:
+    """Errors that aiohttp would answer before the middleware runs, in the documented shapes.
 
     Its Expect handling answers anything but 100-continue with 417 'Unknown Expect: <the
-    client's value>' as text (a 500 when the value is not UTF-8); the gateway answers it here,
-    echoing nothing, and lets aiohttp send its interim 100 Continue for the one value it knows.
+    client's value>' as text (a 500 when the value is not UTF-8); the gateway answers it here in
+    the route's error shape, echoing nothing, and lets aiohttp send its interim 100 Continue for
+    the one value it knows.
     """
 
     async def handle_request(request: web.BaseRequest) -> web.StreamResponse:
         expect = request.headers.get("expect")
         if expect is not None and expect.strip().lower() != "100-continue":
-            return _route_shaped_error(request.path, request_id=os.urandom(16).hex())
+            return _shaped(shape_for_path(request.path, shape_prefixes), ExpectationFailed())
         try:
             return await handle(request)
         except web.HTTPException as error:
             if error.status < 400:
                 raise
-            return _json_error(error.status, "bad_request", error.reason)
+            return _shaped("api", GatewayError(error.reason, code="bad_request"), status=error.status)
 
     return handle_request
 
 
-# The AI routes answer in their provider's error shape, so the SDKs raise their usual errors.
-PROVIDER_PREFIXES = (("/openai/", "openai"), ("/anthropic/", "anthropic"), ("/gemini/", "gemini"),
-                     ("/api/v1/generate", "crm"), ("/api/v1/balance", "crm"))
-
-
-def _route_shaped_error(path: str, request_id: str) -> web.Response:
-    from gateway.ai.provider_errors import error_response
-
-    error = ExpectationFailed()
-    provider = next((name for prefix, name in PROVIDER_PREFIXES if path.startswith(prefix)), None)
-    response = error_response(provider, error, request_id) if provider else _json_error(
-        417, error.code, error.message, request_id)
-    response.headers["X-Request-Id"] = request_id
-    response.headers["Server"] = SERVER_NAME
-    return response
-
-
-def _json_error(status: int, code: str, message: str, request_id: str | None = None) -> web.Response:
-    request_id = request_id or os.urandom(16).hex()
-    response = web.Response(status=status, content_type="application/json",
-                            body=orjson.dumps(error_body(code, message, request_id)))
-    response.headers["X-Request-Id"] = request_id
-    response.headers["Server"] = SERVER_NAME  # the app's prepare hook does not run for this one
+def _shaped(shape: str, error: GatewayError, *, status: int | None = None,
+            request_id: str | None = None) -> web.Response:
+    response = error_response(shape, error, request_id or os.urandom(16).hex())
+    if status is not None:
+        response.set_status(status)
+    response.headers["Server"] = SERVER_NAME  # the app's prepare hook does not run for these
     return response
 
 

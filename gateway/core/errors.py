@@ -1,12 +1,14 @@
-"""Errors: a shallow tree of gateway errors, each with an HTTP status, a code and an outcome word."""
+"""Errors: a shallow tree of gateway errors, each with an HTTP status, a code and an Outcome."""
 
 from __future__ import annotations
+
+from gateway.core.outcomes import Outcome
 
 
 class GatewayError(Exception):
     status = 500
     code = "internal_error"
-    outcome = "error"
+    outcome = Outcome.ERROR
     message = "internal error"
 
     def __init__(self, message: str | None = None, *, code: str | None = None,
@@ -19,65 +21,80 @@ class GatewayError(Exception):
 
 
 class BadRequest(GatewayError):
-    status, code, outcome, message = 400, "bad_request", "bad_request", "bad request"
+    status, code, outcome, message = 400, "bad_request", Outcome.BAD_REQUEST, "bad request"
 
 
 class Unauthenticated(GatewayError):
-    status, code, outcome, message = 401, "invalid_token", "unauthenticated", "invalid or unknown credential"
+    status, code, outcome, message = 401, "invalid_token", Outcome.UNAUTHENTICATED, "invalid or unknown credential"
 
 
 class Forbidden(GatewayError):
-    status, code, outcome, message = 403, "forbidden", "forbidden", "not allowed"
+    status, code, outcome, message = 403, "forbidden", Outcome.FORBIDDEN, "not allowed"
 
 
 class NotFound(GatewayError):
-    status, code, outcome, message = 404, "not_found", "no_route", "not found"
+    status, code, outcome, message = 404, "not_found", Outcome.NO_ROUTE, "not found"
 
 
 class Conflict(GatewayError):
-    status, code, outcome, message = 409, "conflict", "conflict", "conflict"
+    status, code, outcome, message = 409, "conflict", Outcome.CONFLICT, "conflict"
 
 
 class PayloadTooLarge(GatewayError):
-    status, code, outcome, message = 413, "payload_too_large", "bad_request", "request body too large"
+    status, code, outcome, message = 413, "payload_too_large", Outcome.BAD_REQUEST, "request body too large"
 
 
 class RequestTimeout(GatewayError):
-    status, code, outcome, message = (408, "request_timeout", "bad_request",
+    status, code, outcome, message = (408, "request_timeout", Outcome.BAD_REQUEST,
                                       "the request body stopped arriving")
 
 
 class ExpectationFailed(GatewayError):
-    status, code, outcome, message = (417, "expectation_failed", "bad_request",
+    status, code, outcome, message = (417, "expectation_failed", Outcome.BAD_REQUEST,
                                       "only Expect: 100-continue is supported")
 
 
 class UnsupportedMediaType(GatewayError):
-    status, code, outcome, message = 415, "unsupported_media_type", "bad_request", "unsupported media type"
+    status, code, outcome, message = 415, "unsupported_media_type", Outcome.BAD_REQUEST, "unsupported media type"
 
 
 class Unprocessable(GatewayError):
-    status, code, outcome, message = 422, "unprocessable", "bad_request", "request cannot be carried out"
+    status, code, outcome, message = 422, "unprocessable", Outcome.BAD_REQUEST, "request cannot be carried out"
 
 
 class RateLimited(GatewayError):
-    status, code, outcome, message = 429, "rate_limited", "rate_limited", "rate limit exceeded"
+    status, code, outcome, message = 429, "rate_limited", Outcome.RATE_LIMITED, "rate limit exceeded"
 
 
 class UpstreamUnreachable(GatewayError):
-    status, code, outcome, message = 502, "upstream_unreachable", "upstream_unreachable", "upstream unreachable"
+    status, code, outcome, message = 502, "upstream_unreachable", Outcome.UPSTREAM_UNREACHABLE, "upstream unreachable"
+
+
+class UpstreamBroken(GatewayError):
+    status, code, outcome, message = 502, "upstream_broken", Outcome.UPSTREAM_BROKEN, "upstream broke off its answer"
 
 
 class ServiceUnavailable(GatewayError):
-    status, code, outcome, message = 503, "service_unavailable", "unavailable", "service unavailable"
+    status, code, outcome, message = 503, "service_unavailable", Outcome.UNAVAILABLE, "service unavailable"
 
 
 class UpstreamTimeout(GatewayError):
-    status, code, outcome, message = 504, "upstream_timeout", "upstream_timeout", "upstream timed out"
+    status, code, outcome, message = 504, "upstream_timeout", Outcome.UPSTREAM_TIMEOUT, "upstream timed out"
+
+
+# The status recorded for a client that left before a response started (nginx's convention).
+CLIENT_CLOSED_REQUEST = 499
+
+
+class ClientDisconnected(GatewayError):
+    """The client left before an answer started; the response rendered for it is never read."""
+
+    status, code, outcome, message = (CLIENT_CLOSED_REQUEST, "client_disconnected", Outcome.CLIENT_DISCONNECTED,
+                                      "client closed the request")
 
 
 class PaymentRequired(GatewayError):
-    status, code, outcome, message = 402, "insufficient_balance", "payment_required", "insufficient balance"
+    status, code, outcome, message = 402, "insufficient_balance", Outcome.INSUFFICIENT_CREDIT, "insufficient balance"
 
 
 def from_ledger(error: Exception) -> GatewayError:

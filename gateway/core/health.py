@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 
-import aiohttp
 from aiohttp import web
 
 from gateway.core import metrics
 from gateway.core.errors import Unauthenticated
 from gateway.core.json_body import json_response
-from gateway.core.app_keys import DATABASE, REDIS, SETTINGS, TARGET_SESSION
+from gateway.core.app_keys import DATABASE, READINESS_PROBES, REDIS, SETTINGS
 from gateway.core.middleware import CALL
 
 CHECK_TIMEOUT_S = 2.0
@@ -42,27 +41,22 @@ async def _check(probe) -> str:
         return f"down: {type(error).__name__}"
 
 
-async def _target(request: web.Request) -> None:
-    url = request.app[SETTINGS].target_url
-    async with request.app[TARGET_SESSION].head(url, allow_redirects=False) as response:
-        # Any HTTP answer means the target is reachable; only transport failures count.
-        response.release()
 
 
 async def ready(request: web.Request) -> web.Response:
-    """200 while the gateway can authenticate and reach its target; 503 otherwise.
-
-    Redis alone down is "degraded" (PostgreSQL vouches for tokens, limits become per-process).
-    """
+    """200 while the gateway can authenticate and reach what its wings registered (the target);
+    503 otherwise. Redis alone down is "degraded" (PostgreSQL vouches for tokens, limits become
+    per-process)."""
     request[CALL].route = "health"
     _require_operator(request)
-    database, redis, target = await asyncio.gather(
+    probes = request.app[READINESS_PROBES]
+    database, redis, *others = await asyncio.gather(
         _check(request.app[DATABASE].fetchval("SELECT 1")),
         _check(request.app[REDIS].ping()),
-        _check(_target(request)),
+        *(_check(probe(request.app)) for probe in probes.values()),
     )
-    checks = {"postgres": database, "redis": redis, "target": target}
-    if target != "ok" or (database != "ok" and redis != "ok"):
+    checks = {"postgres": database, "redis": redis, **dict(zip(probes, others))}
+    if any(result != "ok" for result in others) or (database != "ok" and redis != "ok"):
         status, code = "unavailable", 503
     elif database != "ok" or redis != "ok":
         status, code = "degraded", 200
@@ -78,3 +72,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics_endpoint)

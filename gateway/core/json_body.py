@@ -15,7 +15,6 @@ from aiohttp.web_protocol import RequestPayloadError
 from gateway.core.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from gateway.core.app_keys import SETTINGS
 
-JSON_BODY_MAX_BYTES = 64 * 1024
 READ_CHUNK_BYTES = 64 * 1024
 # The codings a body may arrive in -> zlib's window bits for their framing. The server hands
 # bodies over as sent (app.request_handler_args); brotli and zstd need libraries tollgate does
@@ -97,10 +96,10 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     return value
 
 
-async def read_form(request: web.Request, limit_bytes: int = JSON_BODY_MAX_BYTES) -> dict[str, str]:
+async def read_form(request: web.Request, limit_bytes: int | None = None) -> dict[str, str]:
     """An application/x-www-form-urlencoded body (the magic-link page's button), read like a JSON
     one: size-capped, inflated, and a 400 — not a decoding crash — when it is not ASCII."""
-    raw = await read_bytes(request, limit_bytes)
+    raw = await read_bytes(request, limit_bytes or request.app[SETTINGS].json_body_max_bytes)
     try:
         pairs = urllib.parse.parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=False,
                                        errors="strict", max_num_fields=FORM_FIELDS_MAX)
@@ -109,8 +108,9 @@ async def read_form(request: web.Request, limit_bytes: int = JSON_BODY_MAX_BYTES
     return dict(pairs)
 
 
-async def read_object(request: web.Request, limit_bytes: int = JSON_BODY_MAX_BYTES) -> dict[str, Any]:
-    return parse_object(await read_bytes(request, limit_bytes))
+async def read_object(request: web.Request, limit_bytes: int | None = None) -> dict[str, Any]:
+    """A JSON object body of at most `limit_bytes` (default: TOLLGATE_JSON_BODY_MAX_BYTES)."""
+    return parse_object(await read_bytes(request, limit_bytes or request.app[SETTINGS].json_body_max_bytes))
 
 
 def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True,

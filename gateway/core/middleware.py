@@ -1,4 +1,5 @@
-"""Middleware: request id, timing, metrics, and the one place errors become JSON responses."""
+"""Middleware: request id, timing, metrics, and the one place failures become error answers — in
+the shape the route chose (the gateway's JSON, or a provider's own on the AI routes)."""
 
 from __future__ import annotations
 
@@ -9,31 +10,25 @@ import os
 import re
 import time
 
-import asyncpg
-import orjson
-import redis.exceptions
 from aiohttp import web
 
 from gateway.core import metrics
+from gateway.core.app_keys import ERROR_SHAPE_PREFIXES, SETTINGS
 from gateway.core.call import Call
-from gateway.core.errors import GatewayError, NotFound, ServiceUnavailable, from_ledger
-from gateway.core.app_keys import SETTINGS
+from gateway.core.error_shapes import error_response, shape_for_path
+from gateway.core.errors import CLIENT_CLOSED_REQUEST, GatewayError, NotFound, ServiceUnavailable, from_ledger
+from gateway.core.failures import STORE_FAILURES
+from gateway.core.outcomes import Outcome
 from ledger.transfers import LedgerError
 
 log = logging.getLogger("tollgate.access")
 CALL = web.RequestKey("call", Call)
-# Foreign failures that mean "a store is unreachable", translated to one 503 here: PostgreSQL
-# refusing or losing connections (class 08), an operator's intervention such as a restart,
-# start-up or recovery ("the database system is starting up", class 57, which also holds query
-# cancellation), a lack of resources ("too many clients", class 53), a read-only standby after
-# a failover; the driver's own connection state; Redis unreachable; the network.
-STORE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
-                  asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.ReadOnlySQLTransactionError,
-                  asyncpg.InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                  OSError, asyncio.TimeoutError)
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 # What a handler may raise that has a defined answer: our errors, the ledger's refusals, store outages.
 HANDLED_FAILURES = (GatewayError, LedgerError, *STORE_FAILURES)
+# aiohttp's own HTTP errors (no route, method not allowed, body too large) by status.
+HTTP_ERROR_CODES = {404: ("not_found", Outcome.NO_ROUTE), 405: ("method_not_allowed", Outcome.NO_ROUTE),
+                    413: ("payload_too_large", Outcome.BAD_REQUEST)}
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # With a metrics listener of their own (TOLLGATE_METRICS_PORT), these are served only there, and
 # it serves nothing else but /health.
@@ -41,31 +36,18 @@ OPERATOR_PATHS = frozenset(("/metrics", "/ready"))
 
 
 def as_gateway_error(raised: BaseException, request_id: str) -> GatewayError:
-    """The HTTP error for one of HANDLED_FAILURES (the JSON API and the AI routes share it)."""
+    """The HTTP error for a failure with a defined answer (one of HANDLED_FAILURES, or aiohttp's own)."""
     if isinstance(raised, GatewayError):
         return raised
     if isinstance(raised, LedgerError):
         return from_ledger(raised)
+    if isinstance(raised, web.HTTPException):
+        code, outcome = HTTP_ERROR_CODES.get(raised.status, ("bad_request", Outcome.BAD_REQUEST))
+        error = GatewayError(raised.reason, code=code)
+        error.status, error.outcome = raised.status, outcome
+        return error
     log.warning("store unavailable request_id=%s: %s", request_id, type(raised).__name__)
     return ServiceUnavailable("a backing store is unavailable, retry shortly")
-
-
-def error_body(code: str, message: str, request_id: str) -> dict:
-    return {"error": {"code": code, "message": message, "request_id": request_id}}
-
-
-def error_response(error: GatewayError, request_id: str,
-                   extra_headers: dict[str, str] | None = None) -> web.Response:
-    response = web.json_response(error_body(error.code, error.message, request_id),
-                                 status=error.status, dumps=_dumps)
-    # Headers earned before the failure (RateLimit-*) still apply; the error's own win.
-    response.headers.update(extra_headers or {})
-    response.headers.update(error.headers)
-    return response
-
-
-def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
 
 
 def client_ip(request: web.Request, trust_forwarded: bool) -> str:
@@ -109,29 +91,32 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
         if not call.status:
             call.status = response.status
-    except HANDLED_FAILURES as raised:
+    except (*HANDLED_FAILURES, web.HTTPException) as raised:
+        if call.route == "unknown":  # refused before any handler (no route): shaped by its path
+            call.error_shape = shape_for_path(request.path, request.app[ERROR_SHAPE_PREFIXES])
         error = as_gateway_error(raised, request_id)
-        call.status, call.outcome = error.status, error.outcome
+        call.status = error.status
+        call.fail(error.outcome)  # a stage may have recorded the failure's cause first
         # Headers earned before a refusal (RateLimit-*) go with it; a store failure has none.
         earned = call.extra_headers if not isinstance(raised, STORE_FAILURES) else None
-        response = error_response(error, request_id, earned)
-    except web.HTTPException as error:
-        call.status = error.status
-        call.outcome = "no_route" if error.status in (404, 405) else "bad_request"
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            error.status, "bad_request")
-        response = error_response(GatewayError(error.reason, code=code), request_id)
-        response.set_status(error.status)
+        response = error_response(call.error_shape, error, request_id, earned)
+    except asyncio.CancelledError:
+        # The client left and the server cancelled the handler (run with handler_cancellation):
+        # counted as a disconnect, with the status it had started to answer, if any.
+        call.status = call.status or CLIENT_CLOSED_REQUEST
+        call.fail(Outcome.CLIENT_DISCONNECTED)
+        raise
     except Exception:
         log.exception("unhandled error request_id=%s", request_id)
-        call.status, call.outcome = 500, "error"
-        response = error_response(GatewayError(), request_id)
+        call.status = 500
+        call.fail(Outcome.ERROR)
+        response = error_response(call.error_shape, GatewayError(), request_id)
     finally:
         elapsed = time.perf_counter() - call.started_s
         method = request.method if request.method in KNOWN_METHODS else "other"  # bounded label values
-        metrics.labelled(metrics.REQUESTS, call.route, method, str(call.status), call.outcome).inc()
+        metrics.labelled(metrics.REQUESTS, call.route, method, str(call.status), str(call.outcome)).inc()
         metrics.labelled(metrics.REQUEST_SECONDS, call.route).observe(elapsed)
-        if call.outcome == "rate_limited":
+        if call.outcome == Outcome.RATE_LIMITED:
             metrics.RATE_LIMITED.inc()
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id

@@ -17,11 +17,12 @@ from gateway.accounts import access_tokens
 from gateway.core.call import Principal
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
-from gateway.accounts.credential_cache import REDIS_FAILURES, CredentialOutbox, token_record_key
+from gateway.accounts.credential_cache import CredentialOutbox, token_record_key
+from gateway.core.failures import POSTGRES_FAILURES, REDIS_FAILURES
 from gateway.core.errors import Conflict, Forbidden, ServiceUnavailable, Unauthenticated
 from gateway.proxy.rate_limits import LocalWindows, plan_limit, rate_limited
 
-SCRIPT = resources.files("gateway").joinpath("lua/authenticate.lua").read_text()
+SCRIPT = resources.files("gateway.proxy").joinpath("lua/authenticate.lua").read_text()
 record_key = token_record_key
 
 
@@ -162,7 +163,7 @@ class Authenticator:
     async def _fill_values(self, token_hash: bytes) -> list:
         try:
             row = await access_tokens.find(self.pool, token_hash)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except POSTGRES_FAILURES as error:
             raise ServiceUnavailable("credential store unavailable") from error
         now_ms = self.clock.now_ms()
         if row is None:
@@ -189,7 +190,7 @@ class Authenticator:
     async def _database_row(self, token_hash: bytes) -> access_tokens.TokenRow:
         try:
             row = await access_tokens.find(self.pool, token_hash)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except POSTGRES_FAILURES as error:
             # Neither Redis nor PostgreSQL can vouch for the token: never fail open.
             raise ServiceUnavailable("credential store unavailable") from error
         if row is None:
@@ -216,7 +217,7 @@ class Authenticator:
         now_ms = self.clock.now_ms()
         try:
             wait_ms = await device_bindings.bind(self.pool, row.id, device_id, now_ms, self.device_idle_ms)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except POSTGRES_FAILURES as error:
             raise ServiceUnavailable("credential store unavailable") from error
         if wait_ms is not None:
             _refuse("device_conflict", [wait_ms])

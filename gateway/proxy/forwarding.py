@@ -14,7 +14,9 @@ from yarl import URL
 
 from gateway.core import metrics
 from gateway.core.call import Call
-from gateway.core.errors import GatewayError, PayloadTooLarge, UpstreamTimeout, UpstreamUnreachable
+from gateway.core.errors import CLIENT_CLOSED_REQUEST, ClientDisconnected, PayloadTooLarge
+from gateway.core.failures import upstream_error
+from gateway.core.outcomes import Outcome
 from gateway.proxy.rewriting import BodyRewriter, UrlMap, is_rewritable, rewrite_location, rewrite_set_cookie
 
 # RFC 9110 section 7.6.1: connection-specific fields never cross a proxy.
@@ -33,15 +35,6 @@ DECODABLE_ENCODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 # for a streamed body): the target must see the client's request, not defaults it never sent.
 INVENTED_HEADERS = ("Accept", "Content-Type")
 CHUNK_BYTES = 64 * 1024
-# The status recorded for a client that left before a response started (nginx's convention).
-CLIENT_CLOSED_REQUEST = 499
-
-
-class ClientDisconnected(GatewayError):
-    """The client left before an answer started; the response rendered for it is never read."""
-
-    status, code, outcome, message = (CLIENT_CLOSED_REQUEST, "client_disconnected", "client_disconnected",
-                                      "client closed the request")
 
 
 class BodyLimit:
@@ -140,15 +133,6 @@ def client_headers(upstream: aiohttp.ClientResponse, url_map: UrlMap,
     return headers
 
 
-def map_upstream_error(error: BaseException) -> GatewayError:
-    """One place that turns a client-side failure into the gateway's answer."""
-    if isinstance(error, GatewayError):
-        return error
-    if isinstance(error, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return UpstreamTimeout()
-    return UpstreamUnreachable(f"upstream unreachable: {type(error).__name__}")
-
-
 def _decoder(encoding: str) -> zlib._Decompress | None:
     if encoding in ("gzip", "x-gzip", "deflate"):
         return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
@@ -185,8 +169,8 @@ async def relay(request: web.Request, call: Call, session: aiohttp.ClientSession
         if _client_gone(request):  # e.g. the client hung up mid-upload: not the target's failure
             _record_client_gone(call)
             raise ClientDisconnected() from error
-        mapped = map_upstream_error(error)
-        metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", mapped.outcome).inc()
+        mapped = upstream_error(error, "target")
+        metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", str(mapped.outcome)).inc()
         raise mapped from error
     body.upstream = upstream
     call.upstream_s = time.perf_counter() - started
@@ -213,7 +197,8 @@ async def _stream_back(request: web.Request, call: Call, upstream: aiohttp.Clien
         await response.prepare(request)
         await _pump(upstream, response, call, _decoder(encoding) if rewrite else None,
                     BodyRewriter(url_map.body_patterns) if rewrite else None)
-        call.outcome = "ok" if upstream.status < 500 else "upstream_error"
+        if upstream.status >= 400:  # the target's own refusal or failure, relayed as it was
+            call.fail(Outcome.UPSTREAM_ERROR)
     except asyncio.CancelledError:
         if _client_gone(request):  # servers run with handler_cancellation cancel on disconnect
             _record_client_gone(call)
@@ -222,11 +207,11 @@ async def _stream_back(request: web.Request, call: Call, upstream: aiohttp.Clien
         if _client_gone(request):
             _record_client_gone(call)
         else:
-            call.outcome = _failure_outcome(error, body)
-            metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", call.outcome).inc()
+            call.fail(_failure_outcome(error, body))
+            metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", str(call.outcome)).inc()
         _abort(request)
         return response
-    metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", call.outcome).inc()
+    metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", str(call.outcome)).inc()
     return response
 
 
@@ -250,12 +235,10 @@ async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, 
     await response.write_eof()
 
 
-def _failure_outcome(error: BaseException, body: BodyLimit) -> str:
+def _failure_outcome(error: BaseException, body: BodyLimit) -> Outcome:
     if body.exceeded:
         return PayloadTooLarge.outcome  # the client overran the limit after the target answered
-    if isinstance(error, asyncio.TimeoutError):
-        return "upstream_timeout"
-    return "upstream_error"
+    return upstream_error(error, "target").outcome
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -263,11 +246,11 @@ def _client_gone(request: web.Request) -> bool:
 
 
 def _record_client_gone(call: Call) -> None:
-    call.outcome = "client_disconnected"
+    call.fail(Outcome.CLIENT_DISCONNECTED)
     if not call.bytes_out:
         # Headers leave with the first body bytes, so nothing at all reached the client.
         call.status = CLIENT_CLOSED_REQUEST
-    metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", call.outcome).inc()
+    metrics.labelled(metrics.UPSTREAM_REQUESTS, "target", str(call.outcome)).inc()
 
 
 def _abort(request: web.Request) -> None:

@@ -11,9 +11,11 @@ from gateway.proxy.authorization import authorize_target_path, stays_under_base
 from gateway.core.errors import BadRequest
 from gateway.proxy.forwarding import relay
 from gateway.core.json_body import json_response
-from gateway.core.app_keys import AUTHENTICATOR, SESSIONS, SETTINGS, TARGET_SESSION, URL_MAPS
+from gateway.core.app_keys import SETTINGS
 from gateway.core.middleware import CALL
 from gateway.proxy.rate_limits import limit_headers
+from gateway.proxy.resources import AUTHENTICATOR, SESSIONS, TARGET_SESSION, URL_MAPS, proxy_ctx
+from gateway.proxy.rewriting import UrlMap
 
 # Visible ASCII only: the id is echoed in logs and stored per session.
 DEVICE_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -98,3 +100,18 @@ async def status(request: web.Request) -> web.Response:
 
 def _iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def add_routes(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    app.cleanup_ctx.append(proxy_ctx)
+    app[URL_MAPS] = {prefix: UrlMap.from_urls(settings.target_url, settings.public_url, prefix)
+                     for prefix in settings.target_prefixes}
+    app.router.add_get("/api/v1/proxy/status", status)
+    for prefix in settings.target_prefixes:
+        proxy = make_proxy_handler(prefix)
+        for method in PROXY_METHODS:
+            app.router.add_route(method, prefix + "/{tail:.*}", proxy)

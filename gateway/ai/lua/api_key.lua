@@ -32,4 +32,5 @@ redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('INCR', user_now)
 redis.call('PEXPIRE', user_now, ARGV[2])
-return {'ok', r.key_id, r.user_id, r.models, r.ips, r.expires_ms, r.rpm, r.tpm}
+-- The account id travels on the record, so a hold needs no account lookup (issue 8).
+return {'ok', r.key_id, r.user_id, r.models, r.ips, r.expires_ms, r.rpm, r.tpm, r.account_id}
