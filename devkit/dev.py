@@ -13,13 +13,11 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 
-from gateway.core import migrate
 from devkit import mock_target
-from gateway.accounts import access_tokens
-from gateway.accounts import users
-from gateway.accounts import api_keys
-from gateway.core.config import Secret, Settings
 from devkit.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from gateway.accounts import access_tokens, api_keys, users
+from gateway.core import migrate
+from gateway.core.config import Secret, Settings
 
 ADMIN_EMAIL = "admin@tollgate.local"
 DEMO_EMAIL = "demo@tollgate.local"
@@ -208,7 +206,8 @@ async def run(settings: Settings) -> None:
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", mock_port).start()
             runners.append(runner)
-            settings = settings.replace(target_url=settings.target_url or mock_url, **mock_ai_settings(mock_url, ai_unset))
+            settings = settings.replace(target_url=settings.target_url or mock_url,
+                                        **mock_ai_settings(mock_url, ai_unset))
         from gateway.app import create_app
         from gateway.core.connections import GatewayRunner
         from gateway.server import start_sites
