@@ -36,9 +36,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.require("database_url", "redis_url", "target_url", "jwt_secret")
     if settings.mail_sender == "log":
         # The development sender prints login links where whoever reads the output can use them
-        # (ATTACK-2026-12-01 M10). 
+        # (ATTACK-2026-12-01 M10).
         raise config.ConfigError(
-            "TOLLGATE_MAIL_SENDER is 'log' (the default), which only the development run (`python -m devkit dev`) may use: it would "
+            "TOLLGATE_MAIL_SENDER is 'log' (the default), which only the development run "
+            "(`python -m devkit dev`) may use: it would "
             "print magic login links to the output. Set TOLLGATE_MAIL_SENDER=smtp (with TOLLGATE_SMTP_HOST, "
             "_PORT, _USERNAME, _PASSWORD, _STARTTLS and TOLLGATE_MAIL_FROM) or TOLLGATE_MAIL_SENDER=none "
             "(magic-link login off)")
@@ -98,7 +99,8 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
 
     async def work(connection):
         # Exit codes: 0 revoked (its refusal in Redis, or queued for it: decision 0015); 1 no such
-        # token; 2 a setting is missing. The revocation and its cache refusal are queued in one transaction (migration 0008).
+        # token; 2 a setting is missing. The revocation and its cache refusal are queued in one
+        # transaction (migration 0008).
         token_hash = await access_tokens.revoke(connection, args.id, now=dt.datetime.now(dt.timezone.utc))
         if token_hash is None or not settings.redis_url:
             return token_hash, True

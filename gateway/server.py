@@ -157,7 +157,7 @@ class Workers:
         self.stopping = True
         self.due_s.clear()
         for process in self.running.values():
-            if process.exitcode is None:
+            if process.exitcode is None and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
 
 

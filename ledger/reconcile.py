@@ -86,7 +86,8 @@ async def reconcile(connection: asyncpg.Connection | asyncpg.Pool) -> Report:
     if totals["debits_posted"] != totals["credits_posted"]:
         report.problems.append(f"posted debits {totals['debits_posted']} != posted credits {totals['credits_posted']}")
     if totals["debits_pending"] != totals["credits_pending"]:
-        report.problems.append(f"pending debits {totals['debits_pending']} != pending credits {totals['credits_pending']}")
+        report.problems.append(
+            f"pending debits {totals['debits_pending']} != pending credits {totals['credits_pending']}")
     for row in bad:
         report.problems.append(f"transfer {row['id']} does not match the hold {row['pending_id']} it resolves")
     return report

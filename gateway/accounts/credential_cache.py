@@ -15,16 +15,11 @@ import logging
 
 import asyncpg
 import redis.asyncio as redis_asyncio
-import redis.exceptions
+
+from gateway.core.failures import POSTGRES_FAILURES, REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 
-# Unreachable, or reachable but unable to serve (read-only replica after a failover, out of
-# memory, loading its data): all outages, answered by the PostgreSQL fallback.
-REDIS_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
-                  redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
-                  redis.exceptions.BusyLoadingError, redis.exceptions.MasterDownError)
-POSTGRES_FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 CHANNEL = "credential_outbox"
 BATCH_MAX = 500
 # Rows pushed per call at most (BATCH_MAX each): a huge queue is worked off over several wake-ups.

@@ -10,6 +10,7 @@ import asyncpg
 
 import ledger
 from gateway.core.clock import Clock
+from gateway.core.failures import POSTGRES_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -28,5 +29,5 @@ async def run(pool: asyncpg.Pool, clock: Clock, interval_s: float) -> None:
             expired = await expire_once(pool, clock)
             if expired:
                 log.info("voided %d expired hold(s)", expired)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except POSTGRES_FAILURES as error:
             log.warning("hold expiry sweep failed: %s", type(error).__name__)

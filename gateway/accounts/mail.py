@@ -25,7 +25,8 @@ class Sender(Protocol):
 
 
 class TerminalSender:
-    """the development run (`python -m devkit dev`) only (TOLLGATE_MAIL_SENDER=log): the mail is printed to the terminal that runs
+    """The development run (`python -m devkit dev`) only (TOLLGATE_MAIL_SENDER=log): the mail is
+    printed to the terminal that runs
     it, on stdout, not through logging; `tollgate serve` refuses to start with this sender."""
 
     async def send(self, mail: Mail) -> None:

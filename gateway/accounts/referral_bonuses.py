@@ -17,6 +17,7 @@ import ledger
 from gateway.accounts import audit
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
+from gateway.core.failures import POSTGRES_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -108,5 +109,5 @@ async def run(pool: asyncpg.Pool, clock: Clock, interval_s: float) -> None:
             settled = await pay_due(pool, dt.datetime.fromtimestamp(clock.now_s(), dt.timezone.utc))
             if settled:
                 log.info("settled %d referral bonus(es)", settled)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except POSTGRES_FAILURES as error:
             log.warning("referral bonus sweep failed: %s", type(error).__name__)

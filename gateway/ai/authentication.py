@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import math
 from dataclasses import dataclass
+from typing import NoReturn
 from importlib import resources
 
 import asyncpg
@@ -204,7 +205,7 @@ async def authenticate(keys: ApiKeyAuthenticator, request: web.Request) -> KeyPr
     return result
 
 
-def refuse(refusal: Refusal) -> None:
+def refuse(refusal: Refusal) -> NoReturn:
     if refusal.state == "rate_limited":
         raise RateLimited(f"rate limit reached ({refusal.limit_name}: {refusal.limit} per minute)",
                           code="rate_limit_exceeded", headers={"Retry-After": str(refusal.retry_after_s)})

@@ -46,9 +46,11 @@ async def generate(request: web.Request) -> web.StreamResponse:
     ai = request.app[AI]
     call.principal = await authentication.authenticate(ai.keys, request)
     _, body = await read_json(request, ai.settings.ai_body_max_bytes)
+    assert body is not None, "a POST route: read_json parsed its body"
     call.spec, upstream_body = generate_route(body)
     response = await run(ai, request, orjson.dumps(upstream_body), upstream_body)
-    data = _json_or_text(response.body)
+    assert isinstance(response, web.Response), "generate refuses streams: the answer is whole"
+    data = _json_or_text(response.body if isinstance(response.body, bytes) else b"")
     if response.status >= 400:
         return web.Response(body=orjson.dumps({
             "error": True, "code": "upstream_error", "data": data,

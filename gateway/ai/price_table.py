@@ -11,6 +11,7 @@ import asyncpg
 from gateway.ai.pricing import Price
 from gateway.core.config import Settings
 from ledger.money import MoneyError, parse_credits
+from gateway.core.failures import POSTGRES_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -86,5 +87,5 @@ class PriceTable:
             await asyncio.sleep(interval_s)
             try:
                 await self.load()
-            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except POSTGRES_FAILURES as error:
                 log.warning("price refresh failed, keeping the last table: %s", type(error).__name__)

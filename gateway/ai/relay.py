@@ -201,7 +201,7 @@ async def _relay(request: web.Request, response: web.StreamResponse, call: Call,
 
 
 async def _relay_events(response: web.StreamResponse, events: list[SseEvent], stream: _Stream) -> bool:
-    out = []
+    out: list[bytes] = []
     meter = stream.meter
     for event in events:
         meter.feed(event)

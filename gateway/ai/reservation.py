@@ -49,8 +49,8 @@ async def _reserve_tokens(ai: Services, call: Call) -> None:
     """Count the call's token bound in the key's TPM window now, so calls running at once see each
     other (L8); settlement corrects it to the real tokens."""
     tokens = call.input_tokens_bound + call.output_tokens_bound
-    reserved = await ai.keys.reserve_tokens(call.principal, tokens)
-    if isinstance(reserved, authentication.Refusal):
-        authentication.refuse(reserved)
-    if reserved is not None:  # None: Redis is away and the limits pause (decision 0011)
-        call.tpm_window, call.tpm_reserved = reserved, tokens
+    window = await ai.keys.reserve_tokens(call.principal, tokens)
+    if isinstance(window, authentication.Refusal):
+        authentication.refuse(window)
+    if window is not None:  # None: Redis is away and the limits pause (decision 0011)
+        call.tpm_window, call.tpm_reserved = window, tokens

@@ -1,6 +1,7 @@
 """What an AI request is: provider, model, upstream path, stream or not, and its output bound.
 
-Pure functions of the request line and the parsed body; the stages (reservation, forwarding, relay, settlement) do the I/O.
+Pure functions of the request line and the parsed body; the stages (reservation, forwarding,
+relay, settlement) do the I/O.
 """
 
 from __future__ import annotations

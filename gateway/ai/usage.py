@@ -256,7 +256,7 @@ class AnthropicMeter(_StreamMeter):
         if kind == "content_block_delta":
             delta = event.get("delta")
             if isinstance(delta, dict):
-                field = _ANTHROPIC_DELTA_TEXT_FIELDS.get(_kind(delta))
+                field = _ANTHROPIC_DELTA_TEXT_FIELDS.get(_kind(delta) or "")
                 self.streamed_output_chars += _text_length(delta.get(field)) if field else 0
             return
         if kind == "message_start":

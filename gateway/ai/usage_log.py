@@ -17,6 +17,7 @@ import asyncpg
 
 import ledger
 from gateway.core import metrics
+from gateway.core.failures import POSTGRES_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class UsageLog:
             await asyncio.sleep(interval_s)
             try:
                 await self.flush()
-            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except POSTGRES_FAILURES as error:
                 log.warning("usage flush failed, retrying: %s", type(error).__name__)
 
 

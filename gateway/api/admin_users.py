@@ -300,7 +300,8 @@ async def stats(request: web.Request) -> web.Response:
     _, scope = await _staff(request)
     period = query_choice(request, "period", tuple(PERIODS)) or "all"
     at = now(request)
-    since = at - PERIODS[period] if PERIODS[period] is not None else None
+    span = PERIODS[period]
+    since = at - span if span is not None else None
     database = request.app[DATABASE]
     by_role = {role: {"total": 0, "active": 0, "new": 0} for role in users.ROLES}
     for row in await database.fetch(USER_STATS, scope, since):

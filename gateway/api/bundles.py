@@ -28,7 +28,8 @@ UPDATE = f"""
 UPDATE bundles SET name = $2, description = $3, token_count = $4, duration_hours = $5, scope = $6,
                    price_micro = $7, is_active = $8, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"""
-SOFT_DELETE = "UPDATE bundles SET deleted_at = now(), is_active = false WHERE id = $1 AND deleted_at IS NULL RETURNING id"
+SOFT_DELETE = """
+UPDATE bundles SET deleted_at = now(), is_active = false WHERE id = $1 AND deleted_at IS NULL RETURNING id"""
 FIELDS = ("name", "description", "token_count", "duration_hours", "scope", "price", "is_active")
 TOKEN_COUNT_MAX, NAME_MAX, DESCRIPTION_MAX = 100, 100, 1000
 
@@ -102,6 +103,7 @@ def _validated(body: dict, current: asyncpg.Record | None = None) -> list:
         except ledger.MoneyError as error:
             raise BadRequest(str(error), code="invalid_amount") from error
     else:
+        assert current is not None, "a new bundle requires its price"
         price = current["price_micro"]
     if not 0 < len(name) <= NAME_MAX or len(description) > DESCRIPTION_MAX:
         raise BadRequest(f"name: 1-{NAME_MAX} characters, description up to {DESCRIPTION_MAX}",

@@ -16,7 +16,7 @@ import os
 from aiohttp import web
 
 from gateway.core.addresses import address_group
-from gateway.proxy.authentication import REDIS_FAILURES
+from gateway.core.failures import REDIS_FAILURES
 from gateway.core.errors import RateLimited
 from gateway.core.app_keys import CLOCK, REDIS, SETTINGS
 from gateway.core.middleware import CALL
@@ -71,11 +71,11 @@ class Failures:
     async def refuse_if_paused(self) -> None:
         settings = self._request.app[SETTINGS]
         try:
-            pair, email = await self._request.app[REDIS].mget(self._pair_key, self._email_key)
+            stored = await self._request.app[REDIS].mget(self._pair_key, self._email_key)
         except REDIS_FAILURES:
             log.warning("login throttle unavailable")
             return
-        pair, email = int(pair or 0), int(email or 0)
+        pair, email = (int(value or 0) for value in stored)
         if pair >= settings.login_failures_per_ip_max or (
                 pair > 0 and email >= settings.login_failures_per_email_max):
             raise RateLimited("too many failed logins; try again later", code="too_many_attempts",
@@ -86,7 +86,8 @@ class Failures:
         try:
             async with self._request.app[REDIS].pipeline(transaction=True) as pipe:
                 for key in (self._pair_key, self._email_key):
-                    pipe.incr(key).expire(key, window_s, nx=True)
+                    pipe.incr(key)
+                    pipe.expire(key, window_s, nx=True)
                 await pipe.execute()
         except REDIS_FAILURES:
             log.warning("login throttle unavailable")

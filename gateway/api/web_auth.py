@@ -11,6 +11,7 @@ from gateway.accounts import logins
 from gateway.accounts import users
 from gateway.core.errors import Forbidden, ServiceUnavailable, Unauthenticated
 from gateway.core.app_keys import CLOCK, DATABASE, REDIS, SETTINGS
+from gateway.core.failures import REDIS_FAILURES
 
 # A logged-out access token's jti, kept until the token would have expired anyway.
 REVOKED_JTI_KEY = "tg:jwt:revoked:{}"
@@ -70,7 +71,7 @@ async def revoke_jti(request: web.Request, jti: str, expires_s: float) -> None:
     if jti and ttl > 0:
         try:
             await request.app[REDIS].set(REVOKED_JTI_KEY.format(jti), "1", ex=ttl)
-        except Exception as error:  # a logout that cannot be recorded must not look successful
+        except REDIS_FAILURES as error:  # a logout that cannot be recorded must not look successful
             raise ServiceUnavailable("logout could not be recorded", code="store_unavailable") from error
 
 
@@ -79,6 +80,6 @@ async def _is_revoked(request: web.Request, jti: str) -> bool:
         return False
     try:
         return bool(await request.app[REDIS].exists(REVOKED_JTI_KEY.format(jti)))
-    except Exception as error:
+    except REDIS_FAILURES as error:
         # Fail closed: a logged-out token must not come back during a Redis outage.
         raise ServiceUnavailable("session store unavailable", code="store_unavailable") from error

@@ -1,1 +1,2 @@
-"""Infrastructure every wing stands on: config, errors and outcomes, the call, app keys, clock, metrics, middleware, bodies, migrations, health, connections."""
+"""Infrastructure every wing stands on (and that imports no wing): config, errors and outcomes,
+failures, the call, app keys, clock, metrics, middleware, bodies, migrations, health, connections."""

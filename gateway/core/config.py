@@ -143,12 +143,14 @@ class Settings:
     refresh_token_ttl_s: int = 7 * 24 * 3600
     magic_link_ttl_s: int = 24 * 3600
     # Access-token prices by duration in hours (credits, decimal strings); the server's, never the client's.
-    token_prices: Mapping[int, int] = field(default_factory=lambda: dict(DEFAULT_TOKEN_PRICES))
+    # (Given in credits as decimal strings, as in DEFAULT_TOKEN_PRICES; kept in micro-credits.)
+    token_prices: Mapping[int, int] = field(default_factory=lambda: _parse_token_prices(DEFAULT_TOKEN_PRICES))
     # A referrer earns this share of a referred user's first purchase above the threshold.
     referral_bonus_percent: int = 10
     referral_min_purchase_credits: int = 100
     # How magic-link emails leave: "smtp"; "none" (magic-link login off); or "log", development only:
-    # the development run (`python -m devkit dev`) prints the mail in its terminal and `tollgate serve` refuses to start with it.
+    # the development run (`python -m devkit dev`) prints the mail in its terminal and `tollgate
+    # serve` refuses to start with it.
     mail_sender: str = "log"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -81,7 +81,8 @@ class GatewayRequestHandler(RequestHandler):
         refused = self._limits.admit(address)
         if refused is not None:
             metrics.labelled(metrics.CONNECTIONS_CLOSED, refused).inc()
-            transport.abort()  # the descriptor is freed now, not after a goodbye the peer may not read
+            # The descriptor is freed now, not after a goodbye the peer may not read.
+            cast(asyncio.Transport, transport).abort()
             return
         self._address = address
         super().connection_made(transport)

@@ -4,6 +4,8 @@ in the shape its route chose (Call.error_shape)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import orjson
 from aiohttp import web
 
@@ -55,6 +57,6 @@ def error_response(shape: str, error: GatewayError, request_id: str,
     return response
 
 
-def shape_for_path(path: str, prefixes: tuple[tuple[str, str], ...]) -> str:
+def shape_for_path(path: str, prefixes: Iterable[tuple[str, str]]) -> str:
     """The shape of a request no route has seen yet (refused before routing), by its path."""
     return next((shape for prefix, shape in prefixes if path.startswith(prefix)), "api")

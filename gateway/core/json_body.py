@@ -152,7 +152,7 @@ def database_id(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     try:
-        number = int(value)  # type: ignore[arg-type]
+        number = int(value)  # type: ignore[call-overload]  # anything int() accepts; the rest is no id
     except (TypeError, ValueError):
         return None
     return number if 0 < number <= BIGINT_MAX else None

@@ -6,6 +6,8 @@ sets it (from settings) before importing this module in multi-worker runs.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import functools
 import os
 
@@ -48,7 +50,8 @@ SESSION_UPDATES_DROPPED = Counter("tollgate_session_updates_dropped",
 SESSIONS_ENDED = Counter("tollgate_sessions_ended", "Proxy sessions ended after idling.")
 SESSIONS_STARTED = Counter("tollgate_sessions_started", "Device bindings taken (new proxy sessions).")
 DATABASE_QUERIES = Counter("tollgate_database_queries", "Queries sent to PostgreSQL by this gateway.")
-AI_TOKENS = Counter("tollgate_ai_tokens", "AI tokens metered, by provider, model and kind (input, cached_input, output).",
+AI_TOKENS = Counter("tollgate_ai_tokens",
+                    "AI tokens metered, by provider, model and kind (input, cached_input, output).",
                     ["provider", "model", "kind"])
 AI_CREDITS = Counter("tollgate_ai_credits_charged_micro", "Micro-credits charged for AI calls, by provider and model.",
                      ["provider", "model"])
@@ -62,8 +65,11 @@ CONNECTIONS_CLOSED = Counter("tollgate_connections_closed",
 WORKERS = Gauge("tollgate_workers", "Worker processes serving this port.", multiprocess_mode="livesum")
 
 
+Metric = TypeVar("Metric", bound=MetricWrapperBase)
+
+
 @functools.lru_cache(maxsize=LABEL_SETS_CACHED_MAX)
-def labelled(metric: MetricWrapperBase, *label_values: str) -> MetricWrapperBase:
+def labelled(metric: Metric, *label_values: str) -> Metric:
     """`metric.labels(*label_values)`, remembered: labels() takes a lock and re-checks its arguments
     on every call, and the hot path asks for the same few series several times per request."""
     return metric.labels(*label_values)

@@ -69,7 +69,7 @@ def client_ip(request: web.Request, trust_forwarded: bool) -> str:
 def _listener_serves(request: web.Request, metrics_port: int) -> bool:
     """Whether the listener the request came in on serves its path (attack 2026-12-01, L9)."""
     sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
-    on_metrics_listener = bool(sockname) and sockname[1] == metrics_port
+    on_metrics_listener = sockname is not None and sockname[1] == metrics_port
     if request.path in OPERATOR_PATHS:
         return on_metrics_listener
     return not on_metrics_listener or request.path == "/health"
@@ -93,7 +93,8 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
             call.status = response.status
     except (*HANDLED_FAILURES, web.HTTPException) as raised:
         if call.route == "unknown":  # refused before any handler (no route): shaped by its path
-            call.error_shape = shape_for_path(request.path, request.app[ERROR_SHAPE_PREFIXES])
+            prefixes = request.app[ERROR_SHAPE_PREFIXES]
+            call.error_shape = shape_for_path(request.path, prefixes)
         error = as_gateway_error(raised, request_id)
         call.status = error.status
         call.fail(error.outcome)  # a stage may have recorded the failure's cause first

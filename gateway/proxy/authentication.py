@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import os
 from dataclasses import dataclass
+from typing import NoReturn
 from importlib import resources
 
 import asyncpg
@@ -39,7 +40,7 @@ class DeviceState:
     last_seen_ms: int
 
 
-def _refuse(state: str, detail: list) -> None:
+def _refuse(state: str, detail: list) -> NoReturn:
     if state == "unknown":
         raise Unauthenticated("unknown access token")
     if state == "revoked":

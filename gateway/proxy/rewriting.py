@@ -126,7 +126,7 @@ class BodyRewriter:
         return len(buffer)
 
     def _rewrite(self, buffer: bytes, undecided_start: int) -> bytes:
-        pieces = []
+        pieces: list[bytes] = []
         position = 0
         replacement_by_pattern = self._patterns.replacement_by_pattern
         for match in self._patterns.regex.finditer(buffer):

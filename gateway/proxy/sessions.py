@@ -11,6 +11,7 @@ import asyncpg
 
 from gateway.core import metrics
 from gateway.core.clock import Clock
+from gateway.core.failures import POSTGRES_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class SessionRecorder:
             log.exception("session batch of %d refused; dropped", len(batch))
             metrics.SESSION_UPDATES_DROPPED.inc(len(batch))
             return 0
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except POSTGRES_FAILURES:
             log.warning("session flush failed; %d sessions kept for retry", len(batch))
             self._merge_back(batch)
             raise
@@ -141,5 +142,5 @@ class SessionRecorder:
             try:
                 await self.flush()
                 await self.end_idle()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except POSTGRES_FAILURES:
                 await asyncio.sleep(interval_s)
