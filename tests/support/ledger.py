@@ -1,4 +1,4 @@
-"""Helpers shared by the ledger tests (no tests here): funded accounts, moves through a pool, sums read back."""
+"""Helpers of the ledger tests: funded accounts, moves through a pool, sums read back."""
 
 from __future__ import annotations
 
