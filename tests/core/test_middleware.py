@@ -1,4 +1,4 @@
-"""Health, readiness and the Prometheus exposition."""
+"""The middleware: request ids, JSON errors (store outages: 503), metric labels, listeners, client addresses."""
 
 from __future__ import annotations
 
@@ -6,41 +6,37 @@ import aiohttp
 import pytest
 
 from devkit.embedded import free_port
-from tests.conftest import make_token, proxy_headers
+from tests.support.accounts import ADMIN, make_token, proxy_headers
+from tests.support.store_faults import RestartingPostgres
 
 
-async def test_health_answers_without_dependencies(gateway):
-    response = await gateway.get("/health")
-    assert response.status == 200
-    assert await response.json() == {"status": "ok"}
+async def test_login_while_postgres_is_down_is_a_503(gateway, database):
+    from gateway.core.app_keys import DATABASE
 
-
-async def test_ready_checks_postgres_redis_and_target(gateway):
-    response = await gateway.get("/ready")
-    assert response.status == 200
-    assert await response.json() == {"status": "ok", "checks": {"postgres": "ok", "redis": "ok",
-                                                                 "target": "ok"}}
-
-
-async def test_ready_is_503_when_the_target_is_down(gateway_factory):
-    gateway = await gateway_factory(target_url=f"http://127.0.0.1:{free_port()}")
-    response = await gateway.get("/ready")
+    await gateway.app[DATABASE].close()
+    response = await gateway.post("/api/v1/auth/login", json=ADMIN)
     assert response.status == 503
-    assert (await response.json())["checks"]["target"].startswith("down")
+    assert (await response.json())["error"]["code"] == "service_unavailable"
 
 
-async def test_metrics_expose_request_auth_and_session_series(gateway, database):
-    issued = await make_token(database)
-    await gateway.get("/api/v1/proxy/echo/x", headers=proxy_headers(issued.token))
-    response = await gateway.get("/metrics")
-    text = await response.text()
-    assert response.status == 200
-    assert response.headers["Content-Type"].startswith("text/plain")
-    for series in ('tollgate_http_requests_total{method="GET",outcome="ok",route="proxy",status="200"}',
-                   'tollgate_auth_cache_lookups_total{result="postgres_fallback"}',
-                   "tollgate_http_request_duration_seconds_bucket", "tollgate_upstream_requests_total",
-                   "tollgate_rate_limited_total", "tollgate_session_updates_flushed_total"):
-        assert series in text, series
+REFUSALS = {"starting up": ("57P03", "the database system is starting up"),
+            "too many connections": ("53300", "sorry, too many clients already"),
+            "shutting down": ("57P01", "terminating connection due to administrator command")}
+
+
+@pytest.mark.parametrize("sqlstate, message", REFUSALS.values(), ids=REFUSALS.keys())
+@pytest.mark.parametrize("method, path", [("GET", "/api/v1/bundles"), ("POST", "/api/v1/auth/login")])
+async def test_a_database_that_refuses_connections_is_a_503(gateway_factory, database, servers, sqlstate,
+                                                             message, method, path):
+    postgres = RestartingPostgres(servers.database_url)
+    gateway = await gateway_factory(database_url=await postgres.start(servers.database_url))
+    postgres.refuse(sqlstate, message)
+    try:
+        response = await gateway.request(method, path, json={"email": "a@example.com", "password": "long enough"})
+        assert (response.status, (await response.json())["error"]["code"]) == (503, "service_unavailable")
+        assert postgres.refused > 0
+    finally:
+        await postgres.close()
 
 
 async def test_unknown_routes_are_json_404s(gateway):
@@ -70,26 +66,6 @@ async def test_unusual_methods_share_one_metric_label(gateway):
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/ready"])
-async def test_with_a_metrics_token_operator_endpoints_need_it(gateway_factory, path):
-    gateway = await gateway_factory(metrics_token=METRICS_TOKEN)
-    statuses = [(await gateway.get(path, headers=headers)).status for headers in (
-        {}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {METRICS_TOKEN}"})]
-    assert statuses == [401, 401, 200]
-
-
-async def test_a_refused_scrape_gets_the_documented_error(gateway_factory):
-    gateway = await gateway_factory(metrics_token=METRICS_TOKEN)
-    response = await gateway.get("/metrics")
-    error = (await response.json())["error"]
-    assert (error["code"], error["request_id"]) == ("invalid_metrics_token", response.headers["X-Request-Id"])
-
-
-async def test_health_stays_public_with_a_metrics_token(gateway_factory):
-    gateway = await gateway_factory(metrics_token=METRICS_TOKEN)
-    assert (await gateway.get("/health")).status == 200
-
-
 async def test_with_a_metrics_port_the_public_port_does_not_serve_metrics_or_ready(gateway_factory):
     gateway = await gateway_factory(metrics_port=free_port())
     statuses = [(await gateway.get(path)).status for path in ("/metrics", "/ready", "/health")]
@@ -117,3 +93,17 @@ async def test_a_metrics_port_and_a_token_together(gateway_factory):
         async with session.get(f"http://127.0.0.1:{port}/metrics",
                                headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as allowed:
             assert allowed.status == 200
+
+
+ECHO = "/api/v1/proxy/echo/x"
+
+
+async def test_behind_a_trusted_proxy_the_rightmost_forwarded_address_is_the_client(gateway_factory,
+                                                                                  database):
+    gateway = await gateway_factory(trust_forwarded=True, ip_limit_per_min=1)
+    first = await make_token(database, email="a@example.com")
+    second = await make_token(database, email="b@example.com")
+    spoofed = {"X-Forwarded-For": "1.1.1.1, 203.0.113.9"}
+    assert (await gateway.get(ECHO, headers=proxy_headers(first.token, **spoofed))).status == 200
+    rotated = {"X-Forwarded-For": "2.2.2.2, 203.0.113.9"}
+    assert (await gateway.get(ECHO, headers=proxy_headers(second.token, **rotated))).status == 429

@@ -7,6 +7,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from gateway.core.errors import BadRequest
 from gateway.core.query_params import like_pattern, page, query_bool, query_choice, query_id, query_text
+from tests.support.api import error_of
 
 
 def request(query: str):
@@ -64,3 +65,24 @@ def test_choices_and_text_are_checked():
 ])
 def test_like_patterns_take_wildcards_literally(text, pattern):
     assert like_pattern(text) == pattern
+
+
+@pytest.mark.parametrize("who, path", [
+    ("admin", "/api/v1/admin/users?search=%00"),
+    ("admin", "/api/v1/admin/users?role=client%00"),
+    ("admin", "/api/v1/admin/users?plan=%00"),
+    ("admin", "/api/v1/admin/users?is_active=true%00"),
+    ("admin", "/api/v1/admin/users?manager_id=1%00"),
+    ("admin", "/api/v1/admin/users?skip=%00"),
+    ("admin", "/api/v1/admin/users/1/tokens?active_only=%00"),
+    ("admin", "/api/v1/admin/stats?period=%00"),
+    ("admin", "/api/v1/admin/audit?action=%00"),
+    ("admin", "/api/v1/admin/audit?target_type=x%00y"),
+    ("admin", "/api/v1/admin/audit?target_id=%00"),
+    ("client", "/api/v1/currency/transactions?type=%00"),
+    ("client", "/api/v1/currency/transactions?limit=1%00"),
+    ("client", "/api/v1/tokens/my-tokens?active_only=%00"),
+])
+async def test_nul_in_list_filters_is_400_invalid_query(gateway, database, people, who, path):
+    response = await gateway.get(path, headers=people[who])
+    assert await error_of(response, 400) == "invalid_query"

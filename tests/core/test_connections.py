@@ -16,7 +16,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.conftest import make_token, proxy_headers
+from tests.support.accounts import make_token, proxy_headers
 
 HEALTH_REQUEST = b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n"
 # A marker in every malformed request: it must not come back in the answer or go to the log.
