@@ -1,5 +1,4 @@
-"""One token, one device — across workers while Redis is down, and across a Redis that comes back
-empty (attack L4): the PostgreSQL fallback keeps the binding in device_bindings."""
+"""One token, one device while Redis is down or comes back empty: the PostgreSQL fallback (attack L4)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,8 @@ import asyncio
 import redis.asyncio as redis_asyncio
 
 from devkit.embedded import free_port
-from tests.conftest import make_token, proxy_headers
-from tests.test_credential_cache import start_gateway
+from tests.support.accounts import make_token, proxy_headers
+from tests.support.store_faults import start_gateway
 
 ECHO = "/api/v1/proxy/echo/x"
 
@@ -51,3 +50,10 @@ async def test_a_redis_that_comes_back_empty_keeps_the_outage_binding(gateway_fa
     await asyncio.sleep(gateway.settings.redis_retry_after_s + 0.1)
     assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "phone"))).status == 409
     assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "laptop"))).status == 200
+
+
+async def test_redis_down_still_binds_devices_per_process(gateway_factory, database):
+    gateway = await gateway_factory(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    issued = await make_token(database)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "a"))).status == 200
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "b"))).status == 409

@@ -12,12 +12,14 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from gateway.core import metrics
 from devkit import mock_target as target_mock
-from gateway.app import create_app
-from gateway.core.connections import GatewayRunner
 from devkit.embedded import free_port
-from tests.conftest import make_settings, make_token, proxy_headers
+from gateway.app import create_app
+from gateway.core import metrics
+from gateway.core.connections import GatewayRunner
+from tests.support.accounts import make_token, proxy_headers
+from tests.support.gateways import make_settings
+from tests.support.proxy import error_of
 
 PROXY = "/api/v1/proxy"
 ECHO = PROXY + "/echo/x"
@@ -86,14 +88,6 @@ async def uncancelled_gateway(servers, database, mock_target, clock):
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield settings.public_url
     await runner.cleanup()
-
-
-async def error_of(response: aiohttp.ClientResponse) -> dict:
-    body = await response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "request_id"}
-    assert body["error"]["request_id"] == response.headers["X-Request-Id"]
-    return body["error"]
 
 
 async def echoed(gateway, credentials, method: str = "GET", path: str = ECHO, **kwargs) -> dict:

@@ -1,9 +1,9 @@
-"""Proxy sessions and the status endpoint: counted in memory, flushed in batches, ended when idle."""
+"""Proxy sessions: counted in memory, flushed in batches, ended when idle."""
 
 from __future__ import annotations
 
 from gateway.core.app_keys import SESSIONS
-from tests.conftest import make_token, proxy_headers
+from tests.support.accounts import make_token, proxy_headers
 
 ECHO = "/api/v1/proxy/echo/x"
 SELECT_SESSIONS = """
@@ -59,31 +59,6 @@ async def test_refused_requests_are_not_counted(gateway, database):
     await gateway.app[SESSIONS].flush()
     rows = await database.fetch(SELECT_SESSIONS)
     assert [(r["device_id"], r["requests"]) for r in rows] == [("laptop", 1)]
-
-
-async def test_status_reports_validity_scope_expiry_and_session(gateway, database):
-    issued = await make_token(database, scope="certificates_only", hours=2)
-    await gateway.get("/api/v1/proxy/certificates/x", headers=proxy_headers(issued.token, "laptop"))
-    response = await gateway.get("/api/v1/proxy/status", headers=proxy_headers(issued.token, "laptop"))
-    assert response.status == 200
-    body = await response.json()
-    assert body["valid"] is True
-    assert body["token"]["scope"] == "certificates_only"
-    assert 7000 < body["token"]["expires_in_s"] <= 7200
-    assert body["session"]["device_id"] == "laptop" and body["session"]["this_device"] is True
-
-
-async def test_status_does_not_bind_a_device(gateway, database):
-    issued = await make_token(database)
-    response = await gateway.get("/api/v1/proxy/status", headers=proxy_headers(issued.token, "phone"))
-    assert (await response.json())["session"] is None
-    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token, "laptop"))).status == 200
-
-
-async def test_status_refuses_an_unknown_token(gateway, database):
-    response = await gateway.get("/api/v1/proxy/status", headers=proxy_headers("B" * 64))
-    assert response.status == 401
-    assert (await response.json())["error"]["code"] == "invalid_token"
 
 
 async def test_a_user_agent_with_invalid_utf8_does_not_poison_the_flush(gateway, database):

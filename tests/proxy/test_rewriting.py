@@ -3,8 +3,7 @@
 import itertools
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from gateway.proxy.rewriting import BodyRewriter, UrlMap, is_rewritable, rewrite_location, rewrite_set_cookie
 
