@@ -1,15 +1,13 @@
-"""Table and property tests for gateway.ai.usage: provider usage objects, stream meters, request helpers.
+"""Table and property tests for gateway.ai.usage, and usage read from real SDK calls (cache and thinking tokens)."""
 
-Payloads follow the providers' real wire formats (openai-python / anthropic-sdk-python fixtures,
-the Gemini API reference); ids are shortened.
-"""
+from __future__ import annotations
 
 import copy
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from google.genai import types as genai_types
+from hypothesis import given, settings, strategies as st
 
 from gateway.ai.pricing import Price, cost_micro
 from gateway.ai.sse import SseDecoder, SseEvent
@@ -17,6 +15,9 @@ from gateway.ai.usage import (
     AnthropicMeter, GeminiMeter, OpenAIChatMeter, OpenAIResponsesMeter, Usage, answer_text_chars, from_anthropic,
     from_gemini, from_openai, is_openai_usage_only_chunk, with_openai_stream_usage,
 )
+from tests.support.ai import CLAUDE, MESSAGES, assert_charged_exactly, expected_cost
+
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
 
 def sse(*frames: str | dict, event: str | None = None) -> bytes:
@@ -496,3 +497,30 @@ def test_stream_and_json_usage_cost_the_same(prompt, cached, output, extra, pric
 ])
 def test_answer_text_chars(kind, answer, chars):
     assert answer_text_chars(kind, answer) == chars
+
+
+async def test_anthropic_cache_reads_and_writes_are_priced(stack):
+    before = await stack.balance()
+    client = stack.anthropic()
+    system = [{"type": "text", "text": "y" * 4200, "cache_control": {"type": "ephemeral"}}]
+    first = await client.messages.create(model=CLAUDE, max_tokens=4, system=system, messages=MESSAGES)
+    second = await client.messages.create(model=CLAUDE, max_tokens=4, system=system, messages=MESSAGES)
+    await client.close()
+    assert first.usage.cache_creation_input_tokens and second.usage.cache_read_input_tokens
+    # Cache writes are billed as input, cache reads at the cached price (decision 0011).
+    await assert_charged_exactly(
+        stack, before,
+        (first.usage.input_tokens + first.usage.cache_creation_input_tokens, 0, 4),
+        (second.usage.input_tokens, second.usage.cache_read_input_tokens, 4))
+
+
+async def test_gemini_thinking_tokens_are_charged_once(stack):
+    client = stack.gemini()
+    result = await client.models.generate_content(
+        model="gemini-2.5-flash", contents="Think about it",
+        config=genai_types.GenerateContentConfig(max_output_tokens=10))
+    await client.aclose()
+    u = result.usage_metadata
+    assert u.thoughts_token_count
+    assert (await stack.charges())[-1] == expected_cost(u.prompt_token_count, 0,
+                                                        u.candidates_token_count + u.thoughts_token_count)

@@ -3,8 +3,7 @@
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from gateway.ai.pricing import Price, cost_micro, max_cost_micro
 from gateway.ai.usage import Usage

@@ -1,10 +1,4 @@
-"""What a call costs when the provider's own usage report never reaches the client (H2, L12).
-
-A client that leaves mid-stream pays what the same call read to its end would pay: the gateway reads
-the upstream on to its usage report. When it cannot (drain timeout, upstream broken, an upstream
-that reports no usage), the call is charged a conservative estimate: the prompt's bound (or the
-input the upstream reported), the text produced, and for reasoning requests the whole output bound.
-"""
+"""Relaying an AI answer: cut streams and their drain, estimates when usage is missing, odd upstream streams."""
 
 from __future__ import annotations
 
@@ -13,19 +7,28 @@ import datetime as dt
 import math
 
 import aiohttp
+import openai
 import orjson
 import pytest
 from aiohttp import web
 
-from gateway.accounts import users
-from gateway.accounts import api_keys
-from gateway.app import create_app
 from devkit.embedded import free_port
-from tests.ai_fakes import CHAT_TEXT, RecordingUpstream, raw_request, read_then_leave, recording_upstream
-from tests.conftest import deposit, make_settings
-from tests.test_ai_routes import CLAUDE, GEMINI, GPT, PRICE_MICRO, Stack, expected_cost, start
+from gateway.accounts import api_keys, users
+from gateway.app import create_app
+from tests.support.accounts import deposit
+from tests.support.ai import CLAUDE, GEMINI, GPT, MESSAGES, PRICE_MICRO, Stack, expected_cost, start
+from tests.support.ai_fakes import CHAT_TEXT, RecordingUpstream, raw_request, read_then_leave, recording_upstream
+from tests.support.gateways import make_settings
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
+
+# What a call costs when the provider's own usage report never reaches the client (H2, L12).
+# A client that leaves mid-stream pays what the same call read to its end would pay: the gateway reads
+# the upstream on to its usage report. When it cannot (drain timeout, upstream broken, an upstream
+# that reports no usage), the call is charged a conservative estimate: the prompt's bound (or the
+# input the upstream reported), the text produced, and for reasoning requests the whole output bound.
+
 
 PROMPT = "lorem ipsum dolor sit amet " * 800  # ~21 KB: input dominates the bill, as in the attack
 CHAT_PATH, RESPONSES_PATH = "/openai/v1/chat/completions", "/openai/v1/responses"
@@ -270,3 +273,106 @@ async def test_a_gemini_stream_with_two_candidates_is_relayed_as_it_comes_and_ch
     assert b'"more ' in got and loop.time() - started < 1.2
     row = await settled(stack, 1)
     assert (row["usage_source"], row["input_tokens"], row["output_tokens"]) == ("upstream", 1000, 320)
+
+
+async def test_a_stream_request_answered_without_an_event_stream_is_a_502_and_charges_nothing(
+        gateway_factory, mock_target, database, aiohttp_server):
+    async def whole_json(request: web.Request) -> web.Response:  # an upstream that ignored "stream": true
+        return web.json_response({"id": "x", "object": "chat.completion", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", whole_json)
+    upstream = await aiohttp_server(app)
+    stack = await start(gateway_factory, mock_target, database, openai_base_url=str(upstream.make_url("/v1")))
+    before = await stack.balance()
+    client = stack.openai()
+    with pytest.raises(openai.InternalServerError) as raised:
+        stream = await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=5, stream=True)
+        [chunk async for chunk in stream]
+    await client.close()
+    assert raised.value.status_code == 502
+    assert await stack.balance() == before and await stack.open_holds() == 0
+
+
+async def test_a_stream_with_an_event_over_a_mebibyte_is_relayed_and_charged(
+        gateway_factory, mock_target, database, aiohttp_server):
+    # The Responses API repeats the request's `instructions` in response.created and
+    # response.completed (and inline images can be larger still), so one event can be as large as a
+    # request the gateway accepts (20 MiB): such an event must not break the stream.
+    response = {"id": "resp_1", "object": "response", "status": "completed", "model": GPT, "output": [],
+                "instructions": "x" * 1_200_000}
+    usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 2,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 12}
+    events = [{"type": "response.created", "response": {**response, "status": "in_progress"}},
+              {"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "content_index": 0,
+               "delta": "hello", "logprobs": []},
+              {"type": "response.completed", "response": {**response, "usage": usage}}]
+
+    async def responses(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await answer.prepare(request)
+        for number, event in enumerate(events):
+            await answer.write(f"event: {event['type']}\ndata: ".encode()
+                               + orjson.dumps({**event, "sequence_number": number}) + b"\n\n")
+        await answer.write_eof()
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", responses)
+    upstream = await aiohttp_server(app)
+    stack = await start(gateway_factory, mock_target, database, credits=10_000,
+                        openai_base_url=str(upstream.make_url("/v1")))
+    before = await stack.balance()
+    client = stack.openai()
+    stream = await client.responses.create(model=GPT, input="hi", max_output_tokens=16, stream=True)
+    received = [event async for event in stream]
+    await client.close()
+    assert received[-1].type == "response.completed"
+    p_in, p_out, _ = PRICE_MICRO
+    assert before - await stack.balance() == math.ceil((10 * p_in + 2 * p_out) / 1_000_000)
+    assert await stack.open_holds() == 0
+
+
+async def test_a_stream_reset_midway_charges_the_prompt_bound_and_what_was_streamed(stack):
+    # The provider bills the prompt of a call it broke off; it never said how much: the bound is
+    # charged (decision 0011), with the text produced.
+    before = await stack.balance()
+    await stack.control("faults", {"mode": "reset_mid_stream", "count": 1})
+    client = stack.openai()
+    received = []
+    with pytest.raises(openai.APIError):
+        stream = await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=20, stream=True)
+        async for chunk in stream:
+            if chunk.choices:
+                received.append(chunk.choices[0].delta.content or "")
+    await client.close()
+    row = None
+    for _ in range(100):
+        if (row := await stack.database.fetchrow("SELECT * FROM ai_usage")) is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert (row["outcome"], row["usage_source"]) == ("upstream_broken", "estimated")
+    assert row["output_tokens"] == math.ceil(len("".join(received)) / 4) > 0
+    assert row["input_tokens"] > len(MESSAGES[0]["content"])  # the request's bytes
+    assert before - await stack.balance() == expected_cost(row["input_tokens"], 0, row["output_tokens"])
+    assert await stack.open_holds() == 0
+
+
+async def test_a_client_leaving_mid_stream_pays_for_what_was_produced(stack):
+    before = await stack.balance()
+    await stack.control("latency", {"ms": 0, "chunk_ms": 100})
+    client = stack.anthropic()
+    async with client.messages.stream(model=CLAUDE, max_tokens=20, messages=MESSAGES) as stream:
+        async for _ in stream.text_stream:
+            break  # leave after the first text
+    await client.close()
+    for _ in range(100):
+        if await stack.open_holds() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await stack.open_holds() == 0
+    charged = before - await stack.balance()
+    # The input Anthropic reported at message_start is owed, plus the little output produced.
+    assert 0 < charged < expected_cost(20, 0, 20) + expected_cost(50, 0, 0)
