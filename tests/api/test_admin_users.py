@@ -9,10 +9,9 @@ import orjson
 import pytest
 
 import ledger
+from gateway.accounts import access_tokens, users
 from gateway.core import metrics
-from gateway.accounts import access_tokens
-from gateway.accounts import users
-from tests.conftest import make_token, proxy_headers
+from tests.support.accounts import make_token, proxy_headers
 
 PASSWORD = "correct horse battery"
 ECHO = "/api/v1/proxy/echo/x"

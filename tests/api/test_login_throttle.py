@@ -1,11 +1,11 @@
-"""The login door's brakes (ATTACK-2026-12-01 L7; decision 0014): someone else's guessing does not
-lock the owner out, and one address cannot spray logins, registrations or magic links."""
+"""The login door's brakes (ATTACK-2026-12-01 L7): per-address windows, per-email failure pauses."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import register
+from tests.support.accounts import register
+from tests.support.api import error_code
 
 LOGIN = "/api/v1/auth/login"
 RIGHT, WRONG = "correct horse battery", "wrong horse battery"
@@ -93,3 +93,12 @@ async def test_an_ipv6_client_is_its_whole_slash_64(gateway_factory, database):
                 for n in range(1, 4)]
     assert statuses == [401, 401, 429]
     assert (await gateway.post(LOGIN, json=body, headers=from_address("2001:db8:1:3::1"))).status == 401
+
+
+async def test_ten_failed_logins_pause_that_email(gateway, database):
+    await register(gateway, "dave@example.com")
+    for _ in range(10):
+        assert (await gateway.post("/api/v1/auth/login", json={"email": "dave@example.com", "password": "nope nope"})).status == 401
+    right = await gateway.post("/api/v1/auth/login", json={"email": "dave@example.com", "password": "correct horse battery"})
+    assert (right.status, await error_code(right)) == (429, "too_many_attempts")
+    assert right.headers["Retry-After"] == "900"
