@@ -1,6 +1,4 @@
-"""Login links never reach a log (ATTACK-2026-12-01 M10; decision 0014): `serve` refuses the
-development mail sender, delivers through SMTP without logging the link at any level, and
-`none` turns magic-link login off."""
+"""Outgoing mail: SMTP delivers the login link and never logs it (ATTACK-2026-12-01 M10), senders."""
 
 from __future__ import annotations
 
@@ -8,7 +6,6 @@ import asyncio
 import email
 import email.policy
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -16,11 +13,10 @@ import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
 
-from gateway.accounts import mail
-from gateway.accounts import users
-from gateway.core.config import Settings
 from devkit.embedded import free_port
-from tests.test_processes import TOLLGATE, gateway_env, stop, wait_until_up
+from gateway.accounts import mail, users
+from gateway.core.config import Settings
+from tests.support.processes import TOLLGATE, gateway_env, stop, wait_until_up
 
 TOKEN_IN_LINK = re.compile(r"magic-link/verify\?token=([A-Za-z0-9_-]{64})")
 
@@ -44,17 +40,6 @@ def smtp_server():
     controller.start()
     yield controller.port, inbox
     controller.stop()
-
-
-def test_serve_refuses_to_start_with_the_default_log_sender(servers, mock_target):
-    env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(free_port()))
-    del env["TOLLGATE_MAIL_SENDER"]  # the default
-    try:
-        done = subprocess.run([*TOLLGATE, "serve"], env=env, capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired as error:
-        raise AssertionError("serve started with the log mail sender") from error
-    assert done.returncode == 2
-    assert "TOLLGATE_MAIL_SENDER" in done.stderr and "Traceback" not in done.stderr
 
 
 async def test_serve_mails_the_link_over_smtp_and_never_logs_it(servers, database, mock_target, smtp_server):
@@ -91,14 +76,6 @@ async def test_serve_mails_the_link_over_smtp_and_never_logs_it(servers, databas
     assert token not in logged and "magic-link/verify" not in logged
 
 
-async def test_with_mail_off_a_magic_link_request_is_404_and_creates_nothing(gateway_factory, database, outbox):
-    gateway = await gateway_factory(mail_sender="none")
-    await users.ensure_client(database, email="ann@example.com")
-    response = await gateway.post("/api/v1/auth/magic-link", json={"email": "ann@example.com"})
-    assert response.status == 404 and (await response.json())["error"]["code"] == "magic_link_disabled"
-    assert await database.fetchval("SELECT count(*) FROM magic_links") == 0 and outbox.sent == []
-
-
 def test_the_development_sender_writes_to_the_terminal_not_the_log(capsys, caplog):
     sender = mail.sender_for(Settings())
     asyncio.run(sender.send(mail.Mail(to="a@example.com", subject="Link", text="token=SECRET\n")))
@@ -111,3 +88,11 @@ def test_the_mail_sender_setting_takes_log_smtp_or_none():
     assert isinstance(mail.sender_for(Settings(mail_sender="none")), mail.NoSender)
     with pytest.raises(Exception, match="TOLLGATE_MAIL_SENDER"):
         Settings(mail_sender="stdout")
+
+
+async def test_the_development_sender_is_the_default_and_smtp_is_configurable():
+    from gateway.accounts import mail
+    from gateway.core.config import Settings
+
+    assert isinstance(mail.sender_for(Settings()), mail.TerminalSender)  # `serve` refuses it: tests/test_cli.py
+    assert isinstance(mail.sender_for(Settings(mail_sender="smtp")), mail.SmtpSender)

@@ -12,14 +12,10 @@ import sys
 from gateway.accounts import access_tokens
 from gateway.accounts.credential_cache import token_record_key
 from gateway.core.app_keys import REDIS
-from tests.conftest import make_token, proxy_headers, register
+from tests.support.accounts import make_token, proxy_headers, register
+from tests.support.store_faults import start_gateway
 
 ECHO = "/api/v1/proxy/echo/x"
-
-
-async def start_gateway(gateway_factory, redis_url: str):
-    # Short store timeouts so a frozen Redis is noticed quickly.
-    return await gateway_factory(redis_url=redis_url, redis_timeout_s=0.3, redis_retry_after_s=0.2)
 
 
 async def statuses(gateway, headers: dict, times: int = 3) -> list[int]:

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 
 import ledger
-from tests.conftest import deposit, register
+from tests.support.accounts import deposit, register
 
 
 async def test_a_running_gateway_voids_expired_holds_by_itself(gateway_factory, database):
