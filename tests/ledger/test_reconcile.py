@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 import ledger
-from tests.test_ledger_helpers import NOW, PRICE_MICRO, move, new_account, resolve
+from tests.support.ledger import NOW, PRICE_MICRO, move, new_account, resolve
 
 # The console script as an operator runs it.
 TOLLGATE = str(Path(sys.executable).parent / "tollgate")
