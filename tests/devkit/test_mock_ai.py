@@ -14,13 +14,10 @@ import openai
 import pytest
 from aiohttp.test_utils import unused_port
 from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types as genai_types
+from google.genai import errors as genai_errors, types as genai_types
 
-from devkit import mock_ai
-from devkit import mock_target as target_mock
+from devkit import mock_ai, mock_target as target_mock
 
-# google-genai subclasses aiohttp.ClientSession, which aiohttp warns about; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
 SDK_TIMEOUT_S = 2.0
