@@ -28,17 +28,17 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 from aiohttp import web
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import ledger
 from devkit import mock_target as target_mock
-from gateway.accounts import access_tokens
-from gateway.accounts import users
+from devkit.embedded import free_port
+from gateway.accounts import access_tokens, users
 from gateway.app import create_app
 from gateway.core.connections import GatewayRunner
-from devkit.embedded import free_port
-from tests.conftest import RESET_DATABASE, SEED_BUNDLES, SEED_PRICES, Outbox, deposit, make_settings
+from tests.support.accounts import deposit
+from tests.support.database import RESET_DATABASE, SEED_BUNDLES, SEED_PRICES
+from tests.support.gateways import Outbox, make_settings
 
 EXAMPLES = int(os.environ.get("TOLLGATE_FUZZ_EXAMPLES", "400"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("TOLLGATE_FUZZ_RANDOM") != "1",

@@ -1,0 +1,1 @@
+"""Tests of gateway/accounts/: users, tokens, keys, logins, purchases, refunds, mail."""

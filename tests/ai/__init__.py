@@ -1,0 +1,1 @@
+"""Tests of gateway/ai/: the metered AI routes."""

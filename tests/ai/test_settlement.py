@@ -1,0 +1,114 @@
+"""Settling an AI call: the charge and its usage row written by one statement."""
+
+from __future__ import annotations
+
+import asyncpg
+import openai
+import orjson
+import pytest
+
+import ledger
+from gateway.accounts import api_keys, users
+from gateway.ai import reservation, settlement
+from gateway.ai.authentication import KeyPrincipal
+from gateway.ai.price_table import ModelPrice
+from gateway.ai.pricing import Price
+from gateway.ai.resources import AI, Services
+from gateway.ai.routes import CallSpec
+from gateway.ai.usage import Usage
+from gateway.core.call import Call
+from gateway.core.clock import ManualClock
+from tests.support.ai import GPT, MESSAGES, start
+from tests.support.gateways import make_settings
+from tests.support.ledger import NOW, PRICE_MICRO, new_account
+
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
+
+# Every resolved AI hold has its usage row at once, written by the statement that resolved it (L6):
+# a worker killed before its next batch flush loses no row of a charged call.
+
+
+UNLOGGED_CHARGES = """
+SELECT count(*) FROM transfers r
+WHERE r.kind = 'usage' AND r.phase IN ('post_pending', 'void_pending')
+  AND NOT EXISTS (SELECT 1 FROM ai_usage u WHERE u.hold_transfer_id = r.pending_id)"""
+
+
+async def test_a_charge_has_its_usage_row_though_the_batch_is_never_flushed(gateway_factory, mock_target, database):
+    stack = await start(gateway_factory, mock_target, database, usage_flush_interval_s=3600)
+    await stack.control("faults", {"mode": "500", "count": 1})
+    client = stack.openai()
+    with pytest.raises(openai.InternalServerError):  # a voided hold
+        await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=3)
+    await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=3)
+    stream = await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=3, stream=True)
+    [chunk async for chunk in stream]
+    await client.close()
+    stack.gateway.server.app[AI].usage.pending.clear()  # what a kill -9 does to the batch
+    assert len(await stack.charges()) == 2
+    assert await database.fetchval(UNLOGGED_CHARGES) == 0
+    rows = await database.fetch("SELECT outcome, stream, charged_micro FROM ai_usage ORDER BY id")
+    charges = await stack.charges()
+    assert [tuple(row) for row in rows] == [("upstream_error", False, 0), ("ok", False, charges[0]),
+                                            ("ok", True, charges[1])]
+
+
+# The AI path: a hold and its settlement
+
+
+class Collected:
+    """A usage log that only keeps the rows."""
+
+    def __init__(self) -> None:
+        self.rows: list = []
+
+    def add(self, row) -> None:
+        self.rows.append(row)
+
+    def observe(self, row) -> None:
+        pass  # written with the settlement, not queued
+
+
+RESET = "SELECT pg_advisory_unlock_all()"
+
+
+async def test_an_ai_call_holds_in_one_statement_and_settles_in_one(servers, database):
+    """The account id comes with the cached key record (issue 8): the hold is the move alone."""
+    user_id = await users.ensure_client(database, email="ai@example.com")
+    await new_account(database, "ai", deposit_micro=10 * PRICE_MICRO)
+    key = await api_keys.create(database, user_id=user_id, name="", allowed_models=[], ip_allowlist=[], rpm_limit=0,
+                                tpm_limit=0, now=NOW, expires_at=None)
+    statements: list[str] = []
+
+    async def log_queries(connection: asyncpg.Connection) -> None:
+        # Not the reset asyncpg sends when a connection goes back to the pool (one per acquire).
+        connection.add_query_logger(lambda query: None if query.query.startswith(RESET)
+                                    else statements.append(query.query))
+
+    pool = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=1, init=log_queries)
+    try:
+        services = Services(settings=make_settings(servers, "http://127.0.0.1:1", 1), clock=ManualClock(),
+                            pool=pool, keys=None, prices=None, upstreams={}, session=None, usage=Collected())
+        await ledger.system_id(pool, "revenue")  # cached per process after the first call
+        statements.clear()
+        principal = KeyPrincipal(key_id=key.id, user_id=user_id, allowed_models=frozenset(), ip_networks=(),
+                                 expires_ms=0, tpm_limit=0, key_hash=bytes(32),
+                                 account_id=await ledger.user_account(database, user_id))
+        spec = CallSpec("openai", "gpt-4o-mini", "/chat/completions", False, True, 10, "chat")
+        call = Call(request_id="req-1", started_s=0.0, principal=principal, spec=spec, call_id="call-1",
+                    price=ModelPrice("gpt-4o-mini", "openai", Price(1_000_000, 2_000_000, 0), 100))
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+        await reservation.reserve(services, call, b'{"model":"gpt-4o-mini"}', body, orjson.dumps(body))
+        assert len(statements) == 1 and "ledger_move(" in statements[0], statements
+        statements.clear()
+        call.charge, call.usage, call.usage_source = True, Usage(5, 0, 5), "upstream"
+        assert await settlement.settle(services, call) == 15
+        # The usage row is written by that same statement.
+        assert len(statements) == 1 and "ledger_resolve(" in statements[0], statements
+    finally:
+        await pool.close()
+    balance = await ledger.balance(database, user_id)
+    assert (balance.posted_micro, balance.held_micro) == (10 * PRICE_MICRO - 15, 0)
+    row = await database.fetchrow("SELECT charged_micro, hold_transfer_id, usage_source FROM ai_usage")
+    assert tuple(row) == (15, call.hold.id, "upstream") and services.usage.rows == []

@@ -1,0 +1,1 @@
+"""Tests of gateway/api/: the JSON API's handlers."""

@@ -1,0 +1,1 @@
+"""Tests of gateway/core/: infrastructure every wing stands on."""

@@ -1,0 +1,64 @@
+"""Settings: TOLLGATE_* variables and TOML, named errors, secrets hidden."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.core import config
+
+
+def test_settings_read_tollgate_variables():
+    settings = config.load({"TOLLGATE_PORT": "9090", "TOLLGATE_TARGET_URL": "http://127.0.0.1:1",
+                            "TOLLGATE_PLAN_LIMITS_PER_MIN": "free=5,premium=50,enterprise=0",
+                            "TOLLGATE_TRUST_FORWARDED": "yes"})
+    assert settings.port == 9090 and settings.target_url == "http://127.0.0.1:1"
+    assert settings.plan_limits_per_min == {"free": 5, "premium": 50, "enterprise": 0}
+    assert settings.trust_forwarded is True
+
+
+def test_settings_are_frozen():
+    settings = config.load({})
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+
+
+def test_a_missing_required_setting_is_named():
+    settings = config.load({"TOLLGATE_REDIS_URL": "redis://x"})
+    with pytest.raises(config.ConfigError, match="TOLLGATE_DATABASE_URL"):
+        settings.require("database_url", "redis_url")
+
+
+def test_a_malformed_number_is_named():
+    with pytest.raises(config.ConfigError, match="TOLLGATE_PORT"):
+        config.load({"TOLLGATE_PORT": "eighty"})
+
+
+def test_secrets_never_show_in_repr():
+    settings = config.load({"TOLLGATE_DATABASE_URL": "postgresql://u:hunter2@h/db",
+                            "TOLLGATE_JWT_SECRET": "s3cret-value"})
+    assert "hunter2" not in repr(settings) and "s3cret-value" not in repr(settings)
+    assert settings.jwt_secret.value == "s3cret-value"
+
+
+def test_a_toml_file_is_read_and_the_environment_wins(tmp_path):
+    path = tmp_path / "tollgate.toml"
+    path.write_text('port = 7000\ntarget_url = "http://127.0.0.1:2"\n')
+    settings = config.load({"TOLLGATE_CONFIG": str(path), "TOLLGATE_PORT": "7001"})
+    assert (settings.port, settings.target_url) == (7001, "http://127.0.0.1:2")
+
+
+def test_unknown_toml_keys_are_refused(tmp_path):
+    path = tmp_path / "tollgate.toml"
+    path.write_text("prot = 7000\n")
+    with pytest.raises(config.ConfigError, match="prot"):
+        config.load({"TOLLGATE_CONFIG": str(path)})
+
+
+def test_a_partial_plan_limit_keeps_the_other_defaults():
+    settings = config.load({"TOLLGATE_PLAN_LIMITS_PER_MIN": "free=50"})
+    assert settings.plan_limits_per_min == {"free": 50, "premium": 500, "enterprise": 0}
+
+
+def test_an_unknown_plan_is_refused():
+    with pytest.raises(config.ConfigError, match="PLAN_LIMITS"):
+        config.load({"TOLLGATE_PLAN_LIMITS_PER_MIN": "gold=5"})

@@ -1,0 +1,1 @@
+"""Tests of devkit/: the dev run and the mock upstreams."""

@@ -1,0 +1,1 @@
+"""Tests of ledger/: money, transfers and reconciliation against real PostgreSQL."""

@@ -1,0 +1,1 @@
+"""Tests of gateway/proxy/: the desktop path."""

@@ -1,0 +1,137 @@
+"""Serving with --workers N: one port shared, dead workers replaced, a master that gives up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+
+import aiohttp
+
+from devkit.embedded import free_port
+from tests.support.accounts import make_token, proxy_headers
+from tests.support.processes import TOLLGATE, gateway_env, stop, wait_until_up
+
+PROXY_SERIES = re.compile(r'^tollgate_http_requests_total\{[^}]*route="proxy"[^}]*\} (\S+)$', re.M)
+
+
+async def wait_for_workers(base: str, count: int, seconds: float = 30.0) -> None:
+    """Both workers count themselves in once their start-up (pools, Redis) is done."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(seconds * 10)):
+            async with session.get(base + "/metrics") as response:
+                if re.search(rf"^tollgate_workers {count}\.0$", await response.text(), re.M):
+                    return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{count} workers did not come up")
+
+
+async def test_two_workers_share_one_port_and_report_each_others_requests(servers, database,
+                                                                          mock_target):
+    issued = await make_token(database)
+    limited = await make_token(database, email="premium@example.com", plan="premium")
+    port = free_port()
+    env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port),
+                      TOLLGATE_PLAN_LIMITS_PER_MIN="free=1000,premium=5,enterprise=0", TOLLGATE_MAIL_SENDER="none")
+    process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "2", env=env,
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until_up(base + "/health", process)
+        await wait_for_workers(base, 2)
+        requests_n = 40
+        # A fresh connection per request lets the kernel spread them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(requests_n):
+                async with session.get(base + "/api/v1/proxy/echo/x",
+                                       headers=proxy_headers(issued.token)) as response:
+                    assert response.status == 200
+            statuses = []
+            for _ in range(12):
+                async with session.get(base + "/api/v1/proxy/echo/x",
+                                       headers=proxy_headers(limited.token)) as response:
+                    statuses.append(response.status)
+            scrapes = []
+            for _ in range(6):
+                async with session.get(base + "/metrics") as response:
+                    scrapes.append(await response.text())
+        # The premium limit (5/min) holds across both workers: Redis keeps one window.
+        assert sorted(statuses) == [200] * 5 + [429] * 7
+        for text in scrapes:
+            assert sum(float(v) for v in PROXY_SERIES.findall(text)) == requests_n + 12
+            assert re.search(r"^tollgate_workers 2\.0$", text, re.M)
+    finally:
+        await stop(process)
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    """The master's worker processes: its spawned children (the resource tracker is not one)."""
+    pids = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                command = cmdline.read()
+        except OSError:
+            continue  # gone meanwhile
+        if parent == master_pid and b"spawn_main" in command:
+            pids.add(int(entry))
+    return pids
+
+
+async def eventually(predicate, seconds: float = 30.0) -> bool:
+    for _ in range(int(seconds * 10)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.1)
+    return predicate()
+
+
+async def test_a_killed_worker_is_replaced_and_the_port_keeps_serving(servers, database, mock_target, tmp_path):
+    issued = await make_token(database)
+    port, metrics_port = free_port(), free_port()
+    env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port),
+                      TOLLGATE_METRICS_PORT=str(metrics_port))
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "2", env=env,
+                                                       stdout=subprocess.DEVNULL, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until_up(base + "/health", process)
+        await wait_for_workers(f"http://127.0.0.1:{metrics_port}", 2)
+        first = worker_pids(process.pid)
+        assert len(first) == 2
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        assert await eventually(lambda: len(worker_pids(process.pid) - first) == 1)
+        assert victim not in worker_pids(process.pid)
+        await wait_for_workers(f"http://127.0.0.1:{metrics_port}", 2)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(20):
+                async with session.get(base + "/api/v1/proxy/echo/x",
+                                       headers=proxy_headers(issued.token)) as response:
+                    assert response.status == 200
+        assert process.returncode is None
+    finally:
+        await stop(process)
+    assert process.returncode == 0
+    assert f"worker {victim} exited" in log_path.read_text()
+
+
+async def test_workers_that_keep_failing_at_start_make_the_master_exit_non_zero(servers, tmp_path):
+    env = gateway_env(servers, TOLLGATE_TARGET_URL="http://127.0.0.1:9", TOLLGATE_PORT=str(free_port()),
+                      TOLLGATE_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/nothing",
+                      TOLLGATE_WORKER_RESTARTS_MAX="2", TOLLGATE_WORKER_RESTART_WINDOW_S="60")
+    process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "2", env=env,
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, errors = await asyncio.wait_for(process.communicate(), 90)
+    finally:
+        await stop(process)
+    assert process.returncode == 1
+    assert b"giving up" in errors
