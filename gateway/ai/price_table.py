@@ -10,7 +10,6 @@ import asyncpg
 
 from gateway.ai.pricing import Price
 from gateway.core.config import Settings
-from ledger.money import MoneyError, parse_credits
 from gateway.core.failures import POSTGRES_FAILURES
 
 log = logging.getLogger(__name__)
@@ -46,24 +45,12 @@ def model_price(row: asyncpg.Record) -> ModelPrice:
                             row["cached_input_per_mtok_micro"]), row["max_output_tokens"])
 
 
-def parse_default_price(raw: str) -> Price | None:
-    """'0.5,1.5,0.25' (credits per million input, output, cached-input tokens) → Price; '' → None."""
-    if not raw.strip():
-        return None
-    parts = [part.strip() for part in raw.split(",")]
-    if len(parts) != 3:
-        raise ValueError("TOLLGATE_AI_DEFAULT_PRICE must be 'input,output,cached' credits per million tokens")
-    try:
-        return Price(*(parse_credits(part) for part in parts))
-    except MoneyError as error:
-        raise ValueError(f"TOLLGATE_AI_DEFAULT_PRICE: {error}") from error
-
-
 class PriceTable:
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool = pool
         self.prices: dict[str, ModelPrice] = {}
-        self.default = parse_default_price(settings.ai_default_price)
+        default = settings.default_ai_price_micro()
+        self.default = Price(*default) if default is not None else None
         self.default_max_output = settings.ai_default_max_output_tokens
 
     async def load(self) -> None:

@@ -47,15 +47,10 @@ class Upstream:
 
 def upstreams(settings: Settings) -> dict[str, Upstream]:
     def upstream(provider: str) -> Upstream:
-        read_s = getattr(settings, f"{provider}_read_timeout_s") or settings.ai_read_timeout_s
-        timeout = aiohttp.ClientTimeout(total=None, connect=settings.ai_connect_timeout_s, sock_read=read_s)
+        timeout = aiohttp.ClientTimeout(total=None, connect=settings.ai_connect_timeout_s,
+                                        sock_read=settings.read_timeout_s(provider))
         # Stored in its encoded form, so a request only appends a checked path (forwarding.upstream_request).
         base_url = str(URL(getattr(settings, f"{provider}_base_url").rstrip("/")))
-        return Upstream(provider, base_url,
-                        _keys(getattr(settings, f"{provider}_api_keys").value), timeout)
+        return Upstream(provider, base_url, settings.api_keys(provider), timeout)
 
     return {provider: upstream(provider) for provider in PROVIDERS}
-
-
-def _keys(raw: str) -> tuple[str, ...]:
-    return tuple(key.strip() for key in raw.split(",") if key.strip())

@@ -244,6 +244,33 @@ class Settings:
         if self.metrics_port and self.metrics_port == self.port:
             raise ConfigError(f"{PREFIX}METRICS_PORT must differ from {PREFIX}PORT (or be 0)")
 
+        self.default_ai_price_micro()  # a malformed price stops start-up, naming the setting
+
+    def api_keys(self, provider: str) -> tuple[str, ...]:
+        """A provider's upstream keys (TOLLGATE_<PROVIDER>_API_KEYS, comma-separated), used round-robin."""
+        raw: Secret = getattr(self, f"{provider}_api_keys")
+        return tuple(key.strip() for key in raw.value.split(",") if key.strip())
+
+    def read_timeout_s(self, provider: str) -> float:
+        """A provider's read timeout: its own override, else TOLLGATE_AI_READ_TIMEOUT_S."""
+        return getattr(self, f"{provider}_read_timeout_s") or self.ai_read_timeout_s
+
+    def default_ai_price_micro(self) -> tuple[int, int, int] | None:
+        """TOLLGATE_AI_DEFAULT_PRICE ('input,output,cached' credits per million tokens) in
+        micro-credits, or None when unset (models outside the price table are refused)."""
+        from ledger.money import MoneyError, parse_credits
+
+        if not self.ai_default_price.strip():
+            return None
+        parts = [part.strip() for part in self.ai_default_price.split(",")]
+        if len(parts) != 3:
+            raise ConfigError(f"{PREFIX}AI_DEFAULT_PRICE must be 'input,output,cached' credits per million tokens")
+        try:
+            micro = [parse_credits(part) for part in parts]
+        except MoneyError as error:
+            raise ConfigError(f"{PREFIX}AI_DEFAULT_PRICE: {error}") from error
+        return micro[0], micro[1], micro[2]
+
     @property
     def target_prefixes(self) -> tuple[str, ...]:
         prefixes = ["/api/v1/proxy"]

@@ -41,12 +41,18 @@ class UrlMap:
     # configured public URL; never the client's own Host header, which anyone can set.
     forwarded_proto: str = field(init=False, repr=False, compare=False)
     forwarded_host: str = field(init=False, repr=False, compare=False)
+    # The target's (scheme, host, effective port, base path) and the mount's public path, parsed
+    # once: headers are rewritten on every response that carries a Location or Set-Cookie.
+    target: tuple[str, str, int, str] = field(init=False, repr=False, compare=False)
+    public_path: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "body_patterns", BodyPatterns(self.body_replacements()))
         public = urlsplit(self.public_url)
         object.__setattr__(self, "forwarded_proto", public.scheme.lower())
         object.__setattr__(self, "forwarded_host", public.netloc)
+        object.__setattr__(self, "target", _endpoint(self.target_url))
+        object.__setattr__(self, "public_path", public.path)
 
     @classmethod
     def from_urls(cls, target_url: str, public_base_url: str, mount_prefix: str) -> "UrlMap":
@@ -142,10 +148,10 @@ class BodyRewriter:
 
 def rewrite_location(value: str, url_map: UrlMap) -> str:
     """Target URL or absolute path under the target's base -> its public form; anything else unchanged."""
-    scheme, host, port, base_path = _endpoint(url_map.target_url)
+    scheme, host, port, base_path = url_map.target
     if value.startswith("/") and not value.startswith("//"):
         remainder = _remainder_under(value, base_path)
-        return value if remainder is None else _join_path(urlsplit(url_map.public_url).path, remainder)
+        return value if remainder is None else _join_path(url_map.public_path, remainder)
     match = _URL_WITH_AUTHORITY.fullmatch(value)
     if match is None or (match[1] or scheme).lower() != scheme:
         return value
@@ -161,8 +167,8 @@ def rewrite_location(value: str, url_map: UrlMap) -> str:
 
 def rewrite_set_cookie(value: str, url_map: UrlMap) -> str:
     """Set-Cookie with a Domain naming the target removed and Path moved under the mount (RFC 6265 5.2)."""
-    _, host, _, base_path = _endpoint(url_map.target_url)
-    mount_path = urlsplit(url_map.public_url).path
+    _, host, _, base_path = url_map.target
+    mount_path = url_map.public_path
     name_value, *attributes = value.split(";")
     kept = [name_value]
     has_path = False

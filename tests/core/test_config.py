@@ -62,3 +62,18 @@ def test_a_partial_plan_limit_keeps_the_other_defaults():
 def test_an_unknown_plan_is_refused():
     with pytest.raises(config.ConfigError, match="PLAN_LIMITS"):
         config.load({"TOLLGATE_PLAN_LIMITS_PER_MIN": "gold=5"})
+
+
+@pytest.mark.parametrize("raw", ["1,2", "1,2,3,4", "a,b,c", "-1,1,1"])
+def test_a_malformed_default_ai_price_stops_start_up_naming_the_setting(raw):
+    with pytest.raises(config.ConfigError, match="TOLLGATE_AI_DEFAULT_PRICE"):
+        config.Settings(ai_default_price=raw)
+
+
+def test_the_default_ai_price_and_provider_keys_are_parsed_by_the_settings():
+    settings = config.Settings(ai_default_price="0.5, 1.5,0.25", openai_api_keys=" sk-a, ,sk-b ",
+                               anthropic_read_timeout_s=7.0, ai_read_timeout_s=30.0)
+    assert settings.default_ai_price_micro() == (500_000, 1_500_000, 250_000)
+    assert config.Settings().default_ai_price_micro() is None
+    assert settings.api_keys("openai") == ("sk-a", "sk-b") and settings.api_keys("gemini") == ()
+    assert (settings.read_timeout_s("anthropic"), settings.read_timeout_s("openai")) == (7.0, 30.0)
