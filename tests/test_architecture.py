@@ -107,3 +107,19 @@ def test_ruff_finds_nothing():
 def test_mypy_finds_nothing_in_the_gateway_and_the_ledger():
     done = subprocess.run([tool("mypy")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_installed_product_holds_no_dev_kit_mock_bench_or_tests(tmp_path):
+    """What `pip install .` (and so the image) installs: the product's packages and data only."""
+    import zipfile
+
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (wheel,) = tmp_path.glob("tollgate-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.startswith("tollgate-")}
+    assert top_level == {"gateway", "ledger", "admin_ui", "migrations"}, top_level
+    assert not [name for name in names if "mock" in name or "devkit" in name or "/dev.py" in name], names
+    assert "gateway/proxy/lua/authenticate.lua" in names and "gateway/ai/lua/api_key.lua" in names
+    assert any(name.startswith("migrations/") and name.endswith(".sql") for name in names)

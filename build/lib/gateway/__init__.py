@@ -1,0 +1,1 @@
+"""tollgate: a reverse-proxy metering gateway."""

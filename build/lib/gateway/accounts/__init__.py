@@ -1,0 +1,1 @@
+"""Users, access tokens, API keys, the credential cache, logins, purchases and refunds, audit, mail."""

@@ -1,0 +1,56 @@
+"""Reservation: before any byte goes upstream, a billed call holds the most it can cost — its
+tokens against the key's tokens-per-minute window, then its credits on the user's account. No
+hold, no forward; parallel calls can never spend more than the balance."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ledger
+from gateway.ai import authentication
+from gateway.ai.pricing import max_cost_micro
+from gateway.ai.resources import Services
+from gateway.ai.routes import input_bound
+from gateway.core.call import Call
+from gateway.core.errors import PaymentRequired
+
+
+async def reserve(ai: Services, call: Call, raw_body: bytes, body: dict | None, canonical: bytes) -> None:
+    """Hold the most this call can use; the bounds held stay on the call for settlement."""
+    price, spec = call.price, call.spec
+    assert price is not None and spec is not None, "only billed calls are reserved"
+    output_bound = spec.output_bound
+    if output_bound is None:
+        output_bound = price.max_output_tokens * spec.choices
+    call.input_tokens_bound = input_bound(raw_body, body, canonical)
+    call.output_tokens_bound = output_bound
+    if call.principal.tpm_limit:
+        await _reserve_tokens(ai, call)
+    amount = max(1, max_cost_micro(price.price, call.input_tokens_bound, output_bound))
+    now = dt.datetime.fromtimestamp(ai.clock.now_s(), dt.timezone.utc)
+    revenue = await ledger.system_id(ai.pool, "revenue")  # cached per process after the first call
+    # No enclosing transaction: the move is one statement that locks, checks and writes at once
+    # (decision 0012). The account id comes with the cached key record (issue 8).
+    async with ai.pool.acquire() as connection:
+        account = call.principal.account_id or await ledger.user_account(connection, call.principal.user_id)
+        try:
+            call.hold = await ledger.move(
+                connection, key=f"ai:{call.call_id}:hold", debit=account, credit=revenue, amount_micro=amount,
+                kind="usage", now=now, user_id=call.principal.user_id, description=f"{spec.provider} {spec.model}",
+                hold_until=now + dt.timedelta(seconds=ai.settings.ai_hold_ttl_s),
+                metadata={"call": call.call_id, "key_id": call.principal.key_id, "model": spec.model})
+        except ledger.InsufficientBalance as error:
+            raise PaymentRequired(
+                f"insufficient balance: this call may cost up to {ledger.format_micro(amount)} credits",
+                code="insufficient_balance") from error
+
+
+async def _reserve_tokens(ai: Services, call: Call) -> None:
+    """Count the call's token bound in the key's TPM window now, so calls running at once see each
+    other (L8); settlement corrects it to the real tokens."""
+    tokens = call.input_tokens_bound + call.output_tokens_bound
+    window = await ai.keys.reserve_tokens(call.principal, tokens)
+    if isinstance(window, authentication.Refusal):
+        authentication.refuse(window)
+    if window is not None:  # None: Redis is away and the limits pause (decision 0011)
+        call.tpm_window, call.tpm_reserved = window, tokens

@@ -1,0 +1,1 @@
+"""The JSON API's handlers: auth, credits, tokens, bundles, referrals, keys, prices, admin."""

@@ -1,0 +1,87 @@
+"""The aiohttp application: the core's resources and middleware, and each wing's routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import redis.asyncio as redis_asyncio
+from aiohttp import web
+
+from gateway.accounts import mail
+from gateway.accounts.resources import MAILER, accounts_ctx
+from gateway.ai import crm as ai_crm
+from gateway.ai import handler as ai_handler
+from gateway.api import (admin_tokens, admin_users, auth, bundles, currency, keys, prices, referrals,
+                         tokens)
+from gateway.core import health, metrics
+from gateway.core.app_keys import CLOCK, DATABASE, ERROR_SHAPE_PREFIXES, READINESS_PROBES, REDIS, SETTINGS
+from gateway.core.clock import Clock
+from gateway.core.config import Settings
+from gateway.core.connections import name_the_server
+from gateway.core.middleware import observe
+from gateway.proxy import handler as proxy_handler
+
+
+async def _count_queries(connection: asyncpg.Connection) -> None:
+    connection.add_query_logger(lambda _query: metrics.DATABASE_QUERIES.inc())
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[DATABASE] = await asyncpg.create_pool(
+        settings.database_url.value, min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max, init=_count_queries,
+        command_timeout=settings.database_timeout_s)
+    yield
+    await app[DATABASE].close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[REDIS] = redis_asyncio.from_url(
+        settings.redis_url.value, decode_responses=True,
+        max_connections=settings.redis_connections_max + 16,
+        socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s)
+    yield
+    await app[REDIS].aclose()
+
+
+async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
+    metrics.WORKERS.inc()
+    yield
+    metrics.WORKERS.dec()
+
+
+def request_handler_args(settings: Settings) -> dict[str, object]:
+    """How every connection of this application reads HTTP, whichever runner serves it.
+
+    auto_decompress=False: a request body reaches a handler exactly as the client sent it. The
+    proxy forwards those bytes with the client's own Content-Encoding and Content-Length; an
+    inflated body under the compressed length desynchronised the upstream connection and let a
+    body smuggle a second request past the scope checks (attack 2026-12-01, H1). JSON handlers
+    inflate what they read themselves (json_body.read_bytes), with a cap on the inflated size.
+    """
+    return {"auto_decompress": False, "keepalive_timeout": settings.idle_timeout_s}
+
+
+def create_app(settings: Settings, clock: Clock | None = None,
+               mailer: mail.Sender | None = None) -> web.Application:
+    settings.require("database_url", "redis_url", "target_url", "public_url", "jwt_secret")
+    app = web.Application(middlewares=[observe], client_max_size=settings.json_body_max_bytes,
+                          handler_args=request_handler_args(settings))
+    app.on_response_prepare.append(name_the_server)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or Clock()
+    app[MAILER] = mailer or mail.sender_for(settings)
+    app[READINESS_PROBES] = {}
+    app[ERROR_SHAPE_PREFIXES] = []
+    # Set up in this order, torn down in reverse: the stores, then what stands on them.
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, accounts_ctx, worker_ctx])
+    health.add_routes(app)
+    for api in (auth, currency, tokens, bundles, referrals, keys, prices, admin_tokens, admin_users):
+        api.add_routes(app)
+    ai_handler.add_routes(app)
+    ai_crm.add_routes(app)
+    proxy_handler.add_routes(app)
+    return app

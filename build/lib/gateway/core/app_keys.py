@@ -1,0 +1,24 @@
+"""Typed application keys of the core: what every wing reaches through the app. Each wing keeps
+its own keys beside its cleanup context (its resources module)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import redis.asyncio as redis_asyncio
+from aiohttp import web
+
+from gateway.core.clock import Clock
+from gateway.core.config import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
+DATABASE = web.AppKey("database", asyncpg.Pool)
+REDIS = web.AppKey("redis", redis_asyncio.Redis)
+# Dependencies /ready checks besides PostgreSQL and Redis, registered by the wings that need them
+# (the proxy's target): name -> a probe that raises when the dependency does not answer.
+READINESS_PROBES = web.AppKey("readiness_probes", dict[str, Callable[[web.Application], Awaitable[None]]])
+# The error shape of requests refused before routing (a parser error, an Expect), by path prefix:
+# registered by the routes that answer in a provider's shape.
+ERROR_SHAPE_PREFIXES = web.AppKey("error_shape_prefixes", list[tuple[str, str]])

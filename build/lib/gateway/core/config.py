@@ -1,0 +1,340 @@
+"""Settings: one frozen object built once from TOLLGATE_* variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+PREFIX = "TOLLGATE_"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+class Secret(str):
+    """A string that never shows itself in repr or logs."""
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+
+PLANS = ("free", "premium", "enterprise")
+DEFAULT_PLAN_LIMITS_PER_MIN = {"free": 100, "premium": 500, "enterprise": 0}
+
+
+def _parse_plan_limits(raw: str | Mapping) -> dict[str, int]:
+    """'free=50' -> the defaults with free replaced; a plan left out keeps its default, never 0."""
+    items = raw.items() if isinstance(raw, Mapping) else (
+        item.partition("=")[::2] for item in str(raw).split(",") if item.strip())
+    limits = dict(DEFAULT_PLAN_LIMITS_PER_MIN)
+    for name, number in items:
+        name = str(name).strip()
+        if name not in PLANS:
+            raise ValueError(f"unknown plan {name!r}")
+        limits[name] = int(number)
+        if limits[name] < 0:
+            raise ValueError("limits must be >= 0")
+    return limits
+
+
+DEFAULT_TOKEN_PRICES = {1: "1", 12: "10", 24: "18", 168: "100", 720: "300"}
+
+
+def _parse_token_prices(raw: str | Mapping) -> dict[int, int]:
+    """'1=1,24=18.5' or {"1": "1"} -> {hours: price in micro-credits}; replaces the whole table."""
+    from ledger.money import MoneyError, parse_credits
+
+    items = raw.items() if isinstance(raw, Mapping) else (
+        item.partition("=")[::2] for item in str(raw).split(",") if item.strip())
+    prices: dict[int, int] = {}
+    for hours, price in items:
+        hours = int(str(hours).strip())
+        if not 0 < hours <= 24 * 366:
+            raise ValueError(f"token duration {hours} h out of range")
+        try:
+            prices[hours] = parse_credits(str(price).strip())
+        except MoneyError as error:
+            raise ValueError(str(error)) from error
+        if prices[hours] <= 0:
+            raise ValueError("token prices must be positive")
+    if not prices:
+        raise ValueError("at least one token price is needed")
+    return prices
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Where the gateway's state lives; empty means "embedded default" (dev command only).
+    database_url: Secret = Secret("")
+    redis_url: Secret = Secret("")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The desktop clients' upstream, e.g. http://127.0.0.1:9000 (may carry a base path).
+    target_url: str = ""
+    # The gateway's own base URL as clients see it; used for rewriting upstream URLs.
+    public_url: str = ""
+    # An extra mount point for the target besides /api/v1/proxy, e.g. "/zenzefi"; empty = none.
+    target_prefix: str = ""
+    jwt_secret: Secret = Secret("")
+    workers: int = 1
+    # Device binding: a token's device is released after this long without requests.
+    device_idle_s: int = 300
+    # Requests per minute per token and per user by plan; 0 = unlimited.
+    plan_limits_per_min: Mapping[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PLAN_LIMITS_PER_MIN)
+    )
+    # Requests per minute per client IP across all tokens; 0 = unlimited.
+    ip_limit_per_min: int = 1000
+    rate_window_s: int = 60
+    # Take the client IP from X-Forwarded-For (only behind a trusted proxy).
+    trust_forwarded: bool = False
+    # Upper bound of a proxied request body.
+    body_size_max_bytes: int = 64 * 1024 * 1024
+    # A JSON API request body, inflated, at most (the AI routes have ai_body_max_bytes).
+    json_body_max_bytes: int = 64 * 1024
+    upstream_connect_timeout_s: float = 5.0
+    upstream_read_timeout_s: float = 60.0
+    upstream_connections_max: int = 256
+    # Client connections, per worker process. A new connection must send a whole request head
+    # (request line and headers) within request_head_timeout_s, and a kept-alive one must finish
+    # a head it has started within as long; otherwise it is closed. Bodies and answers have their
+    # own limits (body_size_max_bytes, the upstream timeouts).
+    request_head_timeout_s: float = 10.0
+    # A kept-alive connection waiting for its next request is closed after this long.
+    idle_timeout_s: float = 75.0
+    # A request body the gateway reads itself (JSON API, AI routes) must have arrived this long
+    # after its head, in seconds; else 408 (a body sent a byte at a time would hold its
+    # connection for good). Proxied bodies stream to the target and are not timed by it.
+    request_body_timeout_s: float = 60.0
+    # Open client connections per worker in total and per peer address (behind a proxy, the
+    # proxy's); a connection beyond either cap is closed at once. 0 = unlimited.
+    connections_max: int = 4096
+    connections_per_ip_max: int = 256
+    # Redis auth-record cache lifetime (also bounded by the token's expiry).
+    auth_cache_ttl_s: int = 300
+    # Unknown tokens are remembered this long so floods of bad tokens skip PostgreSQL.
+    auth_negative_ttl_s: int = 30
+    # Redis is skipped for this long after it failed (fallback to PostgreSQL + local limits).
+    redis_retry_after_s: float = 2.0
+    redis_timeout_s: float = 0.5
+    # Concurrent Redis calls per worker (the pool holds a few more for health checks and revokes).
+    redis_connections_max: int = 256
+    # Statement timeout for the gateway's own queries; an unresponsive PostgreSQL becomes a 503.
+    database_timeout_s: float = 10.0
+    session_flush_interval_s: float = 2.0
+    # How often each worker voids expired ledger holds.
+    hold_expiry_interval_s: float = 5.0
+    # Safety-net interval of the credential outbox push (revocations normally arrive by NOTIFY at once).
+    credential_outbox_poll_s: float = 1.0
+    # How often each worker pays the referral bonuses of purchases whose last token expired.
+    referral_sweep_interval_s: float = 60.0
+    session_pending_max: int = 100_000
+    database_pool_min: int = 1
+    database_pool_max: int = 10
+    access_token_ttl_s: int = 1800
+    refresh_token_ttl_s: int = 7 * 24 * 3600
+    magic_link_ttl_s: int = 24 * 3600
+    # Access-token prices by duration in hours (credits, decimal strings); the server's, never the client's.
+    # (Given in credits as decimal strings, as in DEFAULT_TOKEN_PRICES; kept in micro-credits.)
+    token_prices: Mapping[int, int] = field(default_factory=lambda: _parse_token_prices(DEFAULT_TOKEN_PRICES))
+    # A referrer earns this share of a referred user's first purchase above the threshold.
+    referral_bonus_percent: int = 10
+    referral_min_purchase_credits: int = 100
+    # How magic-link emails leave: "smtp"; "none" (magic-link login off); or "log", development only:
+    # the development run (`python -m devkit dev`) prints the mail in its terminal and `tollgate
+    # serve` refuses to start with it.
+    mail_sender: str = "log"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: Secret = Secret("")
+    smtp_starttls: bool = False
+    mail_from: str = "tollgate@localhost"
+    # Where the development run (`python -m devkit dev`) keeps its embedded PostgreSQL/Redis and generated secrets.
+    data_dir: str = "/tmp/tollgate-dev"
+    # Shared directory for multi-worker metrics; empty = a temporary one per `serve` run.
+    metrics_dir: str = ""
+    # /metrics and /ready: with a port, served only on metrics_host:metrics_port (the public port
+    # answers 404 for them); 0 = on the public port. With a token, they need `Authorization:
+    # Bearer <token>`; empty = no token. /health is always public.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    metrics_token: Secret = Secret("")
+    # `serve --workers N` replaces a worker that dies, waiting longer after each quick death
+    # (0.5 s doubling, up to 30 s); more than worker_restarts_max deaths within
+    # worker_restart_window_s stop the gateway with exit status 1.
+    worker_restarts_max: int = 5
+    worker_restart_window_s: float = 60.0
+    log_level: str = "INFO"
+    # AI upstreams: base URLs and comma-separated keys, used round-robin.
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_keys: Secret = Secret("")
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_keys: Secret = Secret("")
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    gemini_api_keys: Secret = Secret("")
+    ai_connect_timeout_s: float = 10.0
+    # The longest silence between two bytes of an AI response (streams included).
+    ai_read_timeout_s: float = 300.0
+    # Per-provider overrides of the read timeout; 0 = ai_read_timeout_s.
+    openai_read_timeout_s: float = 0.0
+    anthropic_read_timeout_s: float = 0.0
+    gemini_read_timeout_s: float = 0.0
+    ai_body_max_bytes: int = 20 * 1024 * 1024
+    # A whole (non-stream) upstream AI answer larger than this is refused (502) rather than held in memory.
+    ai_answer_max_bytes: int = 256 * 1024 * 1024
+    # AI usage rows of calls that held nothing, queued for the next batch at most (beyond: dropped, logged).
+    usage_pending_max: int = 100_000
+    # After a client leaves a stream, how long to keep reading the upstream for its usage report
+    # before charging an estimate instead (decision 0011), in seconds.
+    ai_drain_timeout_s: float = 60.0
+    # How long an AI call's hold may stay open before the sweep voids it (longer than any call).
+    ai_hold_ttl_s: int = 3600
+    # Price for models missing from the price table, "input,output,cached" credits per million
+    # tokens; empty = unknown models are refused.
+    ai_default_price: str = ""
+    ai_default_max_output_tokens: int = 16384
+    price_refresh_interval_s: float = 10.0
+    usage_flush_interval_s: float = 1.0
+    # -- Accounts hygiene (decision 0014) --
+    # Requests per minute from one client address (IPv6: one /64) to login, register and magic-link
+    # together; 0 = unlimited.
+    auth_ip_limit_per_min: int = 30
+    # Failed logins within login_failure_window_s: an (email, address) pair pauses at the first count;
+    # at the second, an email pauses every address that has failed on it (never the owner's own).
+    login_failures_per_ip_max: int = 10
+    login_failures_per_email_max: int = 100
+    login_failure_window_s: int = 900
+
+    def __post_init__(self) -> None:
+        # Secrets stay Secret however the object was built (replace(), tests, TOML).
+        for name in ("database_url", "redis_url", "jwt_secret", "smtp_password", "openai_api_keys",
+                     "anthropic_api_keys", "gemini_api_keys", "metrics_token"):
+            value = getattr(self, name)
+            if not isinstance(value, Secret):
+                object.__setattr__(self, name, Secret(value))
+        object.__setattr__(self, "plan_limits_per_min", _parse_plan_limits(self.plan_limits_per_min))
+        prices = self.token_prices
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in prices.values()):
+            prices = _parse_token_prices(prices)  # given in credits (strings), kept in micro-credits
+        object.__setattr__(self, "token_prices", dict(prices))
+        if self.mail_sender not in ("log", "smtp", "none"):
+            raise ConfigError(f"{PREFIX}MAIL_SENDER must be 'smtp', 'none' or (development) 'log', "
+                              f"not {self.mail_sender!r}")
+        if not 0 <= self.referral_bonus_percent <= 100:
+            raise ConfigError(f"{PREFIX}REFERRAL_BONUS_PERCENT must be within 0..100")
+        self._check_serving()
+
+    def _check_serving(self) -> None:
+        for name in ("request_head_timeout_s", "idle_timeout_s", "request_body_timeout_s",
+                     "worker_restart_window_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be > 0")
+        for name in ("connections_max", "connections_per_ip_max", "worker_restarts_max", "metrics_port"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be >= 0")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ConfigError(f"{PREFIX}METRICS_PORT must differ from {PREFIX}PORT (or be 0)")
+
+        self.default_ai_price_micro()  # a malformed price stops start-up, naming the setting
+
+    def api_keys(self, provider: str) -> tuple[str, ...]:
+        """A provider's upstream keys (TOLLGATE_<PROVIDER>_API_KEYS, comma-separated), used round-robin."""
+        raw: Secret = getattr(self, f"{provider}_api_keys")
+        return tuple(key.strip() for key in raw.value.split(",") if key.strip())
+
+    def read_timeout_s(self, provider: str) -> float:
+        """A provider's read timeout: its own override, else TOLLGATE_AI_READ_TIMEOUT_S."""
+        return getattr(self, f"{provider}_read_timeout_s") or self.ai_read_timeout_s
+
+    def default_ai_price_micro(self) -> tuple[int, int, int] | None:
+        """TOLLGATE_AI_DEFAULT_PRICE ('input,output,cached' credits per million tokens) in
+        micro-credits, or None when unset (models outside the price table are refused)."""
+        from ledger.money import MoneyError, parse_credits
+
+        if not self.ai_default_price.strip():
+            return None
+        parts = [part.strip() for part in self.ai_default_price.split(",")]
+        if len(parts) != 3:
+            raise ConfigError(f"{PREFIX}AI_DEFAULT_PRICE must be 'input,output,cached' credits per million tokens")
+        try:
+            micro = [parse_credits(part) for part in parts]
+        except MoneyError as error:
+            raise ConfigError(f"{PREFIX}AI_DEFAULT_PRICE: {error}") from error
+        return micro[0], micro[1], micro[2]
+
+    @property
+    def target_prefixes(self) -> tuple[str, ...]:
+        prefixes = ["/api/v1/proxy"]
+        if self.target_prefix:
+            prefixes.append("/" + self.target_prefix.strip("/"))
+        return tuple(prefixes)
+
+    def require(self, *names: str) -> None:
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            raise ConfigError(
+                "missing required setting(s): "
+                + ", ".join(PREFIX + n.upper() for n in missing)
+            )
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, annotation: str, raw: Any) -> Any:
+    try:
+        if annotation == "Secret":
+            return Secret(str(raw))
+        if annotation == "int":
+            return int(raw)
+        if annotation == "float":
+            return float(raw)
+        if annotation == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return text in {"1", "true", "yes", "on"}
+        if annotation == "Mapping[int, int]":
+            return _parse_token_prices(raw)
+        if annotation.startswith("Mapping"):
+            return _parse_plan_limits(raw)
+        return str(raw)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{PREFIX}{name.upper()}: cannot read {raw!r} as {annotation}") from error
+
+
+def load(
+    environ: Mapping[str, str] | None = None, toml_path: str | None = None, **overrides: Any
+) -> Settings:
+    """Build Settings from a TOML file (TOLLGATE_CONFIG), then the environment, then overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    toml_path = toml_path or environ.get(PREFIX + "CONFIG")
+    if toml_path:
+        with open(toml_path, "rb") as handle:
+            values.update(tomllib.load(handle))
+    for spec in dataclasses.fields(Settings):
+        key = PREFIX + spec.name.upper()
+        if key in environ:
+            values[spec.name] = environ[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {spec.name: spec for spec in dataclasses.fields(Settings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError("unknown setting(s): " + ", ".join(unknown))
+    coerced = {n: _coerce(n, str(known[n].type), v) for n, v in values.items()}
+    settings = Settings(**coerced)
+    if settings.public_url == "":
+        settings = settings.replace(public_url=f"http://{settings.host}:{settings.port}")
+    return settings

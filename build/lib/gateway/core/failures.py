@@ -1,0 +1,51 @@
+"""Foreign failures, named once: what a store outage or an upstream failure looks like, and the
+one table that turns an upstream failure into the gateway's answer (both forwarders use it)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import asyncpg
+import redis.exceptions
+
+from gateway.core.errors import GatewayError, UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
+
+# Redis unreachable, or reachable but unable to serve (a read-only replica after a failover, out
+# of memory, loading its data): all outages, answered by the PostgreSQL fallback.
+REDIS_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
+                  redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
+                  redis.exceptions.BusyLoadingError, redis.exceptions.MasterDownError)
+# Anything PostgreSQL or its driver can raise when it cannot do the work: background tasks log it
+# and try again later; the credential fallback answers 503 rather than vouch for anyone.
+POSTGRES_FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# Failures that mean "a store is unreachable", answered with one 503 by the middleware: PostgreSQL
+# refusing or losing connections (class 08), an operator's intervention such as a restart,
+# start-up or recovery (class 57, which also holds query cancellation), a lack of resources
+# ("too many clients", class 53), a read-only standby after a failover; the driver's own
+# connection state; Redis unreachable; the network.
+STORE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+                  asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.ReadOnlySQLTransactionError,
+                  asyncpg.InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                  OSError, asyncio.TimeoutError)
+
+# Most specific first: a read timeout is a ClientError too, a refused connection an OSError.
+UPSTREAM_FAILURES: tuple[tuple[type[BaseException], type[GatewayError], str], ...] = (
+    (aiohttp.ServerTimeoutError, UpstreamTimeout, "did not answer in time"),
+    (asyncio.TimeoutError, UpstreamTimeout, "did not answer in time"),
+    (aiohttp.ClientConnectorError, UpstreamUnreachable, "is unreachable"),
+    (aiohttp.ServerDisconnectedError, UpstreamBroken, "closed the connection"),
+    (aiohttp.ClientPayloadError, UpstreamBroken, "broke off its answer"),
+    (aiohttp.ClientError, UpstreamUnreachable, "is unreachable"),
+    (OSError, UpstreamUnreachable, "is unreachable"),
+)
+
+
+def upstream_error(error: BaseException, upstream: str) -> GatewayError:
+    """The gateway's answer to a failure talking to `upstream` (e.g. "target", "openai")."""
+    if isinstance(error, GatewayError):
+        return error
+    for kind, answer, what in UPSTREAM_FAILURES:
+        if isinstance(error, kind):
+            return answer(f"the {upstream} upstream {what}")
+    return UpstreamUnreachable(f"the {upstream} upstream failed: {type(error).__name__}")

@@ -1,0 +1,124 @@
+"""Middleware: request id, timing, metrics, and the one place failures become error answers — in
+the shape the route chose (the gateway's JSON, or a provider's own on the AI routes)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import re
+import time
+
+from aiohttp import web
+
+from gateway.core import metrics
+from gateway.core.app_keys import ERROR_SHAPE_PREFIXES, SETTINGS
+from gateway.core.call import Call
+from gateway.core.error_shapes import error_response, shape_for_path
+from gateway.core.errors import CLIENT_CLOSED_REQUEST, GatewayError, NotFound, ServiceUnavailable, from_ledger
+from gateway.core.failures import STORE_FAILURES
+from gateway.core.outcomes import Outcome
+from ledger.transfers import LedgerError
+
+log = logging.getLogger("tollgate.access")
+CALL = web.RequestKey("call", Call)
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+# What a handler may raise that has a defined answer: our errors, the ledger's refusals, store outages.
+HANDLED_FAILURES = (GatewayError, LedgerError, *STORE_FAILURES)
+# aiohttp's own HTTP errors (no route, method not allowed, body too large) by status.
+HTTP_ERROR_CODES = {404: ("not_found", Outcome.NO_ROUTE), 405: ("method_not_allowed", Outcome.NO_ROUTE),
+                    413: ("payload_too_large", Outcome.BAD_REQUEST)}
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# With a metrics listener of their own (TOLLGATE_METRICS_PORT), these are served only there, and
+# it serves nothing else but /health.
+OPERATOR_PATHS = frozenset(("/metrics", "/ready"))
+
+
+def as_gateway_error(raised: BaseException, request_id: str) -> GatewayError:
+    """The HTTP error for a failure with a defined answer (one of HANDLED_FAILURES, or aiohttp's own)."""
+    if isinstance(raised, GatewayError):
+        return raised
+    if isinstance(raised, LedgerError):
+        return from_ledger(raised)
+    if isinstance(raised, web.HTTPException):
+        code, outcome = HTTP_ERROR_CODES.get(raised.status, ("bad_request", Outcome.BAD_REQUEST))
+        error = GatewayError(raised.reason, code=code)
+        error.status, error.outcome = raised.status, outcome
+        return error
+    log.warning("store unavailable request_id=%s: %s", request_id, type(raised).__name__)
+    return ServiceUnavailable("a backing store is unavailable, retry shortly")
+
+
+def client_ip(request: web.Request, trust_forwarded: bool) -> str:
+    """The peer address, or behind one trusted proxy the address that proxy appended.
+
+    The rightmost X-Forwarded-For entry is the one our proxy wrote; entries left of it are
+    whatever the client claimed and could be rotated to dodge the per-IP limit.
+    """
+    if trust_forwarded:
+        forwarded = request.headers.getall("x-forwarded-for", [])
+        last = forwarded[-1].rsplit(",", 1)[-1].strip() if forwarded else ""
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            pass
+    return request.remote or ""
+
+
+def _listener_serves(request: web.Request, metrics_port: int) -> bool:
+    """Whether the listener the request came in on serves its path (attack 2026-12-01, L9)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    on_metrics_listener = sockname is not None and sockname[1] == metrics_port
+    if request.path in OPERATOR_PATHS:
+        return on_metrics_listener
+    return not on_metrics_listener or request.path == "/health"
+
+
+@web.middleware
+async def observe(request: web.Request, handler) -> web.StreamResponse:
+    incoming = request.headers.get("x-request-id", "")
+    # 32 random hex digits, like uuid4().hex without building a UUID object per request.
+    request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else os.urandom(16).hex()
+    settings = request.app[SETTINGS]
+    call = Call(request_id=request_id, started_s=time.perf_counter(),
+                client_ip=client_ip(request, settings.trust_forwarded))
+    call.extra_headers["X-Request-Id"] = request_id
+    request[CALL] = call
+    try:
+        if settings.metrics_port and not _listener_serves(request, settings.metrics_port):
+            raise NotFound()
+        response = await handler(request)
+        if not call.status:
+            call.status = response.status
+    except (*HANDLED_FAILURES, web.HTTPException) as raised:
+        if call.route == "unknown":  # refused before any handler (no route): shaped by its path
+            prefixes = request.app[ERROR_SHAPE_PREFIXES]
+            call.error_shape = shape_for_path(request.path, prefixes)
+        error = as_gateway_error(raised, request_id)
+        call.status = error.status
+        call.fail(error.outcome)  # a stage may have recorded the failure's cause first
+        # Headers earned before a refusal (RateLimit-*) go with it; a store failure has none.
+        earned = call.extra_headers if not isinstance(raised, STORE_FAILURES) else None
+        response = error_response(call.error_shape, error, request_id, earned)
+    except asyncio.CancelledError:
+        # The client left and the server cancelled the handler (run with handler_cancellation):
+        # counted as a disconnect, with the status it had started to answer, if any.
+        call.status = call.status or CLIENT_CLOSED_REQUEST
+        call.fail(Outcome.CLIENT_DISCONNECTED)
+        raise
+    except Exception:
+        log.exception("unhandled error request_id=%s", request_id)
+        call.status = 500
+        call.fail(Outcome.ERROR)
+        response = error_response(call.error_shape, GatewayError(), request_id)
+    finally:
+        elapsed = time.perf_counter() - call.started_s
+        method = request.method if request.method in KNOWN_METHODS else "other"  # bounded label values
+        metrics.labelled(metrics.REQUESTS, call.route, method, str(call.status), str(call.outcome)).inc()
+        metrics.labelled(metrics.REQUEST_SECONDS, call.route).observe(elapsed)
+        if call.outcome == Outcome.RATE_LIMITED:
+            metrics.RATE_LIMITED.inc()
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    return response

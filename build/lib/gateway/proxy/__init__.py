@@ -1,0 +1,1 @@
+"""The desktop path: a proxied HTTP target behind access tokens bound to one device."""

@@ -1,0 +1,232 @@
+"""Authentication of access tokens: one Redis round trip on a hit, PostgreSQL on a miss or outage."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from dataclasses import dataclass
+from typing import NoReturn
+from importlib import resources
+
+import asyncpg
+import redis.asyncio as redis_asyncio
+
+from gateway.proxy import device_bindings
+from gateway.core import metrics
+from gateway.accounts import access_tokens
+from gateway.core.call import Principal
+from gateway.core.clock import Clock
+from gateway.core.config import Settings
+from gateway.accounts.credential_cache import CredentialOutbox, token_record_key
+from gateway.core.failures import POSTGRES_FAILURES, REDIS_FAILURES
+from gateway.core.errors import Conflict, Forbidden, ServiceUnavailable, Unauthenticated
+from gateway.proxy.rate_limits import LocalWindows, plan_limit, rate_limited
+
+SCRIPT = resources.files("gateway.proxy").joinpath("lua/authenticate.lua").read_text()
+record_key = token_record_key
+
+
+def _keys(token_hash: bytes, client_ip: str) -> list[str]:
+    tag = token_hash.hex()
+    return [f"tg:{{{tag}}}:rec", f"tg:{{{tag}}}:dev", f"tg:{{{tag}}}:rl", f"tg:rl:ip:{client_ip}"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """Who holds a token's device binding, as seen without taking it."""
+
+    holder: str
+    last_seen_ms: int
+
+
+def _refuse(state: str, detail: list) -> NoReturn:
+    if state == "unknown":
+        raise Unauthenticated("unknown access token")
+    if state == "revoked":
+        raise Unauthenticated("access token revoked", code="token_revoked")
+    if state == "expired":
+        raise Unauthenticated("access token expired", code="token_expired")
+    if state == "disabled":
+        raise Forbidden("account disabled", code="account_disabled")
+    if state == "device_conflict":
+        retry_s = max(1, -(-int(detail[0]) // 1000))  # rounded up: never invite an early retry
+        raise Conflict("token is in use on another device", code="device_conflict",
+                       headers={"Retry-After": str(retry_s)})
+    if state == "rate_limited":
+        raise rate_limited(str(detail[0]), int(detail[1]), int(detail[2]))
+    raise AssertionError(f"unexpected authentication state {state!r}")
+
+
+class Authenticator:
+    """Checks a token + device + rate windows; owns the Redis script and the outage fallback."""
+
+    def __init__(self, settings: Settings, redis: redis_asyncio.Redis, pool: asyncpg.Pool,
+                 clock: Clock, outbox: CredentialOutbox) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.redis = redis
+        self.pool = pool
+        self.clock = clock
+        self.script = redis.register_script(SCRIPT)
+        # At most this many script calls in flight: a full Redis pool must never look like an
+        # outage (that would switch to the per-process fallback and loosen device binding).
+        self.redis_slots = asyncio.Semaphore(settings.redis_connections_max)
+        self.device_idle_ms = settings.device_idle_s * 1000
+        self.window_ms = settings.rate_window_s * 1000
+        self.redis_skip_until_s = 0.0
+        self.local_windows = LocalWindows(self.window_ms)
+
+    async def authenticate(self, token: str, device_id: str, client_ip: str) -> Principal:
+        token_hash = self._checked_hash(token)
+        self._refuse_queued(token_hash)
+        # The window member is ours, never the client's X-Request-Id: a repeated member would
+        # overwrite one entry instead of adding one, and the count would never rise.
+        reply = await self._run(token_hash, client_ip, [device_id, "use", os.urandom(12).hex()])
+        if reply is None:
+            return await self._authenticate_from_database(token_hash, device_id, client_ip)
+        return self._principal(reply)
+
+    async def peek(self, token: str, device_id: str, client_ip: str) -> tuple[Principal, DeviceState]:
+        """Validate a token without binding a device; counts only in the client IP's window."""
+        token_hash = self._checked_hash(token)
+        self._refuse_queued(token_hash)
+        reply = await self._run(token_hash, client_ip, [device_id, "peek", os.urandom(12).hex()])
+        if reply is None:
+            row = await self._database_row(token_hash)
+            active = self.clock.now_ms() - row.bound_ms < self.device_idle_ms
+            return self._row_principal(row), DeviceState(row.bound_device if active else "", row.bound_ms)
+        principal = self._principal(reply)
+        return principal, DeviceState(str(reply[8]), int(reply[9]))
+
+    async def forget(self, token_hash: bytes) -> None:
+        """Push the revocation the database queued with it (migration 0008) to Redis now.
+
+        Never fails the caller: the revocation is committed, and until Redis takes the tombstone
+        every gateway refuses the token from its outbox memory (decision 0015).
+        """
+        await self.outbox.push_from(self.pool)
+
+    # -- internals -------------------------------------------------------------------------
+
+    @staticmethod
+    def _checked_hash(token: str) -> bytes:
+        if not token:
+            raise Unauthenticated("missing X-Access-Token header", code="missing_token")
+        if not access_tokens.looks_valid(token):
+            raise Unauthenticated("malformed access token")
+        return access_tokens.digest(token)
+
+    def _refuse_queued(self, token_hash: bytes) -> None:
+        """A revocation still on its way to Redis wins over whatever Redis holds."""
+        refusal = self.outbox.refusal(token_hash)
+        if refusal is not None:
+            _refuse(refusal, [])
+
+    async def _run(self, token_hash: bytes, client_ip: str, args: list[str]) -> list | None:
+        """Run the script (filling the cache on a miss); None means Redis is unreachable."""
+        if self.clock.now_s() < self.redis_skip_until_s:
+            metrics.labelled(metrics.AUTH_CACHE, "redis_unavailable").inc()
+            return None
+        keys = _keys(token_hash, client_ip)
+        base = [self.clock.now_ms(), args[0], self.device_idle_ms, self.window_ms,
+                self.settings.ip_limit_per_min, args[2], args[1]]
+        try:
+            reply = await self._call_script(keys, base)
+            if reply[0] != "miss":
+                metrics.labelled(metrics.AUTH_CACHE, "redis_hit").inc()
+            else:
+                metrics.labelled(metrics.AUTH_CACHE, "postgres_fallback").inc()
+                fill = await self._fill_values(token_hash)
+                reply = await self._call_script(keys, base + fill)
+        except REDIS_FAILURES:
+            self.redis_skip_until_s = self.clock.now_s() + self.settings.redis_retry_after_s
+            metrics.labelled(metrics.AUTH_CACHE, "redis_unavailable").inc()
+            return None
+        if reply[0] != "ok":
+            _refuse(reply[0], reply[1:])
+        return reply
+
+    async def _call_script(self, keys: list[str], args: list) -> list:
+        if not self.redis_slots.locked():
+            # A free slot is taken at once; wait_for would cost a task and a timer per request.
+            await self.redis_slots.acquire()
+        else:
+            try:
+                await asyncio.wait_for(self.redis_slots.acquire(), self.settings.redis_timeout_s)
+            except asyncio.TimeoutError as error:
+                raise ServiceUnavailable("gateway overloaded, retry shortly") from error
+        try:
+            return await self.script(keys=keys, args=args)
+        finally:
+            self.redis_slots.release()
+
+    async def _fill_values(self, token_hash: bytes) -> list:
+        try:
+            row = await access_tokens.find(self.pool, token_hash)
+        except POSTGRES_FAILURES as error:
+            raise ServiceUnavailable("credential store unavailable") from error
+        now_ms = self.clock.now_ms()
+        if row is None:
+            return ["unknown", 0, 0, "", 0, 0, self.settings.auth_negative_ttl_s * 1000, "", 0]
+        state = "ok"
+        if row.revoked_at is not None:
+            state = "revoked"
+        elif not row.user_active:
+            state = "disabled"
+        expires_ms = int(row.expires_at.timestamp() * 1000)
+        ttl_ms = min(self.settings.auth_cache_ttl_s * 1000, max(1, expires_ms - now_ms))
+        if state != "ok":
+            ttl_ms = self.settings.auth_cache_ttl_s * 1000
+        limit = plan_limit(self.settings.plan_limits_per_min, row.plan)
+        # A binding made while Redis was down re-seeds a Redis that came back empty.
+        seed = [row.bound_device, row.bound_ms] if now_ms - row.bound_ms < self.device_idle_ms else ["", 0]
+        return [state, row.user_id, row.id, row.scope, expires_ms, limit, ttl_ms, *seed]
+
+    def _principal(self, reply: list) -> Principal:
+        return Principal(token_id=int(reply[2]), user_id=int(reply[1]), scope=str(reply[3]),
+                         expires_ms=int(reply[4]), rate_limit=int(reply[5]),
+                         rate_remaining=int(reply[6]), rate_reset_ms=int(reply[7]))
+
+    async def _database_row(self, token_hash: bytes) -> access_tokens.TokenRow:
+        try:
+            row = await access_tokens.find(self.pool, token_hash)
+        except POSTGRES_FAILURES as error:
+            # Neither Redis nor PostgreSQL can vouch for the token: never fail open.
+            raise ServiceUnavailable("credential store unavailable") from error
+        if row is None:
+            _refuse("unknown", [])
+        if row.revoked_at is not None:
+            _refuse("revoked", [])
+        if not row.user_active:
+            _refuse("disabled", [])
+        if row.expires_at <= dt.datetime.fromtimestamp(self.clock.now_s(), dt.timezone.utc):
+            _refuse("expired", [])
+        return row
+
+    def _row_principal(self, row: access_tokens.TokenRow) -> Principal:
+        return Principal(token_id=row.id, user_id=row.user_id, scope=row.scope,
+                         expires_ms=int(row.expires_at.timestamp() * 1000),
+                         rate_limit=plan_limit(self.settings.plan_limits_per_min, row.plan))
+
+    async def _authenticate_from_database(self, token_hash: bytes, device_id: str,
+                                          client_ip: str) -> Principal:
+        """Redis is down: PostgreSQL vouches for the token and holds its device binding (shared by
+        every worker and gateway); rate windows are this process's own."""
+        row = await self._database_row(token_hash)
+        principal = self._row_principal(row)
+        now_ms = self.clock.now_ms()
+        try:
+            wait_ms = await device_bindings.bind(self.pool, row.id, device_id, now_ms, self.device_idle_ms)
+        except POSTGRES_FAILURES as error:
+            raise ServiceUnavailable("credential store unavailable") from error
+        if wait_ms is not None:
+            _refuse("device_conflict", [wait_ms])
+        limit, remaining, reset_ms = self.local_windows.admit(
+            [("token", f"t:{row.id}", principal.rate_limit),
+             ("user", f"u:{row.user_id}", principal.rate_limit),
+             ("ip", f"ip:{client_ip}", self.settings.ip_limit_per_min)],
+            now_ms,
+        )
+        principal.rate_limit, principal.rate_remaining, principal.rate_reset_ms = limit, remaining, reset_ms
+        return principal

@@ -1,0 +1,20 @@
+"""The ledger: accounts, append-only double-entry transfers, holds and reconciliation.
+
+The gateway and the admin UI use only what this module exports.
+"""
+
+from ledger.accounts import Balance, Totals, balance, lock_available, set_overdraft, system_id, totals, user_account
+from ledger.reconcile import Report, reconcile
+from ledger.money import (ACCOUNT_SUM_MAX_MICRO, AMOUNT_MAX_MICRO, MICRO_PER_CREDIT, USER_BALANCE_MAX_MICRO,
+                          MoneyError, format_micro, parse_credits)
+from ledger.transfers import (KINDS, AmountOutOfRange, HoldExpired, HoldNotFound, HoldResolved,
+                              IdempotencyConflict, InsufficientBalance, InvalidAmount, LedgerError, Transfer,
+                              expire_holds, move, resolve)
+
+__all__ = [
+    "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "HoldExpired", "HoldNotFound",
+    "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
+    "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",
+    "format_micro", "lock_available", "move", "Report", "parse_credits", "reconcile", "resolve", "set_overdraft",
+    "system_id", "Totals", "totals", "user_account",
+]

@@ -1,0 +1,93 @@
+"""Reconciliation: stored balances against the transfers they came from, and the books in balance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+
+# One pass over transfers: what every account's four sums must be.
+EXPECTED = """
+WITH open_holds AS (
+    SELECT p.* FROM transfers p
+    WHERE p.phase = 'pending' AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)
+), legs AS (
+    SELECT debit_account_id AS account_id, amount_micro AS debit_posted, 0::bigint AS credit_posted,
+           0::bigint AS debit_pending, 0::bigint AS credit_pending
+    FROM transfers WHERE phase IN ('posted', 'post_pending')
+    UNION ALL
+    SELECT credit_account_id, 0, amount_micro, 0, 0 FROM transfers WHERE phase IN ('posted', 'post_pending')
+    UNION ALL
+    SELECT debit_account_id, 0, 0, amount_micro, 0 FROM open_holds
+    UNION ALL
+    SELECT credit_account_id, 0, 0, 0, amount_micro FROM open_holds
+)
+SELECT a.id, a.kind, a.code, a.user_id, a.overdraft_micro,
+       a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending,
+       COALESCE(sum(l.debit_posted), 0)::bigint AS expected_debits_posted,
+       COALESCE(sum(l.credit_posted), 0)::bigint AS expected_credits_posted,
+       COALESCE(sum(l.debit_pending), 0)::bigint AS expected_debits_pending,
+       COALESCE(sum(l.credit_pending), 0)::bigint AS expected_credits_pending
+FROM accounts a LEFT JOIN legs l ON l.account_id = a.id
+GROUP BY a.id ORDER BY a.id"""
+
+# Resolutions must match their hold: same accounts, posted at most the held amount.
+BAD_RESOLUTIONS = """
+SELECT r.id, r.pending_id FROM transfers r JOIN transfers p ON p.id = r.pending_id
+WHERE p.phase <> 'pending'
+   OR r.debit_account_id <> p.debit_account_id OR r.credit_account_id <> p.credit_account_id
+   OR (r.phase = 'post_pending' AND r.amount_micro > p.amount_micro)"""
+
+SUMS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+
+
+@dataclass
+class Report:
+    accounts: int = 0
+    transfers: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        head = f"{self.accounts} accounts, {self.transfers} transfers: "
+        if self.ok:
+            return head + "balanced"
+        return head + f"{len(self.problems)} problem(s)\n" + "\n".join("  " + p for p in self.problems)
+
+
+def _name(row: asyncpg.Record) -> str:
+    return f"account {row['id']} ({row['code'] or 'user ' + str(row['user_id'])})"
+
+
+async def reconcile(connection: asyncpg.Connection | asyncpg.Pool) -> Report:
+    """Check every stored balance against its transfers; read in one snapshot."""
+    if isinstance(connection, asyncpg.Pool):
+        async with connection.acquire() as acquired:
+            return await reconcile(acquired)
+    report = Report()
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        rows = await connection.fetch(EXPECTED)
+        report.transfers = await connection.fetchval("SELECT count(*) FROM transfers")
+        bad = await connection.fetch(BAD_RESOLUTIONS)
+    report.accounts = len(rows)
+    totals = dict.fromkeys(SUMS, 0)
+    for row in rows:
+        for name in SUMS:
+            totals[name] += row[name]
+            if row[name] != row["expected_" + name]:
+                report.problems.append(
+                    f"{_name(row)}: stored {name} {row[name]} != {row['expected_' + name]} from transfers")
+        available = row["credits_posted"] - row["debits_posted"] - row["debits_pending"]
+        if row["kind"] == "user" and available < -row["overdraft_micro"]:
+            report.problems.append(f"{_name(row)}: available {available} below overdraft limit")
+    if totals["debits_posted"] != totals["credits_posted"]:
+        report.problems.append(f"posted debits {totals['debits_posted']} != posted credits {totals['credits_posted']}")
+    if totals["debits_pending"] != totals["credits_pending"]:
+        report.problems.append(
+            f"pending debits {totals['debits_pending']} != pending credits {totals['credits_pending']}")
+    for row in bad:
+        report.problems.append(f"transfer {row['id']} does not match the hold {row['pending_id']} it resolves")
+    return report
