@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WINGS = ("core", "proxy", "ai", "api", "accounts")
+WINGS = ("core", "proxy", "ai", "api", "accounts", "payments")
 # Who may import whom, besides themselves, core and ledger (which everyone may use).
-#   cli → server → app → api → ai | proxy → accounts → core → ledger
+#   cli → server → app → api | admin_ui → ai | proxy | payments → accounts → core → ledger
 MAY_IMPORT = {
     "core": set(),
     "accounts": set(),
     "proxy": {"accounts"},
     "ai": {"accounts"},
-    "api": {"accounts", "ai", "proxy"},
+    "payments": {"accounts"},
+    "api": {"accounts", "ai", "proxy", "payments"},
 }
 MODULE_LINES_MAX = 400
 FUNCTION_LINES_MAX = 70
@@ -63,10 +64,27 @@ def test_a_wing_imports_only_the_wings_below_it(path):
     assert not wrong, f"{relative} ({wing}) imports {wrong}"
 
 
-@pytest.mark.parametrize("path", python_files("gateway", "ledger"), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", python_files("gateway", "ledger", "admin_ui"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_product_never_imports_the_dev_kit_the_bench_or_the_tests(path):
     wrong = sorted(module for module in imported_modules(path)
                    if module.split(".")[0] in ("devkit", "bench", "tests"))
+    assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
+
+
+@pytest.mark.parametrize("path", python_files("admin_ui"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_admin_ui_stands_beside_the_json_api_never_above_the_wiring(path):
+    """The UI is a sibling of gateway/api: it may use the wings, never app/server/cli, and no wing
+    imports it (only gateway/app.py mounts it)."""
+    wrong = sorted(module for module in imported_modules(path) if wing_of(module) == "top")
+    assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
+
+
+@pytest.mark.parametrize("path", python_files("gateway"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_wiring_mounts_the_admin_ui(path):
+    if path.relative_to(ROOT / "gateway").parts[0] in ("app.py", "server.py", "cli.py"):
+        return
+    wrong = sorted(module for module in imported_modules(path) if module.split(".")[0] == "admin_ui")
     assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
 
 
@@ -78,7 +96,7 @@ def test_the_ledger_imports_nothing_of_the_gateway(path):
 
 def test_modules_and_functions_stay_small_enough_to_see_whole():
     too_big = []
-    for path in python_files("gateway", "ledger", "devkit"):
+    for path in python_files("gateway", "ledger", "devkit", "admin_ui"):
         name = str(path.relative_to(ROOT))
         text = path.read_text()
         if text.count("\n") > MODULE_LINES_MAX and name not in SIZE_EXCEPTIONS:
@@ -99,7 +117,7 @@ def tool(name: str) -> str:
 
 
 def test_ruff_finds_nothing():
-    done = subprocess.run([tool("ruff"), "check", "gateway", "ledger", "devkit", "bench", "tests"], cwd=ROOT,
+    done = subprocess.run([tool("ruff"), "check", "gateway", "ledger", "admin_ui", "devkit", "bench", "tests"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
 
