@@ -117,8 +117,8 @@ def tool(name: str) -> str:
 
 
 def test_ruff_finds_nothing():
-    done = subprocess.run([tool("ruff"), "check", "gateway", "ledger", "admin_ui", "devkit", "bench", "tests"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([tool("ruff"), "check", "gateway", "ledger", "admin_ui", "devkit", "bench", "tests"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
