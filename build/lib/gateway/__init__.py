@@ -1,1 +1,0 @@
-"""tollgate: a reverse-proxy metering gateway."""

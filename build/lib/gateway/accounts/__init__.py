@@ -1,1 +1,0 @@
-"""Users, access tokens, API keys, the credential cache, logins, purchases and refunds, audit, mail."""

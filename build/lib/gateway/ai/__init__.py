@@ -1,1 +1,0 @@
-"""Metered AI routes: OpenAI, Anthropic and Gemini through the gateway, billed per token."""

@@ -1,1 +1,0 @@
-"""The desktop path: a proxied HTTP target behind access tokens bound to one device."""
