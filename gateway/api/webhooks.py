@@ -68,7 +68,8 @@ async def _settle(request: web.Request, provider: Provider, callback: Callback) 
                            request=request, details={"provider": provider.name, "reason": error.code,
                                                      "event": event.name})
         raise
-    settled = await settlement.apply(services.pool, event, payment_id=payment_id, now=when, source="callback")
+    settled = await settlement.apply(services.pool, provider.name, event, payment_id=payment_id, now=when,
+                                     source="callback")
     if settled.rejection is not None:
         metrics.labelled(metrics.PAYMENT_CALLBACKS, provider.name, "rejected").inc()
         raise settled.rejection

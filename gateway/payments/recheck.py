@@ -37,7 +37,8 @@ async def recheck_once(services: Payments, now: dt.datetime) -> int:
             continue
         if event.status == PENDING and now - row["created_at"] > PENDING_AGE_MAX:
             event = Event(EXPIRED, "recheck_gave_up", reference=event.reference)
-        settled = await settlement.apply(services.pool, event, payment_id=row["id"], now=now, source="recheck")
+        settled = await settlement.apply(services.pool, provider.name, event, payment_id=row["id"], now=now,
+                                         source="recheck")
         if settled.rejection is not None:
             log.warning("re-check of payment %d refused: %s", row["id"], settled.rejection.message)
             continue

@@ -40,14 +40,16 @@ def credit_key(payment: store.Payment) -> str:
 
 
 async def payment_for(db: asyncpg.Pool, provider: str, event: Event) -> int:
-    """The payment an event is about, by our id, the provider's reference or its PaymentIntent."""
-    payment_id = event.payment_id
-    if payment_id is None or event.reference is not None:
-        found = await store.find(db, provider, reference=event.reference, provider_payment=event.provider_payment)
-        if found is None or (payment_id is not None and found != payment_id):
-            raise CallbackRejected(f"no {provider} payment matches this callback", code="unknown_payment")
-        payment_id = found
-    return payment_id
+    """The payment an event is about: by the provider's reference, else Stripe's PaymentIntent, else
+    the order id the provider echoes (Robokassa's InvId; a refunded charge's metadata)."""
+    found = None
+    if event.reference is not None:
+        found = await store.find(db, provider, reference=event.reference)
+    elif event.provider_payment is not None:
+        found = await store.find(db, provider, provider_payment=event.provider_payment) or event.payment_id
+    if found is None or (event.payment_id is not None and found != event.payment_id):
+        raise CallbackRejected(f"no {provider} payment matches this callback", code="unknown_payment")
+    return found
 
 
 def _mismatch(payment: store.Payment, event: Event) -> str | None:
@@ -56,6 +58,8 @@ def _mismatch(payment: store.Payment, event: Event) -> str | None:
         return "the callback names another reference"
     if event.payment_id is not None and event.payment_id != payment.id:
         return "the callback names another order"
+    if event.provider_payment and payment.provider_payment not in (None, event.provider_payment):
+        return "the callback names another payment intent"
     if event.currency is not None and event.currency != payment.currency:
         return f"currency {event.currency} differs from the payment's {payment.currency}"
     if event.status == PAID and event.amount is not None and event.amount != payment.amount:
@@ -63,11 +67,11 @@ def _mismatch(payment: store.Payment, event: Event) -> str | None:
     return None
 
 
-async def apply(pool: asyncpg.Pool, event: Event, *, payment_id: int, now: dt.datetime,
+async def apply(pool: asyncpg.Pool, provider: str, event: Event, *, payment_id: int, now: dt.datetime,
                 source: str) -> Settled:
     async with pool.acquire() as connection, connection.transaction():
         payment = await store.lock(connection, payment_id)
-        if payment is None:
+        if payment is None or payment.provider != provider:
             raise CallbackRejected("no such payment", code="unknown_payment")
         problem = _mismatch(payment, event)
         if problem is not None:

@@ -89,8 +89,11 @@ def parse_event(body: bytes) -> Event:
         if not 0 < refunded <= charged:
             raise CallbackRejected("charge.refunded: amount_refunded out of range", code="malformed_callback")
         currency = text_field(thing, "currency", what, 3).upper()
+        metadata = thing.get("metadata")
+        order = metadata.get("payment_id") if isinstance(metadata, dict) else None
         return Event(REFUNDED, kind, provider_payment=intent, currency=currency, refunded=(refunded, charged),
-                     detail={"charge": thing.get("id")})
+                     payment_id=int(order) if isinstance(order, str) and order.isdigit() and len(order) < 19
+                     else None, detail={"charge": thing.get("id")})
     return Event(IGNORED, kind)
 
 

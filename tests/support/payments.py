@@ -11,7 +11,7 @@ from devkit.fake_payments.robokassa import FakeRobokassa
 from devkit.fake_payments.stripe import FakeStripe
 
 STRIPE_KEY, STRIPE_SECRET = "sk_test_tollgate", "whsec_test_tollgate_secret"
-CRYPTOCLOUD_KEY, CRYPTOCLOUD_SHOP, CRYPTOCLOUD_SECRET = "cc-api-key", "shop-1", "cc-project-secret-0123456789"
+CRYPTOCLOUD_KEY, CRYPTOCLOUD_SHOP, CRYPTOCLOUD_SECRET = "cc-api-key", "shop-1", "cc-project-secret-0123456789abcdef"
 ROBOKASSA_LOGIN, ROBOKASSA_PASSWORD1, ROBOKASSA_PASSWORD2 = "tollgate-shop", "pass-one-1", "pass-two-2"
 PURCHASE = "/api/v1/currency/purchase"
 PRICES = "USD=1.00,RUB=95.00,EUR=0.90,JPY=150"

@@ -1,0 +1,45 @@
+"""Settlement: each event applied once under the payment's lock; money that arrived always wins."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ledger
+from tests.support.accounts import register
+from tests.support.payments import available, buy, deposits, history, payment_row
+
+TEN = 10 * ledger.MICRO_PER_CREDIT
+
+
+async def stripe_payment(gateway, fakes):
+    user = await register(gateway, "payer@example.com")
+    payment = await buy(gateway, user["headers"], credits="10", provider="stripe")
+    return user, payment, list(fakes.stripe.sessions.values())[-1]
+
+
+async def test_a_refund_whose_payment_webhook_was_lost_credits_then_takes_back(pay_gateway, database, fakes):
+    user, payment, session = await stripe_payment(pay_gateway, fakes)
+    await pay_gateway.session.get(payment["payment_url"] + "?deliver=0")  # paid, its webhook lost
+    await pay_gateway.session.post(f"{fakes.urls['stripe']}/_fake/sessions/{session['id']}/refund")
+    assert await available(database, user["id"]) == 0
+    assert await deposits(database, user["id"]) == TEN
+    await fakes.stripe.send("checkout.session.completed", dict(session))
+    assert await deposits(database, user["id"]) == TEN  # the late completion is a replay
+    assert [status for status, _ in await history(database, payment["payment_id"])] == ["pending", "paid", "refunded"]
+
+
+async def test_a_failure_after_the_credit_changes_nothing(pay_gateway, database, fakes):
+    user, payment, session = await stripe_payment(pay_gateway, fakes)
+    await pay_gateway.session.get(payment["payment_url"])
+    await fakes.stripe.send("checkout.session.async_payment_failed", dict(session))
+    assert (await payment_row(database, payment["payment_id"]))["status"] == "paid"
+    assert await available(database, user["id"]) == TEN
+
+
+async def test_every_event_of_one_payment_at_once_credits_once(pay_gateway, database, fakes):
+    user, payment, session = await stripe_payment(pay_gateway, fakes)
+    session.update(status="complete", payment_status="paid", payment_intent="pi_1")
+    kinds = ["checkout.session.completed", "checkout.session.async_payment_succeeded"] * 5
+    await asyncio.gather(*(fakes.stripe.send(kind, dict(session)) for kind in kinds))
+    assert await deposits(database, user["id"]) == TEN
+    assert (await payment_row(database, payment["payment_id"]))["transfer_id"] is not None
