@@ -43,3 +43,24 @@ async def test_every_event_of_one_payment_at_once_credits_once(pay_gateway, data
     await asyncio.gather(*(fakes.stripe.send(kind, dict(session)) for kind in kinds))
     assert await deposits(database, user["id"]) == TEN
     assert (await payment_row(database, payment["payment_id"]))["transfer_id"] is not None
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_count_payments_by_provider_and_status_and_the_credits(pay_gateway, database, fakes):
+    before = await (await pay_gateway.get("/metrics")).text()
+    user, payment, session = await stripe_payment(pay_gateway, fakes)
+    await pay_gateway.session.get(payment["payment_url"])
+    await fakes.stripe.send("checkout.session.completed", dict(session))  # a replay
+    after = await (await pay_gateway.get("/metrics")).text()
+    for name, labels, delta in (("tollgate_payments_total", {"provider": "stripe", "status": "paid"}, 1),
+                                ("tollgate_payment_credits_micro_total", {"provider": "stripe"}, TEN),
+                                ("tollgate_payment_callbacks_total", {"provider": "stripe", "result": "ok"}, 1),
+                                ("tollgate_payment_callbacks_total", {"provider": "stripe", "result": "replayed"}, 1)):
+        assert sample(after, name, **labels) - sample(before, name, **labels) == delta, name
