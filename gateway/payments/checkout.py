@@ -15,10 +15,12 @@ from gateway.accounts import audit
 from gateway.core.config import Settings
 from gateway.core.errors import BadRequest, GatewayError
 from gateway.payments import prices, store
-from gateway.payments.providers import Checkout, Order, Provider, ProviderFailed
+from gateway.payments.providers import CallbackRejected, Checkout, Order, Provider, ProviderFailed
 from gateway.payments.robokassa import CURRENCY as ROBOKASSA_CURRENCY
 
 RETURN_PATH = "/api/v1/payments/return"
+# payments.amount is numeric(20, 2): an amount must stay below this (only absurd settings reach it).
+AMOUNT_LIMIT = 10**17
 
 
 def currency_for(settings: Settings, provider: str, requested: str | None) -> str:
@@ -36,8 +38,8 @@ async def start(pool: asyncpg.Pool, settings: Settings, provider: Provider, *, c
                 currency: str, bundle_id: int | None, user_id: int | None, guest_email: str | None,
                 description: str, now: dt.datetime, ip: str = "") -> store.Payment:
     amount = prices.amount_for(credits_micro, settings.credit_prices[currency], currency)
-    if amount < prices.CENT:
-        raise BadRequest("the amount is below one cent", code="amount_too_small")
+    if not prices.CENT <= amount < AMOUNT_LIMIT:
+        raise BadRequest("the amount is out of range", code="invalid_amount")
     next_check_at = now + dt.timedelta(seconds=settings.payment_recheck_delay_s) if provider.recheckable else None
     async with pool.acquire() as connection, connection.transaction():
         payment = await store.insert(connection, provider=provider.name, currency=currency, amount=amount,
@@ -53,6 +55,10 @@ async def start(pool: asyncpg.Pool, settings: Settings, provider: Provider, *, c
                   settings.public_url.rstrip("/") + RETURN_PATH)
     try:
         checkout = await provider.create(order)
+    except CallbackRejected as error:  # the provider's answer lacked what a checkout needs
+        failure = ProviderFailed(f"{provider.name} answered without a usable checkout: {error.message}")
+        await _fail(pool, payment, now, failure)
+        raise failure from error
     except GatewayError as error:
         await _fail(pool, payment, now, error)
         raise

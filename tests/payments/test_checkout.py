@@ -44,3 +44,19 @@ async def test_an_unreachable_provider_is_a_502_in_the_api_shape(pay_gateway_fac
     response = await gateway.post(PURCHASE, headers=user["headers"], json={"credits": "10", "provider": "stripe"})
     assert response.status == 502
     assert set((await response.json())["error"]) == {"code", "message", "request_id"}
+
+
+async def test_a_provider_answering_without_a_checkout_url_is_a_502(pay_gateway_factory, database, aiohttp_server):
+    from aiohttp import web
+
+    async def half_answer(request: web.Request) -> web.Response:
+        return web.json_response({"id": "cs_test_no_url"})
+
+    app = web.Application()
+    app.router.add_post("/v1/checkout/sessions", half_answer)
+    server = await aiohttp_server(app)
+    gateway = await pay_gateway_factory(stripe_base_url=str(server.make_url("")).rstrip("/"))
+    user = await register(gateway, "payer@example.com")
+    response = await gateway.post(PURCHASE, headers=user["headers"], json={"credits": "10", "provider": "stripe"})
+    assert (response.status, (await response.json())["error"]["code"]) == (502, "provider_error")
+    assert await database.fetchval("SELECT status FROM payments") == "failed"

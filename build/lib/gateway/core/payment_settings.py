@@ -6,6 +6,7 @@ start-up, naming what is missing, so a provider never half-works (decision 0017)
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -64,6 +65,8 @@ def problems(settings: Any, prefix: str) -> list[str]:
             found.append(f"{provider} is configured but {named('credit_prices')} is empty")
     if settings.robokassa_hash not in ROBOKASSA_HASHES:
         found.append(f"{named('robokassa_hash')} must be one of {', '.join(ROBOKASSA_HASHES)}")
+    elif settings.robokassa_hash not in hashlib.algorithms_available:  # ripemd160 needs OpenSSL's legacy provider
+        found.append(f"{named('robokassa_hash')}: this Python's OpenSSL has no {settings.robokassa_hash}")
     if enabled(settings, "robokassa") and ROBOKASSA_CURRENCY not in settings.credit_prices:
         found.append(f"robokassa takes rubles: {named('credit_prices')} needs a RUB price")
     for name in ("payment_timeout_s", "payment_recheck_delay_s", "payment_recheck_interval_s",
