@@ -12,9 +12,11 @@ import asyncpg
 
 from ledger import transfers
 
+# Both accounts, in id order as ledger_move locks them, so a take-back and a concurrent move of the
+# same accounts never wait on each other in a cycle.
 LOCK = """
-SELECT credits_posted - debits_posted - debits_pending AS available_micro, owed_micro
-FROM accounts WHERE id = $1 FOR UPDATE"""
+SELECT id, credits_posted - debits_posted - debits_pending AS available_micro, owed_micro
+FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"""
 RECORD = "SELECT status FROM ledger_debt($1, $2, $3, $4, $5, $6)"
 ALREADY = """
 SELECT EXISTS (SELECT 1 FROM transfers WHERE idempotency_key = $1)
@@ -28,12 +30,13 @@ class TakeBack:
     replayed: bool
 
 
-async def _lock(connection: asyncpg.Connection, account_id: int) -> asyncpg.Record:
+async def _lock(connection: asyncpg.Connection, account_id: int, to_account_id: int) -> asyncpg.Record:
+    """The user's account row, locked with the other account until the caller's transaction ends."""
     assert connection.is_in_transaction(), "the lock would end with the statement"
-    row = await connection.fetchrow(LOCK, account_id)
-    if row is None:
-        raise transfers.LedgerError(f"unknown account(s) [{account_id}]")
-    return row
+    rows = {row["id"]: row for row in await connection.fetch(LOCK, [account_id, to_account_id])}
+    if account_id not in rows or to_account_id not in rows:
+        raise transfers.LedgerError(f"unknown account(s) {sorted({account_id, to_account_id} - set(rows))}")
+    return rows[account_id]
 
 
 async def take_back(connection: asyncpg.Connection, *, key: str, account_id: int, to_account_id: int,
@@ -43,7 +46,7 @@ async def take_back(connection: asyncpg.Connection, *, key: str, account_id: int
     allows as a chargeback, the rest recorded as owed. Once per key; in the caller's transaction,
     which keeps the account locked until it commits."""
     transfers._check_amount(amount_micro)
-    row = await _lock(connection, account_id)
+    row = await _lock(connection, account_id, to_account_id)
     if await connection.fetchval(ALREADY, key):
         return TakeBack(0, 0, True)
     taken = max(0, min(amount_micro, row["available_micro"]))
@@ -62,7 +65,7 @@ async def repay(connection: asyncpg.Connection, *, key: str, account_id: int, to
                 metadata: dict[str, Any] | None = None) -> int:
     """Pay the user's debt from their available balance, as far as it goes; returns what was paid.
     Call it after money comes in (a deposit), in that transaction: deposits pay the debt first."""
-    row = await _lock(connection, account_id)
+    row = await _lock(connection, account_id, to_account_id)
     paid = min(row["owed_micro"], max(0, row["available_micro"]))
     if paid <= 0:
         return 0

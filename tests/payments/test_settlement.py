@@ -64,3 +64,21 @@ async def test_metrics_count_payments_by_provider_and_status_and_the_credits(pay
                                 ("tollgate_payment_callbacks_total", {"provider": "stripe", "result": "ok"}, 1),
                                 ("tollgate_payment_callbacks_total", {"provider": "stripe", "result": "replayed"}, 1)):
         assert sample(after, name, **labels) - sample(before, name, **labels) == delta, name
+
+
+async def test_a_refund_and_another_payment_of_one_user_at_once_neither_deadlock_nor_double(pay_gateway, database,
+                                                                                              fakes):
+    user = await register(pay_gateway, "payer@example.com")
+    first = await buy(pay_gateway, user["headers"], credits="10", provider="stripe")
+    await pay_gateway.session.get(first["payment_url"])
+    first_session = list(fakes.stripe.sessions.values())[-1]
+    second = await buy(pay_gateway, user["headers"], credits="10", provider="stripe")
+    await pay_gateway.session.get(second["payment_url"] + "?deliver=0")
+    second_session = list(fakes.stripe.sessions.values())[-1]
+    refund = fakes.stripe.charge(first_session, first_session["amount_total"])
+    sends = [fakes.stripe.send("charge.refunded", refund) for _ in range(5)]
+    sends += [fakes.stripe.send("checkout.session.completed", dict(second_session)) for _ in range(5)]
+    delivered = await asyncio.gather(*sends)
+    assert [d.status for d in delivered] == [200] * 10
+    assert await deposits(database, user["id"]) == 2 * TEN
+    assert await available(database, user["id"]) == TEN
