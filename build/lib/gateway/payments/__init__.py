@@ -1,1 +1,0 @@
-"""The payments wing: money in through Stripe, CryptoCloud and Robokassa, credited exactly once."""
