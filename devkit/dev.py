@@ -14,6 +14,7 @@ import asyncpg
 from aiohttp import web
 
 from devkit import mock_target
+from devkit.fake_payments import serving as fake_payments
 from devkit.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from gateway.accounts import access_tokens, api_keys, users
 from gateway.core import migrate
@@ -148,7 +149,22 @@ def _login_body(email: str, password_file: str) -> str:
     return f'"{{\\"email\\": \\"{email}\\", \\"password\\": \\"$(cat {password_file})\\"}}"'
 
 
-def banner(settings: Settings, facts: dict[str, str]) -> str:
+def payments_banner(settings: Settings, demo_jwt: str, fake_urls: dict[str, str]) -> str:
+    """The lines that buy credits, play the provider's callback and show the credits arrive."""
+    base = settings.public_url
+    if "stripe" not in fake_urls or "robokassa" not in fake_urls:
+        return ""
+    guest = ('{"credits": "5", "provider": "robokassa", "email": "guest@example.com"}')
+    return f"""
+Buy credits (fake Stripe, CryptoCloud and Robokassa on loopback; nothing leaves this machine):
+  curl -s {base}/api/v1/currency/purchase -H "Authorization: Bearer $({demo_jwt})" -H 'Content-Type: application/json' -d '{{"credits": "10", "provider": "stripe"}}'
+  curl -s -X POST {fake_urls["stripe"]}/_fake/pay-latest   # plays Stripe: pays the newest session and sends its signed webhook
+  curl -s '{base}/api/v1/currency/transactions?type=deposit' -H "Authorization: Bearer $({demo_jwt})"   # the 10 credits arrived
+  curl -s "$(curl -s {base}/api/v1/currency/purchase -H 'Content-Type: application/json' -d '{guest}' | sed -E 's/.*"payment_url":"([^"]+)".*/\\1/')"   # a guest pays on the fake Robokassa page: ResultURL answers OK{{InvId}}, the login link is mailed here
+"""
+
+
+def banner(settings: Settings, facts: dict[str, str], fake_urls: dict[str, str] | None = None) -> str:
     base = settings.public_url
     token, key = facts["demo_token"], facts["demo_api_key"]
     ai_upstreams = "mock" if "mock" in settings.openai_api_keys.value else "configured"
@@ -185,7 +201,7 @@ Try it:
   curl -s {base}/gemini/v1beta/models/gemini-2.0-flash:generateContent -H 'x-goog-api-key: {key}' -H 'Content-Type: application/json' -d '{{"contents": [{{"parts": [{{"text": "Hello"}}]}}]}}'
   curl -s {base}/api/v1/balance -H 'Authorization: Bearer {key}'
   {metrics_curl(settings)} | grep tollgate_http_requests
-
+{payments_banner(settings, demo_jwt, fake_urls or {})}
 SDKs work unchanged, e.g. OpenAI(base_url="{base}/openai/v1", api_key="{key}"),
 Anthropic(base_url="{base}/anthropic", ...), genai.Client(http_options={{"base_url": "{base}/gemini"}}, ...).
 
@@ -208,6 +224,7 @@ async def run(settings: Settings) -> None:
             runners.append(runner)
             settings = settings.replace(target_url=settings.target_url or mock_url,
                                         **mock_ai_settings(mock_url, ai_unset))
+        settings, fake_urls = await fake_payments.start(settings, runners)
         from gateway.app import create_app
         from gateway.core.connections import GatewayRunner
         from gateway.server import start_sites
@@ -216,7 +233,7 @@ async def run(settings: Settings) -> None:
         await gateway_runner.setup()
         runners.append(gateway_runner)
         await start_sites(gateway_runner, settings, reuse_port=False)
-        print(banner(settings, facts), flush=True)
+        print(banner(settings, facts, fake_urls), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

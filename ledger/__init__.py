@@ -3,6 +3,7 @@
 The gateway and the admin UI use only what this module exports.
 """
 
+from ledger.debts import TakeBack, repay, take_back
 from ledger.accounts import Balance, Totals, balance, lock_available, set_overdraft, system_id, totals, user_account
 from ledger.reconcile import Report, reconcile
 from ledger.money import (ACCOUNT_SUM_MAX_MICRO, AMOUNT_MAX_MICRO, MICRO_PER_CREDIT, USER_BALANCE_MAX_MICRO,
@@ -16,5 +17,5 @@ __all__ = [
     "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
     "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",
     "format_micro", "lock_available", "move", "Report", "parse_credits", "reconcile", "resolve", "set_overdraft",
-    "system_id", "Totals", "totals", "user_account",
+    "system_id", "TakeBack", "take_back", "repay", "Totals", "totals", "user_account",
 ]

@@ -17,7 +17,7 @@ WITH inserted AS (
 SELECT id FROM inserted UNION ALL SELECT id FROM accounts WHERE user_id = $1
 LIMIT 1"""
 SELECT_BALANCE = """
-SELECT id, debits_posted, credits_posted, debits_pending, credits_pending, overdraft_micro
+SELECT id, debits_posted, credits_posted, debits_pending, credits_pending, overdraft_micro, owed_micro
 FROM accounts WHERE user_id = $1"""
 SELECT_TOTALS = "SELECT credits_posted, debits_posted, debits_pending FROM accounts WHERE user_id = $1"
 SET_OVERDRAFT = "UPDATE accounts SET overdraft_micro = $2 WHERE user_id = $1"
@@ -36,11 +36,12 @@ class Balance:
     held_micro: int         # debits_pending: holds not yet posted or voided
     incoming_micro: int     # credits_pending
     overdraft_micro: int
+    owed_micro: int = 0     # a refund's rest the balance could not cover (ledger.debts)
 
     @property
     def available_micro(self) -> int:
-        """What the user may still spend: posted minus held (the overdraft not included)."""
-        return self.posted_micro - self.held_micro
+        """What the user may still spend: posted minus held minus owed (the overdraft not included)."""
+        return self.posted_micro - self.held_micro - self.owed_micro
 
 
 async def system_id(connection: asyncpg.Connection | asyncpg.Pool, code: str) -> int:
@@ -66,7 +67,7 @@ async def balance(connection: asyncpg.Connection | asyncpg.Pool, user_id: int) -
     if row is None:
         return Balance(None, 0, 0, 0, 0)
     return Balance(row["id"], row["credits_posted"] - row["debits_posted"], row["debits_pending"],
-                   row["credits_pending"], row["overdraft_micro"])
+                   row["credits_pending"], row["overdraft_micro"], row["owed_micro"])
 
 
 @dataclass(frozen=True, slots=True)

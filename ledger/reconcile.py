@@ -38,6 +38,14 @@ WHERE p.phase <> 'pending'
    OR r.debit_account_id <> p.debit_account_id OR r.credit_account_id <> p.credit_account_id
    OR (r.phase = 'post_pending' AND r.amount_micro > p.amount_micro)"""
 
+# A debt's running sum on its account equals its rows: owed less repaid (ledger.debts).
+BAD_DEBTS = """
+SELECT a.id, a.code, a.user_id, a.owed_micro, COALESCE(d.net, 0)::bigint AS expected
+FROM accounts a LEFT JOIN (
+    SELECT account_id, sum(CASE WHEN kind = 'owed' THEN amount_micro ELSE -amount_micro END) AS net
+    FROM debts GROUP BY account_id) d ON d.account_id = a.id
+WHERE a.owed_micro <> COALESCE(d.net, 0)"""
+
 SUMS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
 
@@ -72,6 +80,7 @@ async def reconcile(connection: asyncpg.Connection | asyncpg.Pool) -> Report:
         rows = await connection.fetch(EXPECTED)
         report.transfers = await connection.fetchval("SELECT count(*) FROM transfers")
         bad = await connection.fetch(BAD_RESOLUTIONS)
+        bad_debts = await connection.fetch(BAD_DEBTS)
     report.accounts = len(rows)
     totals = dict.fromkeys(SUMS, 0)
     for row in rows:
@@ -90,4 +99,6 @@ async def reconcile(connection: asyncpg.Connection | asyncpg.Pool) -> Report:
             f"pending debits {totals['debits_pending']} != pending credits {totals['credits_pending']}")
     for row in bad:
         report.problems.append(f"transfer {row['id']} does not match the hold {row['pending_id']} it resolves")
+    for row in bad_debts:
+        report.problems.append(f"{_name(row)}: stored owed {row['owed_micro']} != {row['expected']} from debts")
     return report

@@ -14,7 +14,8 @@ from ledger.money import AMOUNT_MAX_MICRO
 
 KEY_LENGTH_MAX = 200  # as the CHECK on transfers.idempotency_key
 
-KINDS = ("deposit", "purchase", "refund", "referral_bonus", "usage", "adjustment")
+# chargeback: credits taken back after a provider refund, or a debt repaid (ledger.debts).
+KINDS = ("deposit", "purchase", "refund", "referral_bonus", "usage", "adjustment", "chargeback")
 
 # One round trip each (migrations/0005_ledger_functions.sql, decision 0012): the function locks the
 # accounts in id order, checks, writes and returns a status; outside a transaction the locks last

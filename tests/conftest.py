@@ -17,6 +17,7 @@ import redis.asyncio as redis_asyncio
 
 import ledger
 from devkit import mock_target as target_mock
+from devkit.fake_payments import cryptocloud as fake_cryptocloud, robokassa as fake_robokassa, stripe as fake_stripe
 from devkit.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from gateway.app import create_app
 from gateway.core import migrate
@@ -25,6 +26,7 @@ from gateway.server import start_metrics_site
 from tests.support.accounts import deposit, register
 from tests.support.database import RESET_DATABASE, SEED_BUNDLES, SEED_PRICES, Servers
 from tests.support.gateways import GatewayTestServer, Outbox, make_settings
+from tests.support.payments import Fakes, new_fakes
 from tests.support.store_faults import Partition
 
 
@@ -153,3 +155,34 @@ async def pair(gateway, database):
     referee = await register(gateway, "referee@example.com", referral_code=referrer["referral_code"])
     await deposit(database, referee["id"], 300)
     return referrer, referee
+
+
+# -- payments: the fake providers on loopback, and a gateway with every provider switched on ----
+
+@pytest.fixture
+async def fakes(aiohttp_server) -> Fakes:
+    stripe, cryptocloud, robokassa = new_fakes()
+    urls = {}
+    for name, fake, build in (("stripe", stripe, fake_stripe.build_app), ("cryptocloud", cryptocloud,
+                              fake_cryptocloud.build_app), ("robokassa", robokassa, fake_robokassa.build_app)):
+        server = await aiohttp_server(build(fake), port=free_port())
+        urls[name] = str(server.make_url("")).rstrip("/")
+        fake.public_base_url = urls[name]
+    return Fakes(stripe, cryptocloud, robokassa, urls)
+
+
+@pytest.fixture
+def pay_gateway_factory(gateway_factory, fakes):
+    """A gateway whose payment providers are the fakes (settings overridable), and the fakes call it back."""
+
+    async def start(**changes):
+        client = await gateway_factory(**fakes.settings(**changes))
+        fakes.point_at(client.settings.public_url)
+        return client
+
+    return start
+
+
+@pytest.fixture
+async def pay_gateway(pay_gateway_factory):
+    return await pay_gateway_factory()

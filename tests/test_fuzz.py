@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import ledger
 from devkit import mock_target as target_mock
+from devkit.fake_payments import cryptocloud as fake_cryptocloud, robokassa as fake_robokassa, stripe as fake_stripe
 from devkit.embedded import free_port
 from gateway.accounts import access_tokens, users
 from gateway.app import create_app
@@ -39,6 +40,7 @@ from gateway.core.connections import GatewayRunner
 from tests.support.accounts import deposit
 from tests.support.database import RESET_DATABASE, SEED_BUNDLES, SEED_PRICES
 from tests.support.gateways import Outbox, make_settings
+from tests.support.payments import Fakes, new_fakes
 
 EXAMPLES = int(os.environ.get("TOLLGATE_FUZZ_EXAMPLES", "400"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("TOLLGATE_FUZZ_RANDOM") != "1",
@@ -123,17 +125,32 @@ async def _start(servers, target: RecordingTarget) -> tuple[Live, list[web.AppRu
     mock = f"http://127.0.0.1:{mock_port}"
     runners = [await _site(target_app, target_port, auto_decompress=False),
                await _site(target_mock.build_app(public_base_url=mock), mock_port)]
+    fakes = await _payment_fakes(runners, port)
     settings_ = make_settings(
         servers, f"http://127.0.0.1:{target_port}{TARGET_BASE}", port,
         openai_base_url=f"{mock}/openai/v1", openai_api_keys="sk-mock", anthropic_base_url=f"{mock}/anthropic",
         anthropic_api_keys="sk-mock", gemini_base_url=f"{mock}/gemini", gemini_api_keys="mock-gemini",
         ip_limit_per_min=0, plan_limits_per_min={"free": 0, "premium": 0, "enterprise": 0},
-        ai_read_timeout_s=5.0, usage_flush_interval_s=0.05)
+        ai_read_timeout_s=5.0, usage_flush_interval_s=0.05, **fakes.settings())
     app = create_app(settings_, mailer=Outbox())
     runners.append(await _site(app, port, GatewayRunner))  # as `tollgate serve` runs it
     live = Live(port, asyncio.get_running_loop(), target, pool)
     await _seed_people(live)
     return live, runners
+
+
+async def _payment_fakes(runners: list[web.AppRunner], gateway_port: int) -> Fakes:
+    """The fake payment providers, so purchases and callbacks reach real provider code paths."""
+    stripe, cryptocloud, robokassa = new_fakes()
+    urls = {}
+    for name, fake, build in (("stripe", stripe, fake_stripe.build_app), ("cryptocloud", cryptocloud,
+                              fake_cryptocloud.build_app), ("robokassa", robokassa, fake_robokassa.build_app)):
+        port = free_port()
+        runners.append(await _site(build(fake), port))
+        urls[name] = fake.public_base_url = f"http://127.0.0.1:{port}"
+    fakes = Fakes(stripe, cryptocloud, robokassa, urls)
+    fakes.point_at(f"http://127.0.0.1:{gateway_port}")
+    return fakes
 
 
 async def _seed_people(live: Live) -> None:
@@ -363,6 +380,17 @@ ENDPOINTS = [
     (b"PATCH", b"/api/v1/admin/bundles/{id}", ("name", "description", "price", "is_active"), "admin"),
     (b"PUT", b"/api/v1/admin/prices/{id}", ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok",
                                             "provider", "max_output_tokens"), "admin"),
+    (b"POST", b"/api/v1/currency/purchase", ("credits", "bundle_id", "provider", "currency", "email"), "client"),
+    (b"POST", b"/api/v1/currency/purchase", ("credits", "bundle_id", "provider", "currency", "email"), "none"),
+    (b"GET", b"/api/v1/payments?skip={id}&limit={id}&status={id}", (), "client"),
+    (b"GET", b"/api/v1/payments/{id}", (), "client"),
+    (b"GET", b"/api/v1/payments/{id}", (), "admin"),
+    (b"GET", b"/api/v1/payments/return/{id}", (), "none"),
+    (b"POST", b"/api/v1/webhooks/stripe", ("id", "type", "data", "object"), "none"),
+    (b"POST", b"/api/v1/webhooks/cryptocloud", ("invoice_id", "token", "status", "order_id", "invoice_info"), "none"),
+    (b"POST", b"/api/v1/webhooks/robokassa/result", ("OutSum", "InvId", "SignatureValue", "Shp_item"), "none"),
+    (b"GET", b"/api/v1/webhooks/robokassa/result?OutSum={id}&InvId={id}&SignatureValue={id}&Shp_a={id}", (), "none"),
+    (b"POST", b"/api/v1/auth/password", ("password", "current_password"), "client"),
 ]
 
 MESSAGES = st.one_of(JSON, st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", 1]),

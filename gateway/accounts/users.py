@@ -30,6 +30,7 @@ ON CONFLICT ((lower(email))) DO NOTHING
 RETURNING id"""
 REFERRAL_ALPHABET = string.ascii_uppercase + string.digits
 REFERRAL_CODE_LENGTH = 12
+SET_PASSWORD = "UPDATE users SET password_hash = $2 WHERE id = $1"
 SET_ADMIN = "UPDATE users SET role = 'admin', password_hash = $2, is_active = true WHERE id = $1"
 
 

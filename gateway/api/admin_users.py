@@ -37,10 +37,10 @@ MANAGER_PLANS = ("free", "premium")
 
 # $1 is the acting manager's id, NULL for an admin (who sees everyone).
 SCOPE = "($1::bigint IS NULL OR (u.manager_id = $1 AND u.role = 'client'))"
-# The same available balance as ledger.Balance.available_micro (posted minus held), in one join.
+# The same available balance as ledger.Balance.available_micro (posted minus held minus owed), in one join.
 USER_COLUMNS = """
 u.id, u.email, u.username, u.full_name, u.role, u.plan, u.is_active, u.manager_id, u.referral_code,
-u.created_at, COALESCE(a.credits_posted - a.debits_posted - a.debits_pending, 0) AS available_micro"""
+u.created_at, COALESCE(a.credits_posted - a.debits_posted - a.debits_pending - a.owed_micro, 0) AS available_micro"""
 USER_FILTERS = SCOPE + r"""
   AND ($2::text IS NULL OR u.email ILIKE $2 ESCAPE '\' OR u.username ILIKE $2 ESCAPE '\'
        OR u.full_name ILIKE $2 ESCAPE '\')

@@ -182,6 +182,27 @@ async def verify_magic_link(request: web.Request) -> web.Response:
     return json_response(pair.json())
 
 
+async def set_password(request: web.Request) -> web.Response:
+    """POST /api/v1/auth/password {"password", "current_password"?}: an account made by a guest
+    purchase (no password yet) sets its first; an account with one must give it too."""
+    request[CALL].route = "auth"
+    user = await current_user(request)
+    body = await read_object(request)
+    password = field(body, "password", str)
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise BadRequest(f"password: {PASSWORD_MIN}-{PASSWORD_MAX} characters", code="invalid_password")
+    if user.password_hash is not None:
+        current = field(body, "current_password", str, required=False, default="")[:PASSWORD_MAX * 4]
+        if not await users.verify_password_off_loop(user, current):
+            raise Unauthenticated("current_password is wrong", code="invalid_credentials")
+    password_hash = await users.hash_password_off_loop(password)
+    async with request.app[DATABASE].acquire() as connection, connection.transaction():
+        await connection.execute(users.SET_PASSWORD, user.id, password_hash)
+        await audit.record(connection, actor_id=user.id, action="user.password_set", target_type="user",
+                           target_id=user.id, request=request, details={"first": user.password_hash is None})
+    return json_response({"password_set": True})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/auth/register", register)
     app.router.add_post("/api/v1/auth/login", login)
@@ -191,3 +212,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/auth/magic-link", request_magic_link)
     app.router.add_get("/api/v1/auth/magic-link/verify", magic_link_page)
     app.router.add_post("/api/v1/auth/magic-link/verify", verify_magic_link)
+    app.router.add_post("/api/v1/auth/password", set_password)

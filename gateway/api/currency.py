@@ -33,7 +33,9 @@ def balance_json(balance: ledger.Balance) -> dict:
     return {"balance": ledger.format_micro(balance.available_micro),
             "posted": ledger.format_micro(balance.posted_micro),
             "held": ledger.format_micro(balance.held_micro),
-            "overdraft_limit": ledger.format_micro(balance.overdraft_micro), "currency": "credits"}
+            "overdraft_limit": ledger.format_micro(balance.overdraft_micro),
+            # What a refund could not take back (decision 0017): spending waits until money repays it.
+            "owed": ledger.format_micro(balance.owed_micro), "currency": "credits"}
 
 
 async def balance(request: web.Request) -> web.Response:

@@ -6,7 +6,10 @@ import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Mapping
+
+from gateway.core import payment_settings
 
 PREFIX = "TOLLGATE_"
 
@@ -213,11 +216,44 @@ class Settings:
     login_failures_per_ip_max: int = 10
     login_failures_per_email_max: int = 100
     login_failure_window_s: int = 900
+    # -- Payments (decision 0017): a provider is on when all its settings are set, off when none is --
+    # The price of one credit in money per currency, "USD=1.00,RUB=95.00" (the first is the default).
+    credit_prices: Mapping[str, Decimal] = field(default_factory=dict)
+    # One payment buys at most this many credits.
+    payment_credits_max: int = 1_000_000
+    stripe_api_key: Secret = Secret("")
+    stripe_webhook_secret: Secret = Secret("")
+    stripe_base_url: str = "https://api.stripe.com"
+    cryptocloud_api_key: Secret = Secret("")
+    cryptocloud_shop_id: str = ""
+    cryptocloud_secret: Secret = Secret("")
+    cryptocloud_base_url: str = "https://api.cryptocloud.plus"
+    robokassa_login: str = ""
+    # With robokassa_test on, the shop's pair of test passwords.
+    robokassa_password1: Secret = Secret("")
+    robokassa_password2: Secret = Secret("")
+    # The shop's hash: md5, sha1, sha256, sha384, sha512 or ripemd160.
+    robokassa_hash: str = "md5"
+    robokassa_test: bool = False
+    robokassa_base_url: str = "https://auth.robokassa.ru/Merchant/Index.aspx"
+    # A 54-FZ Receipt on the link: its tax system (sno; empty = no Receipt) and its line's VAT code.
+    robokassa_receipt_sno: str = ""
+    robokassa_receipt_tax: str = "none"
+    # A provider API call (connect and whole answer), in seconds.
+    payment_timeout_s: float = 10.0
+    # A payment still pending this long after creation is asked after at its provider (its webhook
+    # may be lost), and again every interval; in seconds.
+    payment_recheck_delay_s: float = 600.0
+    payment_recheck_interval_s: float = 60.0
+    # A webhook's raw body, at most.
+    webhook_body_max_bytes: int = 256 * 1024
 
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).
         for name in ("database_url", "redis_url", "jwt_secret", "smtp_password", "openai_api_keys",
-                     "anthropic_api_keys", "gemini_api_keys", "metrics_token"):
+                     "anthropic_api_keys", "gemini_api_keys", "metrics_token", "stripe_api_key",
+                     "stripe_webhook_secret", "cryptocloud_api_key", "cryptocloud_secret",
+                     "robokassa_password1", "robokassa_password2"):
             value = getattr(self, name)
             if not isinstance(value, Secret):
                 object.__setattr__(self, name, Secret(value))
@@ -226,12 +262,23 @@ class Settings:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in prices.values()):
             prices = _parse_token_prices(prices)  # given in credits (strings), kept in micro-credits
         object.__setattr__(self, "token_prices", dict(prices))
+        self._check_payments()
         if self.mail_sender not in ("log", "smtp", "none"):
             raise ConfigError(f"{PREFIX}MAIL_SENDER must be 'smtp', 'none' or (development) 'log', "
                               f"not {self.mail_sender!r}")
         if not 0 <= self.referral_bonus_percent <= 100:
             raise ConfigError(f"{PREFIX}REFERRAL_BONUS_PERCENT must be within 0..100")
         self._check_serving()
+
+    def _check_payments(self) -> None:
+        try:
+            prices = payment_settings.parse_credit_prices(self.credit_prices)
+        except ValueError as error:
+            raise ConfigError(f"{PREFIX}CREDIT_PRICES: {error}") from error
+        object.__setattr__(self, "credit_prices", prices)
+        problems = payment_settings.problems(self, PREFIX)
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     def _check_serving(self) -> None:
         for name in ("request_head_timeout_s", "idle_timeout_s", "request_body_timeout_s",
@@ -307,6 +354,8 @@ def _coerce(name: str, annotation: str, raw: Any) -> Any:
             return text in {"1", "true", "yes", "on"}
         if annotation == "Mapping[int, int]":
             return _parse_token_prices(raw)
+        if annotation == "Mapping[str, Decimal]":
+            return payment_settings.parse_credit_prices(raw)
         if annotation.startswith("Mapping"):
             return _parse_plan_limits(raw)
         return str(raw)

@@ -62,6 +62,14 @@ AI_UNDERCHARGED = Counter("tollgate_ai_undercharged_micro",
 CONNECTIONS_CLOSED = Counter("tollgate_connections_closed",
                              "Client connections closed by the gateway: beyond a cap (total_limit, ip_limit) "
                              "or without a whole request head in time (head_timeout).", ["reason"])
+PAYMENTS = Counter("tollgate_payments", "Payment status changes, by provider and the status reached.",
+                   ["provider", "status"])
+PAYMENT_CREDITS = Counter("tollgate_payment_credits_micro", "Micro-credits credited by provider payments.",
+                          ["provider"])
+PAYMENT_CALLBACKS = Counter("tollgate_payment_callbacks",
+                            "Provider callbacks by result: ok, replayed, rejected (bad signature, stale, "
+                            "unknown payment, wrong amount), failed (the provider could not confirm).",
+                            ["provider", "result"])
 WORKERS = Gauge("tollgate_workers", "Worker processes serving this port.", multiprocess_mode="livesum")
 
 

@@ -8,8 +8,8 @@ import jwt
 import pytest
 
 from gateway.accounts import users
-from tests.support.accounts import ADMIN, register
-from tests.support.api import error_code, link_token
+from tests.support.accounts import ADMIN, login, register
+from tests.support.api import error_code, error_of, link_token
 from tests.support.gateways import JWT_SECRET
 
 REGISTER = "/api/v1/auth/register"
@@ -155,3 +155,29 @@ async def test_with_mail_off_a_magic_link_request_is_404_and_creates_nothing(gat
     response = await gateway.post("/api/v1/auth/magic-link", json={"email": "ann@example.com"})
     assert response.status == 404 and (await response.json())["error"]["code"] == "magic_link_disabled"
     assert await database.fetchval("SELECT count(*) FROM magic_links") == 0 and outbox.sent == []
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"password": "short"}, 400, "invalid_password"),
+    ({"password": "x" * 129}, 400, "invalid_password"),
+    ({"password": 12345678}, 400, "invalid_field"),
+    ({"password": "long enough\x00"}, 400, "invalid_field"),
+    ({}, 400, "missing_field"),
+    ({"password": "a new password"}, 401, "invalid_credentials"),  # an account with a password must give it
+    ({"password": "a new password", "current_password": "wrong one!"}, 401, "invalid_credentials"),
+])
+async def test_setting_a_password_refuses_bad_input_and_changes_nothing(gateway, database, body, status, code):
+    user = await register(gateway, "setter@example.com")
+    stored = await database.fetchval("SELECT password_hash FROM users WHERE id = $1", user["id"])
+    response = await gateway.post("/api/v1/auth/password", headers=user["headers"], json=body)
+    assert await error_of(response, status) == code
+    assert await database.fetchval("SELECT password_hash FROM users WHERE id = $1", user["id"]) == stored
+    assert (await gateway.post("/api/v1/auth/password", json={"password": "a new password"})).status == 401
+
+
+async def test_an_account_changes_its_password_with_the_current_one(gateway, database):
+    user = await register(gateway, "setter@example.com")
+    response = await gateway.post("/api/v1/auth/password", headers=user["headers"],
+                                  json={"password": "a new password", "current_password": "correct horse battery"})
+    assert response.status == 200
+    assert (await login(gateway, "setter@example.com", "a new password"))["access_token"]

@@ -44,7 +44,7 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert f"admin@tollgate.local / {admin_password}   (generated now" in banner
         curl_lines = [line.strip().split("   #")[0] for line in banner.splitlines()
                       if line.strip().startswith("curl ")]
-        assert len(curl_lines) >= 14
+        assert len(curl_lines) >= 18
         outputs = []
         for line in curl_lines:
             done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=30)
@@ -65,16 +65,23 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert json.loads(outputs[11])["usageMetadata"]["candidatesTokenCount"] > 0
         assert ledger.parse_credits(json.loads(outputs[12])["balance"]["tokens_available"]) < 99 * 10**6
         assert "tollgate_http_requests_total" in joined
+        # Buying credits offline: the purchase, the fake Stripe's signed webhook, the credits arriving.
+        assert json.loads(outputs[14])["status"] == "pending" and json.loads(outputs[14])["amount"] == "10.00"
+        assert json.loads(outputs[15])["webhooks"][0]["status"] == 200, outputs[15]
+        assert json.loads(outputs[16])["items"][0]["amount"] == "10"
+        guest = json.loads(outputs[17])
+        assert guest["result"]["status"] == 200 and guest["result"]["body"].startswith("OK"), outputs[17]
         # A magic link goes to this terminal (stdout), never to the log (stderr): M10.
         async with aiohttp.ClientSession() as session:
             async with session.post(f"http://127.0.0.1:{port}/api/v1/auth/magic-link",
                                     json={"email": "demo@tollgate.local"}) as response:
                 assert response.status == 202
         printed = ""
-        while "magic-link/verify?token=" not in printed:
+        while printed.count("magic-link/verify?token=") < 2:  # the guest's payment mail, then this one
             printed += (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
-        token = re.search(r"token=([A-Za-z0-9_-]{64})", printed).group(1)
-        assert token not in log_path.read_text(errors="replace")
+        tokens = re.findall(r"token=([A-Za-z0-9_-]{64})", printed)
+        logged = log_path.read_text(errors="replace")
+        assert len(tokens) == 2 and not [token for token in tokens if token in logged]
     finally:
         await stop(process)
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""The payments wing: money in through Stripe, CryptoCloud and Robokassa, credited exactly once."""

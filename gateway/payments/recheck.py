@@ -1,0 +1,60 @@
+"""Background task: payments still pending after a while are asked after at their provider (Stripe's
+session, CryptoCloud's invoice), because webhooks get lost; the answer is settled like a callback.
+
+Every worker runs it; a due payment is claimed by one of them (the claim moves its next check on)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from gateway.core.errors import GatewayError
+from gateway.core.failures import POSTGRES_FAILURES
+from gateway.payments import notices, settlement, store
+from gateway.payments.providers import EXPIRED, PENDING, Event
+from gateway.payments.resources import Payments
+
+log = logging.getLogger(__name__)
+BATCH_MAX = 50
+# A payment pending this long is given up (expired); a later paid callback still credits it.
+PENDING_AGE_MAX = dt.timedelta(days=3)
+
+
+async def recheck_once(services: Payments, now: dt.datetime) -> int:
+    """One pass over the due payments; returns how many changed."""
+    interval = dt.timedelta(seconds=services.settings.payment_recheck_interval_s)
+    providers = [name for name, provider in services.providers.items() if provider.recheckable]
+    due = await store.claim_due(services.pool, now=now, next_check_at=now + interval, providers=providers,
+                                batch_max=BATCH_MAX)
+    changed = 0
+    for row in due:
+        provider = services.providers[row["provider"]]
+        try:
+            event = await provider.recheck(row["provider_reference"])
+        except GatewayError as error:  # the provider is down or refuses: the claim retries it later
+            log.warning("re-check of payment %d failed: %s", row["id"], error.code)
+            continue
+        if event.status == PENDING and now - row["created_at"] > PENDING_AGE_MAX:
+            event = Event(EXPIRED, "recheck_gave_up", reference=event.reference)
+        settled = await settlement.apply(services.pool, provider.name, event, payment_id=row["id"], now=now,
+                                         source="recheck")
+        if settled.rejection is not None:
+            log.warning("re-check of payment %d refused: %s", row["id"], settled.rejection.message)
+            continue
+        settlement.observe(provider.name, settled)
+        await notices.mail_guest(services.pool, services.settings, services.mailer, settled, now)
+        changed += settled.changed
+    return changed
+
+
+async def run(services: Payments, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            now = dt.datetime.fromtimestamp(services.clock.now_s(), dt.timezone.utc)
+            changed = await recheck_once(services, now)
+            if changed:
+                log.info("re-check settled %d payment(s)", changed)
+        except POSTGRES_FAILURES as error:
+            log.warning("payment re-check failed: %s", type(error).__name__)

@@ -1,0 +1,84 @@
+"""Settlement: each event applied once under the payment's lock; money that arrived always wins."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ledger
+from tests.support.accounts import register
+from tests.support.payments import available, buy, deposits, history, payment_row
+
+TEN = 10 * ledger.MICRO_PER_CREDIT
+
+
+async def stripe_payment(gateway, fakes):
+    user = await register(gateway, "payer@example.com")
+    payment = await buy(gateway, user["headers"], credits="10", provider="stripe")
+    return user, payment, list(fakes.stripe.sessions.values())[-1]
+
+
+async def test_a_refund_whose_payment_webhook_was_lost_credits_then_takes_back(pay_gateway, database, fakes):
+    user, payment, session = await stripe_payment(pay_gateway, fakes)
+    await pay_gateway.session.get(payment["payment_url"] + "?deliver=0")  # paid, its webhook lost
+    await pay_gateway.session.post(f"{fakes.urls['stripe']}/_fake/sessions/{session['id']}/refund")
+    assert await available(database, user["id"]) == 0
+    assert await deposits(database, user["id"]) == TEN
+    await fakes.stripe.send("checkout.session.completed", dict(session))
+    assert await deposits(database, user["id"]) == TEN  # the late completion is a replay
+    assert [status for status, _ in await history(database, payment["payment_id"])] == ["pending", "paid", "refunded"]
+
+
+async def test_a_failure_after_the_credit_changes_nothing(pay_gateway, database, fakes):
+    user, payment, session = await stripe_payment(pay_gateway, fakes)
+    await pay_gateway.session.get(payment["payment_url"])
+    await fakes.stripe.send("checkout.session.async_payment_failed", dict(session))
+    assert (await payment_row(database, payment["payment_id"]))["status"] == "paid"
+    assert await available(database, user["id"]) == TEN
+
+
+async def test_every_event_of_one_payment_at_once_credits_once(pay_gateway, database, fakes):
+    user, payment, session = await stripe_payment(pay_gateway, fakes)
+    session.update(status="complete", payment_status="paid", payment_intent="pi_1")
+    kinds = ["checkout.session.completed", "checkout.session.async_payment_succeeded"] * 5
+    await asyncio.gather(*(fakes.stripe.send(kind, dict(session)) for kind in kinds))
+    assert await deposits(database, user["id"]) == TEN
+    assert (await payment_row(database, payment["payment_id"]))["transfer_id"] is not None
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_count_payments_by_provider_and_status_and_the_credits(pay_gateway, database, fakes):
+    before = await (await pay_gateway.get("/metrics")).text()
+    user, payment, session = await stripe_payment(pay_gateway, fakes)
+    await pay_gateway.session.get(payment["payment_url"])
+    await fakes.stripe.send("checkout.session.completed", dict(session))  # a replay
+    after = await (await pay_gateway.get("/metrics")).text()
+    for name, labels, delta in (("tollgate_payments_total", {"provider": "stripe", "status": "paid"}, 1),
+                                ("tollgate_payment_credits_micro_total", {"provider": "stripe"}, TEN),
+                                ("tollgate_payment_callbacks_total", {"provider": "stripe", "result": "ok"}, 1),
+                                ("tollgate_payment_callbacks_total", {"provider": "stripe", "result": "replayed"}, 1)):
+        assert sample(after, name, **labels) - sample(before, name, **labels) == delta, name
+
+
+async def test_a_refund_and_another_payment_of_one_user_at_once_neither_deadlock_nor_double(pay_gateway, database,
+                                                                                              fakes):
+    user = await register(pay_gateway, "payer@example.com")
+    first = await buy(pay_gateway, user["headers"], credits="10", provider="stripe")
+    await pay_gateway.session.get(first["payment_url"])
+    first_session = list(fakes.stripe.sessions.values())[-1]
+    second = await buy(pay_gateway, user["headers"], credits="10", provider="stripe")
+    await pay_gateway.session.get(second["payment_url"] + "?deliver=0")
+    second_session = list(fakes.stripe.sessions.values())[-1]
+    refund = fakes.stripe.charge(first_session, first_session["amount_total"])
+    sends = [fakes.stripe.send("charge.refunded", refund) for _ in range(5)]
+    sends += [fakes.stripe.send("checkout.session.completed", dict(second_session)) for _ in range(5)]
+    delivered = await asyncio.gather(*sends)
+    assert [d.status for d in delivered] == [200] * 10
+    assert await deposits(database, user["id"]) == 2 * TEN
+    assert await available(database, user["id"]) == TEN
