@@ -23,8 +23,10 @@ POSTGRES_FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, async
 # refusing or losing connections (class 08), an operator's intervention such as a restart,
 # start-up or recovery (class 57, which also holds query cancellation), a lack of resources
 # ("too many clients", class 53), a read-only standby after a failover; the driver's own
-# connection state; Redis unreachable; the network.
+# connection state; Redis unreachable; the network. A deadlock or serialization failure (class 40)
+# rolled the transaction back whole: nothing was written, and a retry may pass.
 STORE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+                  asyncpg.exceptions.TransactionRollbackError,
                   asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.ReadOnlySQLTransactionError,
                   asyncpg.InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                   OSError, asyncio.TimeoutError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import asyncpg
 import pytest
 
 from devkit.embedded import free_port
@@ -107,3 +108,14 @@ async def test_behind_a_trusted_proxy_the_rightmost_forwarded_address_is_the_cli
     assert (await gateway.get(ECHO, headers=proxy_headers(first.token, **spoofed))).status == 200
     rotated = {"X-Forwarded-For": "2.2.2.2, 203.0.113.9"}
     assert (await gateway.get(ECHO, headers=proxy_headers(second.token, **rotated))).status == 429
+
+
+@pytest.mark.parametrize("failure", [asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+                                     asyncpg.exceptions.SerializationError("could not serialize access")])
+def test_a_transaction_postgresql_rolled_back_whole_is_a_503_to_retry(failure):
+    """Class 40 (deadlock, serialization): nothing was written, so the answer is 'retry', never a 500."""
+    from gateway.core.middleware import HANDLED_FAILURES, as_gateway_error
+
+    assert isinstance(failure, HANDLED_FAILURES)
+    error = as_gateway_error(failure, "request-1")
+    assert (error.status, error.code) == (503, "service_unavailable")
