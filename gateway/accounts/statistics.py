@@ -1,0 +1,101 @@
+"""Numbers for staff: users by role, live tokens, credits sold and spent per period, top spenders —
+each within the actor's scope (a manager's numbers cover their clients). The JSON API's /stats and
+the admin UI's dashboard read the same functions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+
+import asyncpg
+
+import ledger
+from gateway.accounts import users
+from gateway.accounts.directory import SCOPE, SCOPED_USER_IDS
+
+# $2: the period's start, NULL for all time.
+USER_STATS = f"""
+SELECT u.role, count(*) AS total, count(*) FILTER (WHERE u.is_active) AS active,
+       count(*) FILTER (WHERE $2::timestamptz IS NULL OR u.created_at >= $2) AS new
+FROM users u WHERE {SCOPE} GROUP BY u.role"""
+ACTIVE_TOKENS = f"""
+SELECT count(*) FROM access_tokens t JOIN users u ON u.id = t.user_id
+WHERE {SCOPE} AND t.revoked_at IS NULL AND t.expires_at > $2"""
+# Money that moved (posted transfers and posted holds) since the oldest period's start ($2, NULL:
+# all time), by kind and by which side is a user's account: every transfer has one user side and
+# one system side ($3: the system accounts' ids) and names that user (transfers.user_id), which is
+# how the scope ($1) applies. One pass over the covering index transfers_created_idx.
+CREDIT_MOVES = f"""
+WITH moves AS (
+    SELECT t.kind, t.amount_micro, t.created_at,
+           t.debit_account_id <> ALL($3::bigint[]) AS from_user,
+           t.credit_account_id <> ALL($3::bigint[]) AS to_user
+    FROM transfers t
+    WHERE t.phase IN ('posted', 'post_pending') AND ($2::timestamptz IS NULL OR t.created_at >= $2)
+      AND ($1::bigint IS NULL OR t.user_id IN {SCOPED_USER_IDS})
+)"""
+CREDIT_MEASURES = {
+    "sold": "kind = 'deposit' AND to_user",
+    "spent": "kind IN ('purchase', 'usage') AND from_user",
+    "refunded": "kind = 'refund' AND to_user",
+    # Bonuses net of their reversals (a reversal is a referral_bonus from the user back to promotions).
+    "bonuses_in": "kind = 'referral_bonus' AND to_user",
+    "bonuses_out": "kind = 'referral_bonus' AND from_user",
+}
+TOP_SPENDERS = f"""
+SELECT t.user_id, u.email, u.full_name, sum(t.amount_micro)::bigint AS spent_micro
+FROM transfers t JOIN users u ON u.id = t.user_id
+WHERE t.phase IN ('posted', 'post_pending') AND t.kind IN ('purchase', 'usage') AND t.created_at >= $2
+  AND t.debit_account_id <> ALL($3::bigint[]) AND {SCOPE}
+GROUP BY t.user_id, u.email, u.full_name ORDER BY spent_micro DESC, t.user_id LIMIT $4"""
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    sold_micro: int
+    spent_micro: int
+    refunded_micro: int
+    bonuses_micro: int
+
+
+@functools.cache
+def _credit_query(periods: int) -> str:
+    """CREDIT_MOVES summed once per period; period i starts at $4[i]."""
+    sums = [f"COALESCE(sum(amount_micro) FILTER (WHERE created_at >= ($4::timestamptz[])[{index}] AND {rule}), 0)"
+            f"::bigint AS {name}_{index}"
+            for index in range(1, periods + 1) for name, rule in CREDIT_MEASURES.items()]
+    return CREDIT_MOVES + "\nSELECT " + ",\n       ".join(sums) + "\nFROM moves"
+
+
+async def system_account_ids(db: asyncpg.Pool | asyncpg.Connection) -> list[int]:
+    return [await ledger.system_id(db, code) for code in ledger.SYSTEM_ACCOUNTS]
+
+
+async def credits(db: asyncpg.Pool | asyncpg.Connection, scope: int | None,
+                  since: list[dt.datetime | None]) -> list[Credits]:
+    """Credits sold, spent, refunded and given as bonuses since each start (None: all time)."""
+    floor = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    starts = [start or floor for start in since]
+    oldest = None if any(start is None for start in since) else min(starts)
+    row = await db.fetchrow(_credit_query(len(starts)), scope, oldest, await system_account_ids(db), starts)
+    return [Credits(row[f"sold_{i}"], row[f"spent_{i}"], row[f"refunded_{i}"],
+                    row[f"bonuses_in_{i}"] - row[f"bonuses_out_{i}"]) for i in range(1, len(starts) + 1)]
+
+
+async def users_by_role(db: asyncpg.Pool | asyncpg.Connection, scope: int | None,
+                        since: dt.datetime | None) -> dict[str, dict[str, int]]:
+    by_role = {role: {"total": 0, "active": 0, "new": 0} for role in users.ROLES}
+    for row in await db.fetch(USER_STATS, scope, since):
+        by_role[row["role"]] = {"total": row["total"], "active": row["active"], "new": row["new"]}
+    return by_role
+
+
+async def active_tokens(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, at: dt.datetime) -> int:
+    return await db.fetchval(ACTIVE_TOKENS, scope, at)
+
+
+async def top_spenders(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, since: dt.datetime,
+                       limit: int = 10) -> list[asyncpg.Record]:
+    """The users who spent the most credits (token purchases and AI usage) since `since`."""
+    return await db.fetch(TOP_SPENDERS, scope, since, await system_account_ids(db), limit)
