@@ -12,7 +12,7 @@ TESTS = ROOT / "tests"
 # Each test folder mirrors a source folder: tests/<wing>/test_<m>.py stands for gateway/<wing>/<m>.py,
 # tests/test_<m>.py for gateway/<m>.py, tests/ledger/ and tests/devkit/ for ledger/ and devkit/ (and a
 # deeper folder for the package of the same path). <m> may be a module or a package.
-TOP_LEVEL_PACKAGES = ("ledger", "devkit")
+TOP_LEVEL_PACKAGES = ("ledger", "devkit", "admin_ui")
 
 
 def source_folder(test_folder: str) -> str:

@@ -53,12 +53,13 @@ FROM users u JOIN transfers t ON t.user_id = u.id
 WHERE u.manager_id = $1 AND u.role = 'client' AND t.phase IN ('posted', 'post_pending')
   AND t.created_at >= ($2::date)::timestamp AT TIME ZONE 'UTC'
 GROUP BY 1, 2, 3"""
+# Every credit a user's account ever paid out (its running sum: no scan of the transfers).
 TOP_SPENDERS = f"""
-SELECT t.user_id, u.email, u.full_name, sum(t.amount_micro)::bigint AS spent_micro
-FROM transfers t JOIN users u ON u.id = t.user_id
-WHERE t.phase IN ('posted', 'post_pending') AND t.kind IN ('purchase', 'usage') AND t.created_at >= $2
-  AND t.debit_account_id <> ALL($3::bigint[]) AND {SCOPE}
-GROUP BY t.user_id, u.email, u.full_name ORDER BY spent_micro DESC, t.user_id LIMIT $4"""
+SELECT u.id AS user_id, u.email, u.full_name, a.debits_posted AS spent_micro,
+       a.credits_posted - a.debits_posted - a.debits_pending AS available_micro
+FROM accounts a JOIN users u ON u.id = a.user_id
+WHERE a.kind = 'user' AND {SCOPE}
+ORDER BY a.debits_posted DESC, u.id LIMIT $2"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +108,11 @@ async def active_tokens(db: asyncpg.Pool | asyncpg.Connection, scope: int | None
     return await db.fetchval(ACTIVE_TOKENS, scope, at)
 
 
-async def top_spenders(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, since: dt.datetime,
+async def top_spenders(db: asyncpg.Pool | asyncpg.Connection, scope: int | None,
                        limit: int = 10) -> list[asyncpg.Record]:
-    """The users who spent the most credits (token purchases and AI usage) since `since`."""
-    return await db.fetch(TOP_SPENDERS, scope, since, await system_account_ids(db), limit)
+    """The users whose accounts paid out the most credits over their life (purchases, AI usage,
+    deductions), with what they have left."""
+    return await db.fetch(TOP_SPENDERS, scope, limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,3 +105,16 @@ CREATE INDEX ai_usage_created_idx ON ai_usage (created_at)
 -- A user's proxy sessions (open and ended), and the audit log by action.
 CREATE INDEX proxy_sessions_token_idx ON proxy_sessions (token_id, id DESC);
 CREATE INDEX audit_log_action_idx ON audit_log (action, id DESC);
+
+-- 4. The ledger's daily roll-up (ledger/daily.py): posted money per closed UTC day, kind and user
+--    side, summed once per day on first use; the dashboard's 30 days read these rows.
+CREATE TABLE ledger_daily (
+    day             date NOT NULL,
+    kind            text NOT NULL,
+    side            text NOT NULL CHECK (side IN ('to_user', 'from_user')),
+    amount_micro    bigint NOT NULL,
+    transfers       bigint NOT NULL,
+    PRIMARY KEY (day, kind, side)
+);
+-- The days rolled up (a day without transfers has no totals, and is rolled up all the same).
+CREATE TABLE ledger_days_rolled (day date PRIMARY KEY);

@@ -154,14 +154,14 @@ async def update_user(pool: asyncpg.Pool, outbox: CredentialOutbox, *, actor: us
     scope = scope_of(actor)
     if user_id is None:
         raise user_not_found()
-    _check_allowed(actor, user_id, patch)
     async with pool.acquire() as connection, connection.transaction():
         current = await connection.fetchrow(LOCK_USER, scope, user_id)
         if current is None:
             raise user_not_found()
+        # Checked once the user is known to be in scope: anyone else's id stays a plain 404.
+        _check_allowed(actor, user_id, patch)
         if current["erased_at"] is not None:
             raise BadRequest("this account was erased; it cannot be changed", code="user_erased")
-        # Checked once the client is known to be theirs: anyone else's id stays a plain 404.
         if actor.role != "admin" and patch.get("plan", "free") not in MANAGER_PLANS:
             raise Forbidden(f"a manager may set plan {' or '.join(MANAGER_PLANS)}; "
                             f"{patch['plan']} needs an admin", code="admin_required")

@@ -35,20 +35,31 @@ WITH moves AS (
     WHERE t.phase IN ('posted', 'post_pending') AND ($2::timestamptz IS NULL OR t.created_at >= $2)
       AND ($1::bigint IS NULL OR t.user_id IN {SCOPED_USER_IDS})
 )"""
-CREDIT_MEASURES = {
-    "sold": "kind = 'deposit' AND to_user",
-    "spent": "kind IN ('purchase', 'usage') AND from_user",
-    "refunded": "kind = 'refund' AND to_user",
+# What each credit measure counts: transfers of these kinds moving money to or from the user.
+MEASURES = {
+    "sold": (("deposit",), "to_user"),
+    "spent": (("purchase", "usage"), "from_user"),
+    "refunded": (("refund",), "to_user"),
     # Bonuses net of their reversals (a reversal is a referral_bonus from the user back to promotions).
-    "bonuses_in": "kind = 'referral_bonus' AND to_user",
-    "bonuses_out": "kind = 'referral_bonus' AND from_user",
+    "bonuses_in": (("referral_bonus",), "to_user"),
+    "bonuses_out": (("referral_bonus",), "from_user"),
 }
+# A manager's clients' transfers per day, kind and side (an admin's come from ledger.daily).
+SCOPED_DAILY = """
+SELECT (t.created_at AT TIME ZONE 'UTC')::date AS day, t.kind,
+       CASE WHEN t.debit_account_id = ANY($3::bigint[]) THEN 'to_user' ELSE 'from_user' END AS side,
+       sum(t.amount_micro)::bigint AS amount_micro
+FROM users u JOIN transfers t ON t.user_id = u.id
+WHERE u.manager_id = $1 AND u.role = 'client' AND t.phase IN ('posted', 'post_pending')
+  AND t.created_at >= ($2::date)::timestamp AT TIME ZONE 'UTC'
+GROUP BY 1, 2, 3"""
+# Every credit a user's account ever paid out (its running sum: no scan of the transfers).
 TOP_SPENDERS = f"""
-SELECT t.user_id, u.email, u.full_name, sum(t.amount_micro)::bigint AS spent_micro
-FROM transfers t JOIN users u ON u.id = t.user_id
-WHERE t.phase IN ('posted', 'post_pending') AND t.kind IN ('purchase', 'usage') AND t.created_at >= $2
-  AND t.debit_account_id <> ALL($3::bigint[]) AND {SCOPE}
-GROUP BY t.user_id, u.email, u.full_name ORDER BY spent_micro DESC, t.user_id LIMIT $4"""
+SELECT u.id AS user_id, u.email, u.full_name, a.debits_posted AS spent_micro,
+       a.credits_posted - a.debits_posted - a.debits_pending AS available_micro
+FROM accounts a JOIN users u ON u.id = a.user_id
+WHERE a.kind = 'user' AND {SCOPE}
+ORDER BY a.debits_posted DESC, u.id LIMIT $2"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +73,11 @@ class Credits:
 @functools.cache
 def _credit_query(periods: int) -> str:
     """CREDIT_MOVES summed once per period; period i starts at $4[i]."""
+    rules = {name: f"kind IN ({', '.join(repr(kind) for kind in kinds)}) AND {side}"
+             for name, (kinds, side) in MEASURES.items()}
     sums = [f"COALESCE(sum(amount_micro) FILTER (WHERE created_at >= ($4::timestamptz[])[{index}] AND {rule}), 0)"
             f"::bigint AS {name}_{index}"
-            for index in range(1, periods + 1) for name, rule in CREDIT_MEASURES.items()]
+            for index in range(1, periods + 1) for name, rule in rules.items()]
     return CREDIT_MOVES + "\nSELECT " + ",\n       ".join(sums) + "\nFROM moves"
 
 
@@ -95,7 +108,38 @@ async def active_tokens(db: asyncpg.Pool | asyncpg.Connection, scope: int | None
     return await db.fetchval(ACTIVE_TOKENS, scope, at)
 
 
-async def top_spenders(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, since: dt.datetime,
+async def top_spenders(db: asyncpg.Pool | asyncpg.Connection, scope: int | None,
                        limit: int = 10) -> list[asyncpg.Record]:
-    """The users who spent the most credits (token purchases and AI usage) since `since`."""
-    return await db.fetch(TOP_SPENDERS, scope, since, await system_account_ids(db), limit)
+    """The users whose accounts paid out the most credits over their life (purchases, AI usage,
+    deductions), with what they have left."""
+    return await db.fetch(TOP_SPENDERS, scope, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class DayCredits:
+    day: dt.date
+    credits: Credits
+
+
+def _measure(amounts: dict[tuple[str, str], int], name: str) -> int:
+    kinds, side = MEASURES[name]
+    return sum(amounts.get((kind, side), 0) for kind in kinds)
+
+
+async def daily_credits(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, today: dt.date,
+                        days: int) -> list[DayCredits]:
+    """Credits per UTC day for the `days` days up to today, oldest first: an admin's from the
+    ledger's daily roll-up, a manager's summed live over their clients' transfers."""
+    first = today - dt.timedelta(days=days - 1)
+    amounts: dict[dt.date, dict[tuple[str, str], int]] = {first + dt.timedelta(days=i): {} for i in range(days)}
+    if scope is None:
+        rows = [(t.day, t.kind, t.side, t.amount_micro) for t in await ledger.daily.totals(db, first, today)]
+    else:
+        fetched = await db.fetch(SCOPED_DAILY, scope, first, await system_account_ids(db))
+        rows = [(r["day"], r["kind"], r["side"], r["amount_micro"]) for r in fetched]
+    for day, kind, side, amount in rows:
+        if day in amounts:
+            amounts[day][(kind, side)] = amounts[day].get((kind, side), 0) + amount
+    return [DayCredits(day, Credits(_measure(sums, "sold"), _measure(sums, "spent"), _measure(sums, "refunded"),
+                                    _measure(sums, "bonuses_in") - _measure(sums, "bonuses_out")))
+            for day, sums in amounts.items()]
