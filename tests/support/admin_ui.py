@@ -69,3 +69,35 @@ async def staff(database) -> Staff:
     other_client = await person(database, "bob@example.com", manager_id=other_manager, username="bob",
                                 full_name="Bob Other")
     return Staff(admin, manager, other_manager, client, other_client)
+
+
+async def credentials(database, user_id: int) -> tuple[int, int]:
+    """An access token and an API key of the user (ids), made straight in PostgreSQL."""
+    import datetime as dt
+
+    from gateway.accounts import access_tokens, api_keys
+
+    now = dt.datetime.now(dt.timezone.utc)
+    token = await access_tokens.issue(database, user_id=user_id, hours=24, scope="full", now=now)
+    key = await api_keys.create(database, user_id=user_id, name="laptop", allowed_models=[], ip_allowlist=[],
+                                rpm_limit=0, tpm_limit=0, now=now, expires_at=None)
+    return token.id, key.id
+
+
+STATE_QUERIES = (
+    "SELECT id, email, role, plan, is_active, manager_id, erased_at FROM users ORDER BY id",
+    "SELECT id, revoked_at FROM access_tokens ORDER BY id",
+    "SELECT id, revoked_at, name FROM api_keys ORDER BY id",
+    "SELECT id, debits_posted, credits_posted FROM accounts ORDER BY id",
+    "SELECT count(*) FROM transfers",
+    "SELECT model, input_per_mtok_micro FROM model_prices ORDER BY model",
+    "SELECT id, name, is_active, deleted_at FROM bundles ORDER BY id",
+    "SELECT token_id, device_id FROM device_bindings ORDER BY token_id",
+    "SELECT id, ended_at FROM proxy_sessions ORDER BY id",
+    "SELECT count(*) FROM audit_log WHERE action NOT LIKE 'admin_ui.%'",
+)
+
+
+async def state(database) -> list:
+    """Everything an action of the admin UI could change."""
+    return [[tuple(row) for row in await database.fetch(query)] for query in STATE_QUERIES]
