@@ -115,7 +115,8 @@ async def test_after_erasure_every_credential_is_refused(erased):
     assert me.status == 401
     refreshed = await gateway.post("/api/v1/auth/refresh", json={"refresh_token": traces["tokens"]["refresh_token"]})
     assert refreshed.status == 401
-    login = await gateway.post("/api/v1/auth/login", json={"email": ALICE["email"], "password": "correct horse battery"})
+    login = await gateway.post("/api/v1/auth/login",
+                               json={"email": ALICE["email"], "password": "correct horse battery"})
     assert login.status == 401
 
 
@@ -155,7 +156,8 @@ async def test_an_admin_cannot_be_erased(gateway, database):
     await person(database, "root@example.com", role="admin")
     other = await person(database, "second@example.com", role="admin")
     csrf = await logged_in(gateway, "root@example.com")
-    answer = await gateway.post(f"/admin/users/{other}/erase", data={"csrf_token": csrf, "confirm": "second@example.com"})
+    answer = await gateway.post(f"/admin/users/{other}/erase",
+                                data={"csrf_token": csrf, "confirm": "second@example.com"})
     assert answer.status == 400
     assert await database.fetchval("SELECT erased_at FROM users WHERE id = $1", other) is None
 
@@ -164,7 +166,8 @@ async def test_audit_details_that_mention_the_user_elsewhere_are_pseudonymised(g
     await person(database, "root@example.com", role="admin")
     target = await person(database, "carol.target@example.com", full_name="Carol Target")
     await database.execute("INSERT INTO audit_log (action, details) VALUES ('note', $1::jsonb)",
-                           '{"text": "called Carol Target at carol.target@example.com", "nested": {"x": "CAROL TARGET"}}')
+                           '{"text": "called Carol Target at carol.target@example.com", '
+                           '"nested": {"x": "CAROL TARGET"}}')
     csrf = await logged_in(gateway, "root@example.com")
     answer = await gateway.post(f"/admin/users/{target}/erase", allow_redirects=False,
                                 data={"csrf_token": csrf, "confirm": "carol.target@example.com"})

@@ -13,7 +13,8 @@ def test_labels_are_escaped():
 
 
 def test_the_largest_bar_is_the_longest():
-    widths = [float(w) for w in re.findall(r'<rect x="156" y="[\d.]+" width="([\d.]+)"', charts.bars("t", [("a", 4), ("b", 2)]))]
+    svg = charts.bars("t", [("a", 4), ("b", 2)])
+    widths = [float(w) for w in re.findall(r'<rect x="206" y="[\d.]+" width="([\d.]+)"', svg)]
     assert widths[0] == 2 * widths[1]
 
 

@@ -41,7 +41,8 @@ async def test_days_before_yesterday_come_from_the_daily_roll_up_and_agree_with_
                now() - interval '5 days' FROM transfers LIMIT 1""")
     await database.execute("UPDATE accounts SET credits_posted = credits_posted + 3000000 WHERE user_id = $1",
                            people.client)
-    await database.execute("UPDATE accounts SET debits_posted = debits_posted + 3000000 WHERE code = 'payment_clearing'")
+    await database.execute("UPDATE accounts SET debits_posted = debits_posted + 3000000 "
+                           "WHERE code = 'payment_clearing'")
     await logged_in(gateway, "root@example.com")  # the first dashboard: the closed days are rolled up
     assert await database.fetchval("SELECT sum(amount_micro) FROM ledger_daily WHERE kind = 'deposit'") == 3_000_000
     page = await (await gateway.get("/admin/")).text()  # the second: read from the roll-up

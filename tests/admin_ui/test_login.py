@@ -13,7 +13,8 @@ async def session_count(database) -> int:
 async def test_an_admin_logs_in_and_gets_an_httponly_strict_cookie_scoped_to_the_admin_ui(gateway, people):
     answer = await log_in(gateway, "root@example.com")
     assert answer.status == 303 and answer.headers["Location"] == "/admin/"
-    cookie = next(value for name, value in answer.headers.items() if name == "Set-Cookie" and "tollgate_admin=" in value)
+    cookie = next(value for name, value in answer.headers.items()
+                  if name == "Set-Cookie" and "tollgate_admin=" in value)
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
     assert "Secure" not in cookie  # plain http in this test
     assert (await gateway.get("/admin/")).status == 200

@@ -80,7 +80,8 @@ async def test_a_manager_reaches_their_own_clients_pages_and_the_actions_manager
         assert (await as_manager.get(path)).status == 200, path
     for path, body in ((f"/admin/users/{people.client}/update", {"plan": "premium"}),
                        (f"/admin/tokens/{token}/release", {}), (f"/admin/tokens/{token}/revoke", {}),
-                       (f"/admin/keys/{key}/revoke", {}), (f"/admin/users/{people.client}/update", {"is_active": "false"})):
+                       (f"/admin/keys/{key}/revoke", {}),
+                       (f"/admin/users/{people.client}/update", {"is_active": "false"})):
         answer = await as_manager.post(path, data={**body, "csrf_token": as_manager.csrf}, allow_redirects=False)
         assert answer.status == 303, (path, await answer.text())
     row = await database.fetchrow("SELECT plan, is_active FROM users WHERE id = $1", people.client)

@@ -78,7 +78,8 @@ async def test_revoking_an_api_key_marks_it_revoked_and_queues_its_refusal(as_ad
     _, key = await credentials(database, people.client)
     assert (await post(as_admin, f"/admin/keys/{key}/revoke")).status == 303
     assert await database.fetchval("SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = $1", key)
-    entry = await database.fetchrow("SELECT actor_id, target_type, ip FROM audit_log WHERE action = 'api_key.force_revoke'")
+    entry = await database.fetchrow("SELECT actor_id, target_type, ip FROM audit_log "
+                                    "WHERE action = 'api_key.force_revoke'")
     assert tuple(entry) == (people.admin, "api_key", "127.0.0.1")
 
 
