@@ -65,6 +65,12 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert json.loads(outputs[11])["usageMetadata"]["candidatesTokenCount"] > 0
         assert ledger.parse_credits(json.loads(outputs[12])["balance"]["tokens_available"]) < 99 * 10**6
         assert "tollgate_http_requests_total" in joined
+        # The admin UI's address, as printed, answers with its login form.
+        admin_ui = re.search(r"admin UI +(\S+)", banner).group(1)
+        assert admin_ui == f"http://127.0.0.1:{port}/admin/"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(admin_ui) as response:
+                assert response.status == 200 and 'name="password"' in await response.text()
         # A magic link goes to this terminal (stdout), never to the log (stderr): M10.
         async with aiohttp.ClientSession() as session:
             async with session.post(f"http://127.0.0.1:{port}/api/v1/auth/magic-link",
