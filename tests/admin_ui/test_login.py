@@ -101,3 +101,17 @@ async def test_a_page_asked_for_without_a_session_leads_to_the_login_form_and_ba
     assert answer.status == 303 and answer.headers["Location"] == "/admin/login?next=%2Fadmin%2Fusers%3Frole%3Dclient"
     logged = await log_in(gateway, "root@example.com", next="/admin/users?role=client")
     assert logged.headers["Location"] == "/admin/users?role=client"
+
+
+async def test_a_session_ends_after_its_idle_time_and_its_lifetime(gateway_factory, database, clock):
+    gateway = await gateway_factory(admin_session_idle_s=600, admin_session_ttl_s=1800)
+    await person(database, "root@example.com", role="admin")
+    await logged_in(gateway, "root@example.com")
+    for _ in range(3):  # a page every 9 minutes keeps it alive ...
+        clock.advance(540)
+        assert (await gateway.get("/admin/users", allow_redirects=False)).status == 200
+    clock.advance(540)  # ... until its lifetime (30 minutes) is over
+    assert (await gateway.get("/admin/users", allow_redirects=False)).status == 303
+    await logged_in(gateway, "root@example.com")
+    clock.advance(601)  # idle past 10 minutes
+    assert (await gateway.get("/admin/users", allow_redirects=False)).status == 303

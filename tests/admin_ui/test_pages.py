@@ -127,3 +127,22 @@ async def test_text_from_users_is_escaped_on_every_page(as_admin, database, peop
     for path in ("/admin/users", f"/admin/users/{people.client}"):
         text = await (await as_admin.get(path)).text()
         assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
+
+
+async def test_every_action_lands_in_the_audit_log_with_actor_target_and_address(as_admin, database, people):
+    await deposit(database, people.other_client, 10)
+    token, key = await credentials(database, people.other_client)
+    done = []
+    for path, body in actions(people.other_client, token, key):
+        if path.endswith("/erase"):
+            continue  # last: it ends the other actions' target
+        before = await database.fetchval("SELECT coalesce(max(id), 0) FROM audit_log")
+        answer = await as_admin.post(path, data={**body, "csrf_token": as_admin.csrf}, allow_redirects=False)
+        assert answer.status == 303, (path, await answer.text())
+        entries = await database.fetch("SELECT actor_id, target_type, target_id, ip FROM audit_log WHERE id > $1",
+                                       before)
+        assert entries, path
+        assert all(e["actor_id"] == people.admin and e["ip"] == "127.0.0.1" and e["target_type"]
+                   and e["target_id"] for e in entries), (path, entries)
+        done.append(path)
+    assert len(done) == len(actions(1, 1, 1)) - 1

@@ -16,6 +16,9 @@ from gateway.core.query_params import query_id
 
 DEFAULT_DAYS = 7
 DAYS_MAX = 92
+# The table by API key sums every call of the range afresh (keys do not roll up into few rows): it is
+# shown for ranges up to this long, or for one user.
+KEY_DAYS_MAX = 7
 
 
 async def span_of(request: web.Request) -> usage_report.Span:
@@ -34,13 +37,15 @@ async def span_of(request: web.Request) -> usage_report.Span:
 async def report(request: web.Request) -> web.Response:
     """GET /admin/ai-usage?from&to&user."""
     span = await span_of(request)
-    database, scope = request.app[DATABASE], pages.scope(request)
-    models = await usage_report.by_model(database, scope, span)
-    days = await usage_report.by_day(database, scope, span)
+    database, scope, today = request.app[DATABASE], pages.scope(request), pages.now(request).date()
+    models = await usage_report.by_model(database, scope, span, today)
+    days = await usage_report.by_day(database, scope, span, today)
+    show_keys = span.user_id is not None or (span.end - span.start).days <= KEY_DAYS_MAX
     micro = 1_000_000
     return pages.render(request, "ai_usage.html", {
         "span": span, "last_day": (span.end - dt.timedelta(days=1)).date(), "models": models, "days": days,
-        "keys": await usage_report.by_key(database, scope, span),
+        "keys": await usage_report.by_key(database, scope, span) if show_keys else None,
+        "key_days_max": KEY_DAYS_MAX,
         "day_chart": charts.columns("AI credits per day", [row["day"].strftime("%m-%d") for row in days],
                                     [("credits", [row["charged_micro"] / micro for row in days])]),
         "model_chart": charts.bars("AI credits by model", [(row["model"], row["charged_micro"] / micro)

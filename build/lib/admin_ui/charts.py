@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from markupsafe import Markup, escape
 
 COLOURS = ("#2f5bd3", "#f79009", "#12b76a", "#9e77ed")
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 640, 220, 56, 24, 10
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 1000, 240, 56, 24, 12
+# Horizontal bars: where the labels end and the bars begin.
+LABELS_END, BARS_START = 200, 206
 
 
 def _number(value: float) -> str:
@@ -74,10 +76,10 @@ def bars(title: str, items: Sequence[tuple[str, float]], unit: str = "") -> Mark
     body = []
     for index, (label, value) in enumerate(items):
         y = 5 + index * row_h
-        length = (WIDTH - 260) * value / top
-        body.append(f'<text x="150" y="{y + 15}" text-anchor="end">{escape(label[:28])}</text>'
-                    f'<rect x="156" y="{y + 3}" width="{max(length, 1):.1f}" height="{row_h - 8}" '
-                    f'fill="{COLOURS[0]}"/><text x="{160 + length:.1f}" y="{y + 15}">'
+        length = (WIDTH - BARS_START - 100) * value / top
+        body.append(f'<text x="{LABELS_END}" y="{y + 15}" text-anchor="end">{escape(label[:32])}</text>'
+                    f'<rect x="{BARS_START}" y="{y + 3}" width="{max(length, 1):.1f}" height="{row_h - 8}" '
+                    f'fill="{COLOURS[0]}"/><text x="{BARS_START + 4 + length:.1f}" y="{y + 15}">'
                     f'{_number(value)}{escape(unit)}</text>')
     if not items:
         body.append(f'<text x="{WIDTH / 2}" y="20" text-anchor="middle">nothing yet</text>')

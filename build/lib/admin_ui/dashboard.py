@@ -42,8 +42,9 @@ async def dashboard(request: web.Request) -> web.Response:
     """GET /admin/."""
     database, scope, at = request.app[DATABASE], pages.scope(request), pages.now(request)
     days = await statistics.daily_credits(database, scope, at.date(), DAYS)
-    span = usage_report.Span(at - dt.timedelta(days=AI_DAYS), at + dt.timedelta(seconds=1))
-    models = await usage_report.by_model(database, scope, span)
+    span = usage_report.Span(pages.midnight(at.date() - dt.timedelta(days=AI_DAYS - 1)),
+                             pages.midnight(at.date() + dt.timedelta(days=1)))
+    models = await usage_report.by_model(database, scope, span, at.date())
     top = await statistics.top_spenders(database, scope)
     micro = 1_000_000
     labels = [day.day.strftime("%m-%d") for day in days]

@@ -118,3 +118,22 @@ CREATE TABLE ledger_daily (
 );
 -- The days rolled up (a day without transfers has no totals, and is rolled up all the same).
 CREATE TABLE ledger_days_rolled (day date PRIMARY KEY);
+
+-- 5. The same for AI usage (gateway/ai/usage_daily.py): calls, tokens and credits per closed UTC
+--    day, provider and model, for the reports by model and by day over long ranges.
+CREATE TABLE ai_usage_daily (
+    day                 date NOT NULL,
+    provider            text NOT NULL,
+    model               text NOT NULL,
+    calls               bigint NOT NULL,
+    input_tokens        bigint NOT NULL,
+    cached_input_tokens bigint NOT NULL,
+    output_tokens       bigint NOT NULL,
+    charged_micro       bigint NOT NULL,
+    PRIMARY KEY (day, provider, model)
+);
+CREATE TABLE ai_usage_days_rolled (day date PRIMARY KEY);
+-- One user's (or a manager's clients') usage over a date range, covering; replaces (user_id, id DESC).
+DROP INDEX ai_usage_user_idx;
+CREATE INDEX ai_usage_user_created_idx ON ai_usage (user_id, created_at)
+    INCLUDE (api_key_id, provider, model, input_tokens, cached_input_tokens, output_tokens, charged_micro);

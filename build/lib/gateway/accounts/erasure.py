@@ -37,12 +37,12 @@ TOKEN_HASHES = "SELECT token_hash FROM access_tokens WHERE user_id = $1"
 STEPS = (
     "UPDATE access_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
     "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2), name = '', ip_allowlist = '{}' WHERE user_id = $1",
-    "DELETE FROM device_bindings WHERE token_id IN (SELECT id FROM access_tokens WHERE user_id = $1)",
     """UPDATE proxy_sessions SET ip = '', user_agent = '', device_id = 'erased', ended_at = coalesce(ended_at, $2)
        WHERE token_id IN (SELECT id FROM access_tokens WHERE user_id = $1)""",
 )
-# Login artefacts: nothing in them is needed once the user is gone.
+# Device bindings and login artefacts: nothing in them is needed once the user is gone.
 DELETIONS = (
+    "DELETE FROM device_bindings WHERE token_id IN (SELECT id FROM access_tokens WHERE user_id = $1)",
     "DELETE FROM refresh_tokens WHERE user_id = $1",
     "DELETE FROM magic_links WHERE user_id = $1",
     "DELETE FROM admin_sessions WHERE user_id = $1",
@@ -91,15 +91,18 @@ async def erase(pool: asyncpg.Pool, redis: redis_asyncio.Redis, outbox: Credenti
 async def _forget_in_redis(redis: redis_asyncio.Redis, email: str, addresses: list[str],
                            token_hashes: list[bytes]) -> None:
     """Redis keys that name the user's email digest, addresses or device ids (all expire by themselves
-    within minutes; deleted now so nothing personal outlives the erasure there either)."""
+    within minutes; deleted now so nothing personal outlives the erasure there either). The failed-login
+    counters of the email name the addresses that failed on it: their windows go too."""
     digest = hashlib.sha256(email.lower().encode()).hexdigest()
+    email_keys_prefix = EMAIL_FAILURES_KEY.format(digest)
     keys = [f"tg:{{{token_hash.hex()}}}:dev" for token_hash in token_hashes]
-    keys += [ADDRESS_KEY.format(address_group(address)) for address in addresses]
-    keys += [f"tg:rl:ip:{address}" for address in addresses]
     try:
-        pattern = EMAIL_FAILURES_KEY.format(digest).removesuffix(":fail") + ":*"
-        async for key in redis.scan_iter(match=pattern, count=SCAN_BATCH):
+        async for key in redis.scan_iter(match=email_keys_prefix + "*", count=SCAN_BATCH):
             keys.append(key)
+            if key.startswith(email_keys_prefix + ":"):
+                addresses.append(key.removeprefix(email_keys_prefix + ":"))
+        keys += [ADDRESS_KEY.format(address_group(address)) for address in addresses]
+        keys += [f"tg:rl:ip:{address}" for address in addresses]
         for start in range(0, len(keys), SCAN_BATCH):
             await redis.delete(*keys[start:start + SCAN_BATCH])
     except REDIS_FAILURES as error:
