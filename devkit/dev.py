@@ -182,6 +182,7 @@ tollgate is running (embedded default; data in {settings.data_dir})
   gateway      {base}
   target       {settings.target_url}   (mock upstream)
   admin login  {admin_line}
+  admin UI     {base}/admin/   (log in there as {ADMIN_EMAIL})
   demo user    {demo_line}   (100 credits to spend)
   demo token   {token}   (24 h, scope full)
   demo API key {key}   (AI routes; upstreams: {ai_upstreams})

@@ -8,6 +8,7 @@ import asyncpg
 import redis.asyncio as redis_asyncio
 from aiohttp import web
 
+from admin_ui import routes as admin_ui_routes
 from gateway.accounts import mail
 from gateway.accounts.resources import MAILER, accounts_ctx
 from gateway.ai import crm as ai_crm
@@ -86,4 +87,5 @@ def create_app(settings: Settings, clock: Clock | None = None,
     ai_handler.add_routes(app)
     ai_crm.add_routes(app)
     proxy_handler.add_routes(app)
+    admin_ui_routes.add_routes(app)
     return app

@@ -130,12 +130,12 @@ def cmd_adjust(args: argparse.Namespace) -> int:
     import asyncpg
 
     import ledger
-    from gateway.api import currency as currency_api
+    from gateway.accounts import adjustments
     from gateway.accounts import users
     from gateway.core.errors import BadRequest
 
     try:
-        amount, reason = currency_api.parse_adjustment({"credits": args.credits, "reason": args.reason})
+        amount, reason = adjustments.parse_adjustment({"credits": args.credits, "reason": args.reason})
     except BadRequest as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
@@ -148,7 +148,7 @@ def cmd_adjust(args: argparse.Namespace) -> int:
             user = await users.by_email(pool, args.email)
             if user is None:
                 return None, None
-            transfer = await currency_api.adjust_credits(
+            transfer = await adjustments.adjust_credits(
                 pool, user_id=user.id, amount_micro=amount, reason=reason,
                 key=args.idempotency_key or "cli:" + uuid.uuid4().hex, actor_id=None,
                 now=dt.datetime.now(dt.timezone.utc), ip="cli")

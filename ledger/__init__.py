@@ -4,6 +4,8 @@ The gateway and the admin UI use only what this module exports.
 """
 
 from ledger.debts import TakeBack, repay, take_back
+from ledger import daily, history
+from ledger.accounts import SYSTEM as SYSTEM_ACCOUNTS
 from ledger.accounts import Balance, Totals, balance, lock_available, set_overdraft, system_id, totals, user_account
 from ledger.reconcile import Report, reconcile
 from ledger.money import (ACCOUNT_SUM_MAX_MICRO, AMOUNT_MAX_MICRO, MICRO_PER_CREDIT, USER_BALANCE_MAX_MICRO,
@@ -16,6 +18,7 @@ __all__ = [
     "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "HoldExpired", "HoldNotFound",
     "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
     "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",
-    "format_micro", "lock_available", "move", "Report", "parse_credits", "reconcile", "resolve", "set_overdraft",
-    "system_id", "TakeBack", "take_back", "repay", "Totals", "totals", "user_account",
+    "daily", "format_micro", "history", "lock_available", "move", "Report", "parse_credits", "reconcile", "resolve",
+    "set_overdraft", "system_id", "SYSTEM_ACCOUNTS", "TakeBack", "take_back", "repay", "Totals", "totals",
+    "user_account",
 ]

@@ -3,6 +3,6 @@
 # The tests start their own PostgreSQL and Redis (see tests/conftest.py).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$ROOT/scripts/bootstrap.sh"
+BOOTSTRAP_BROWSER=1 source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -140,4 +140,5 @@ def test_the_installed_product_holds_no_dev_kit_mock_bench_or_tests(tmp_path):
     assert top_level == {"gateway", "ledger", "admin_ui", "migrations"}, top_level
     assert not [name for name in names if "mock" in name or "devkit" in name or "/dev.py" in name], names
     assert "gateway/proxy/lua/authenticate.lua" in names and "gateway/ai/lua/api_key.lua" in names
+    assert "admin_ui/templates/base.html" in names and "admin_ui/static/admin.css" in names
     assert any(name.startswith("migrations/") and name.endswith(".sql") for name in names)

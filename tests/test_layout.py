@@ -12,7 +12,7 @@ TESTS = ROOT / "tests"
 # Each test folder mirrors a source folder: tests/<wing>/test_<m>.py stands for gateway/<wing>/<m>.py,
 # tests/test_<m>.py for gateway/<m>.py, tests/ledger/ and tests/devkit/ for ledger/ and devkit/ (and a
 # deeper folder for the package of the same path). <m> may be a module or a package.
-TOP_LEVEL_PACKAGES = ("ledger", "devkit")
+TOP_LEVEL_PACKAGES = ("ledger", "devkit", "admin_ui")
 
 
 def source_folder(test_folder: str) -> str:
@@ -33,6 +33,7 @@ WHOLE_SYSTEM = {
     "tests/test_fuzz.py": "hypothesis fuzz of the whole HTTP surface: JSON API, proxy and AI routes at once",
     "tests/test_layout.py": "this guard: the layout of tests/ itself",
     "tests/test_architecture.py": "the house's guards: wing layering, sizes, ruff and mypy over all the code",
+    "tests/admin_ui/test_browser.py": "the admin UI in headless Chromium: a staff member's session across its pages",
 }
 
 # Helpers are imported from tests/support/; fixtures come by name from a conftest.py, never by import.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -29,3 +30,40 @@ async def record(connection: asyncpg.Connection | asyncpg.Pool, *, actor_id: int
     await connection.execute(INSERT, actor_id, action, target_type, str(target_id),
                              client_ip(request) if ip is None else ip,
                              orjson.dumps(details or {}).decode())
+
+
+# $5 a keyset cursor: entries older (smaller id) than it.
+FILTERS = """
+($1::text IS NULL OR action = $1) AND ($2::bigint IS NULL OR actor_id = $2)
+AND ($3::text IS NULL OR target_type = $3) AND ($4::text IS NULL OR target_id = $4)
+AND ($5::bigint IS NULL OR id < $5)"""
+COUNT = f"SELECT count(*) FROM audit_log WHERE {FILTERS}"
+SELECT = f"""
+SELECT id, actor_id, action, target_type, target_id, ip, details, created_at FROM audit_log
+WHERE {FILTERS} ORDER BY id DESC LIMIT $6 OFFSET $7"""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    action: str | None = None
+    actor_id: int | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+
+    def arguments(self, before_id: int | None) -> tuple:
+        return (self.action, self.actor_id, self.target_type, self.target_id, before_id)
+
+
+async def count(db: asyncpg.Pool | asyncpg.Connection, filters: Filters) -> int:
+    return await db.fetchval(COUNT, *filters.arguments(None))
+
+
+async def entries(db: asyncpg.Pool | asyncpg.Connection, filters: Filters, *, limit: int, skip: int = 0,
+                  before_id: int | None = None) -> list[asyncpg.Record]:
+    """Entries newest first: a page by offset (the JSON API) or before an id (keyset, the admin UI)."""
+    return await db.fetch(SELECT, *filters.arguments(before_id), limit, skip)
+
+
+def details_of(row: asyncpg.Record) -> dict[str, Any]:
+    details = row["details"]
+    return orjson.loads(details) if isinstance(details, str) else details

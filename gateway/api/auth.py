@@ -12,7 +12,7 @@ from aiohttp import web
 import ledger
 from gateway.accounts import audit
 from gateway.accounts import email_address
-from gateway.api import login_throttle
+from gateway.accounts import login_throttle
 from gateway.accounts import logins
 from gateway.accounts import users
 from gateway.core.errors import BadRequest, Conflict, NotFound, Unauthenticated

@@ -12,8 +12,7 @@ import html
 from aiohttp import web
 
 import ledger
-from gateway.accounts import audit, email_address
-from gateway.api import bundles, login_throttle
+from gateway.accounts import audit, bundles, email_address, login_throttle
 from gateway.api.web_auth import current_user, now
 from gateway.core.app_keys import DATABASE, SETTINGS
 from gateway.core.errors import BadRequest, NotFound
@@ -48,7 +47,7 @@ async def _what(request: web.Request, body: dict) -> tuple[int, int | None, str 
         raise BadRequest("give either credits or bundle_id", code="invalid_purchase")
     if "bundle_id" in body:
         bundle_id = database_id(field(body, "bundle_id", int))
-        row = await request.app[DATABASE].fetchrow(bundles.SELECT_ONE, bundle_id) if bundle_id else None
+        row = await bundles.one(request.app[DATABASE], bundle_id)
         if row is None or not row["is_active"]:
             raise NotFound("no such bundle", code="bundle_not_found")
         return row["price_micro"], row["id"], row["name"]

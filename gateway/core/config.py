@@ -247,6 +247,13 @@ class Settings:
     payment_recheck_interval_s: float = 60.0
     # A webhook's raw body, at most.
     webhook_body_max_bytes: int = 256 * 1024
+    # -- The admin web UI at /admin/ (decision 0018) --
+    # A login lasts at most admin_session_ttl_s and ends after admin_session_idle_s without a page
+    # view, in seconds. Its cookie is Secure when TOLLGATE_PUBLIC_URL is https.
+    admin_session_ttl_s: int = 8 * 3600
+    admin_session_idle_s: int = 3600
+    # How often the dashboard samples the request metrics (requests/s, errors, p95; all workers), in seconds.
+    admin_traffic_sample_s: float = 5.0
 
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).

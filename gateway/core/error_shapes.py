@@ -4,6 +4,7 @@ in the shape its route chose (Call.error_shape)."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 
 import orjson
@@ -26,7 +27,12 @@ GEMINI_STATUSES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "FAILED
                    413: "INVALID_ARGUMENT", 415: "INVALID_ARGUMENT", 417: "INVALID_ARGUMENT",
                    422: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
                    504: "DEADLINE_EXCEEDED"}
-SHAPES = ("api", "openai", "anthropic", "gemini", "crm")
+SHAPES = ("api", "openai", "anthropic", "gemini", "crm", "page")
+# The admin UI's pages answer errors as a small HTML page (its own links lead back to it).
+PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>{status} {title}</title>
+<link rel="stylesheet" href="/admin/static/admin.css"><main class="error"><h1>{status} {title}</h1>
+<p>{message}</p><p class="muted">request {request_id}</p><p><a href="/admin/">Back to the admin UI</a></p></main>
+</html>"""
 
 
 def error_body(shape: str, error: GatewayError, request_id: str) -> dict:
@@ -49,8 +55,13 @@ def error_response(shape: str, error: GatewayError, request_id: str,
                    earned_headers: dict[str, str] | None = None) -> web.Response:
     """The answer to `error` in `shape`; headers earned before it (RateLimit-*) go with it, the
     error's own (Retry-After) win."""
-    response = web.Response(body=orjson.dumps(error_body(shape, error, request_id)), status=error.status,
-                            content_type="application/json")
+    if shape == "page":
+        text = PAGE.format(status=error.status, title=html.escape(error.code.replace("_", " ")),
+                           message=html.escape(error.message), request_id=html.escape(request_id))
+        response = web.Response(text=text, status=error.status, content_type="text/html")
+    else:
+        response = web.Response(body=orjson.dumps(error_body(shape, error, request_id)), status=error.status,
+                                content_type="application/json")
     response.headers.update(earned_headers or {})
     response.headers.update(error.headers)
     response.headers["X-Request-Id"] = request_id

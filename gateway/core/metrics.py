@@ -87,10 +87,15 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+def registry() -> CollectorRegistry:
+    """The series to read: every worker's summed when running multi-process, else this process's."""
+    if multiprocess_dir():
+        summed = CollectorRegistry()
+        multiprocess.MultiProcessCollector(summed)
+        return summed
+    return REGISTRY
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text: every worker's series summed when running multi-process."""
-    if multiprocess_dir():
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(registry()), CONTENT_TYPE_LATEST

@@ -392,6 +392,15 @@ async def test_a_manager_patching_anyone_else_gets_404_and_changes_nothing(gatew
     assert await audit_count(database) == 0
 
 
+async def test_a_manager_asking_to_change_the_role_of_anyone_else_gets_404_not_403(gateway, database, people):
+    """The scope is looked at before who may change what (decision 0018): a foreign id stays a 404."""
+    for body in ({"role": "manager"}, {"manager_id": people.manager}):
+        response = await gateway.patch(f"/api/v1/admin/users/{people.other_client}", headers=people.as_manager,
+                                       json=body)
+        assert await error_code(response, 404) == "user_not_found", body
+    assert await audit_count(database) == 0
+
+
 async def test_bad_patches_are_400_and_change_nothing(gateway, database, people):
     inactive_manager = await create(database, "m3@example.com", role="manager")
     await database.execute("UPDATE users SET is_active = false WHERE id = $1", inactive_manager)

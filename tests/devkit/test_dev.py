@@ -71,6 +71,12 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert json.loads(outputs[16])["items"][0]["amount"] == "10"
         guest = json.loads(outputs[17])
         assert guest["result"]["status"] == 200 and guest["result"]["body"].startswith("OK"), outputs[17]
+        # The admin UI's address, as printed, answers with its login form.
+        admin_ui = re.search(r"admin UI +(\S+)", banner).group(1)
+        assert admin_ui == f"http://127.0.0.1:{port}/admin/"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(admin_ui) as response:
+                assert response.status == 200 and 'name="password"' in await response.text()
         # A magic link goes to this terminal (stdout), never to the log (stderr): M10.
         async with aiohttp.ClientSession() as session:
             async with session.post(f"http://127.0.0.1:{port}/api/v1/auth/magic-link",

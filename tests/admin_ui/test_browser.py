@@ -1,0 +1,109 @@
+"""The admin UI in a real browser: Debian's Chromium, headless, driven by Playwright for Python
+(scripts/bootstrap.sh installs both; never `playwright install`). One staff member's session, end to
+end: log in, the dashboard with its charts, find a user, top them up, revoke a token, export the
+ledger as CSV, erase a user, log out — with a screenshot of each step in tests/artifacts/browser/."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+import ledger
+from tests.support.accounts import deposit, make_token, proxy_headers
+from tests.support.admin_ui import PASSWORD, person
+
+CHROMIUM = Path("/usr/bin/chromium")
+# As /work/shared/ENVIRONMENT.md measured them for this kind of machine.
+FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
+         "--disable-dev-shm-usage"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
+
+
+@pytest.fixture
+async def browser_page():
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: scripts/bootstrap.sh installs it (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {ARTIFACTS}")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        context = await browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+        await browser.close()
+
+
+async def shot(page, name: str) -> None:
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def test_a_staff_members_session_end_to_end(gateway, database, browser_page):
+    page, base = browser_page, str(gateway.make_url("")).rstrip("/")
+    await person(database, "root@example.com", role="admin")
+    alice = await person(database, "alice@example.com", username="alice", full_name="Alice Example")
+    eve = await person(database, "eve@example.com", full_name="Eve Leaving")
+    token = await make_token(database, email="alice@example.com")
+    await deposit(database, alice, 10)  # something for the dashboard's charts to draw
+    await database.execute("""
+        INSERT INTO ai_usage (request_id, user_id, provider, model, input_tokens, output_tokens, charged_micro,
+                              outcome, created_at)
+        VALUES ('r1', $1, 'openai', 'gpt-4o-mini', 1200, 300, 2500000, 'ok', now())""", alice)
+    assert (await gateway.get("/api/v1/proxy/echo/x", headers=proxy_headers(token.token))).status == 200
+
+    await page.goto(base + "/admin/")  # no session: the login form
+    await page.fill("input[name=email]", "root@example.com")
+    await page.fill("input[name=password]", PASSWORD)
+    await shot(page, "01-login")
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("h1:has-text('Dashboard')")
+    assert await page.locator("svg.chart").count() == 5
+    await shot(page, "02-dashboard")
+
+    await page.click("nav >> text=Users")
+    await page.fill("input[name=search]", "alice")
+    await page.click("form.filters button")
+    await page.click("#users >> text=alice@example.com")
+    await page.wait_for_selector("h1:has-text('alice@example.com')")
+    await page.fill("#adjust input[name=credits]", "25")
+    await page.fill("#adjust input[name=reason]", "welcome credit")
+    await page.click("#adjust button")
+    await page.wait_for_selector("text=Credits adjusted.")
+    assert (await page.inner_text("#balance")).strip() == "35"
+    assert (await ledger.balance(database, alice)).available_micro == 35_000_000
+    await shot(page, "03-topped-up")
+
+    await page.click(f"#tokens form[action='/admin/tokens/{token.id}/revoke'] button")
+    await page.wait_for_selector("text=Access token revoked.")
+    await shot(page, "04-token-revoked")
+    refused = await gateway.get("/api/v1/proxy/echo/x", headers=proxy_headers(token.token))
+    assert refused.status == 401
+
+    await page.click("nav >> text=Ledger")
+    async with page.expect_download() as download_info:
+        await page.click("#export")
+    download = await download_info.value
+    rows = list(csv.reader(io.StringIO(Path(await download.path()).read_text())))
+    assert rows[0][0] == "id" and [row[2] for row in rows[1:]] == ["adjustment", "deposit"]
+    await shot(page, "05-ledger")
+
+    await page.goto(f"{base}/admin/users/{eve}")
+    await page.fill("#erase input[name=confirm]", "eve@example.com")
+    await page.click("#erase button")
+    await page.wait_for_selector("text=User erased.")
+    assert await page.locator("h1:has-text('erased-')").count() == 1
+    assert await database.fetchval("SELECT count(*) FROM users WHERE email = 'eve@example.com'") == 0
+    await shot(page, "06-erased")
+
+    await page.click("header button:has-text('Log out')")
+    await page.wait_for_selector("text=Logged out.")
+    await shot(page, "07-logged-out")
+    await page.goto(base + "/admin/users")
+    await page.wait_for_selector("input[name=password]")  # the session is over: back to the form
+    assert await database.fetchval("SELECT count(*) FROM admin_sessions") == 0
