@@ -17,8 +17,8 @@ from gateway.core.app_keys import CLOCK, DATABASE, SETTINGS
 from gateway.core.errors import BadRequest
 from gateway.core.json_body import json_response, parse_object, read_bytes
 from gateway.core.middleware import CALL
-from gateway.payments import notices, settlement
-from gateway.payments.providers import IGNORED, Callback, CallbackRejected, Provider, ProviderDisabled
+from gateway.payments import notices, recheck, settlement
+from gateway.payments.providers import IGNORED, REFUNDED, Callback, CallbackRejected, Provider, ProviderDisabled
 from gateway.payments.resources import PAYMENTS
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ async def _settle(request: web.Request, provider: Provider, callback: Callback) 
                            request=request, details={"provider": provider.name, "reason": error.code,
                                                      "event": event.name})
         raise
+    if event.status == REFUNDED:
+        await recheck.ask_before_refund(services, provider, payment_id, when)
     settled = await settlement.apply(services.pool, provider.name, event, payment_id=payment_id, now=when,
                                      source="callback")
     if settled.rejection is not None:

@@ -61,6 +61,8 @@ def invoice_event(invoice: Any, name: str) -> Event:
             amount = Decimal(str(invoice["amount_in_fiat"]))
         except InvalidOperation as error:
             raise ProviderFailed("cryptocloud: amount_in_fiat is no number") from error
+        if not amount.is_finite():  # a signalling NaN would raise in the comparison with the payment's
+            raise ProviderFailed("cryptocloud: amount_in_fiat is no number")
     return Event(status, name, reference=reference, amount=amount,
                  currency=currency if isinstance(currency, str) else None,
                  payment_id=int(order_id) if isinstance(order_id, str) and order_id.isdigit()

@@ -12,7 +12,7 @@ import logging
 from gateway.core.errors import GatewayError
 from gateway.core.failures import POSTGRES_FAILURES
 from gateway.payments import notices, settlement, store
-from gateway.payments.providers import EXPIRED, PENDING, Event
+from gateway.payments.providers import EXPIRED, PENDING, Event, Provider
 from gateway.payments.resources import Payments
 
 log = logging.getLogger(__name__)
@@ -37,15 +37,32 @@ async def recheck_once(services: Payments, now: dt.datetime) -> int:
             continue
         if event.status == PENDING and now - row["created_at"] > PENDING_AGE_MAX:
             event = Event(EXPIRED, "recheck_gave_up", reference=event.reference)
-        settled = await settlement.apply(services.pool, provider.name, event, payment_id=row["id"], now=now,
-                                         source="recheck")
-        if settled.rejection is not None:
-            log.warning("re-check of payment %d refused: %s", row["id"], settled.rejection.message)
-            continue
-        settlement.observe(provider.name, settled)
-        await notices.mail_guest(services.pool, services.settings, services.mailer, settled, now)
-        changed += settled.changed
+        changed += await settle(services, provider, event, payment_id=row["id"], now=now)
     return changed
+
+
+async def settle(services: Payments, provider: Provider, event: Event, *, payment_id: int, now: dt.datetime) -> bool:
+    """Apply what the provider said when asked; whether the payment changed."""
+    settled = await settlement.apply(services.pool, provider.name, event, payment_id=payment_id, now=now,
+                                     source="recheck")
+    if settled.rejection is not None:
+        log.warning("re-check of payment %d refused: %s", payment_id, settled.rejection.message)
+        return False
+    settlement.observe(provider.name, settled)
+    await notices.mail_guest(services.pool, services.settings, services.mailer, settled, now)
+    return settled.changed
+
+
+async def ask_before_refund(services: Payments, provider: Provider, payment_id: int, now: dt.datetime) -> None:
+    """A refund is believed only of a payment paid with its charge. When the payment's paid event has
+    not come (lost, or the refund names someone else's charge), the provider is asked first, as the
+    re-check would, and its answer settled: a paid session credits and teaches its PaymentIntent."""
+    payment = await store.get(services.pool, payment_id)
+    if payment is None or payment.transfer_id is not None or payment.provider_reference is None:
+        return
+    if provider.recheckable:
+        await settle(services, provider, await provider.recheck(payment.provider_reference), payment_id=payment_id,
+                     now=now)
 
 
 async def run(services: Payments, interval_s: float) -> None:

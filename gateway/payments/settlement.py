@@ -5,8 +5,9 @@ history row, its audit entry and the money commit together. A credit is a ledger
 payment_clearing to the user keyed on the provider's reference (Stripe: the Checkout Session id),
 so a replayed, duplicated, concurrent or out-of-order callback credits once; the deposit then
 repays a debt first. A refund takes its share of the credits back through ledger.take_back: as far
-as the balance allows, the rest owed. Money that arrived always wins: a paid event credits a payment
-marked failed or expired; a failure or expiry never undoes a credit.
+as the balance allows, the rest owed; it counts only for the PaymentIntent the payment was paid with,
+never credits by itself (a charge's metadata can name any payment). Money that arrived always wins:
+a paid event credits a payment marked failed or expired; a failure or expiry never undoes a credit.
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ def _mismatch(payment: store.Payment, event: Event) -> str | None:
         return "the callback names another reference"
     if event.payment_id is not None and event.payment_id != payment.id:
         return "the callback names another order"
-    if event.provider_payment and payment.provider_payment not in (None, event.provider_payment):
+    if event.status == REFUNDED:
+        # Only a charge this payment was paid with can be refunded: its PaymentIntent, learnt when the
+        # session was paid (the webhook first asks Stripe about a payment whose paid event is missing).
+        if payment.transfer_id is None or payment.provider_payment != event.provider_payment:
+            return "the refund names a charge this payment was not paid with"
+    elif event.provider_payment and payment.provider_payment not in (None, event.provider_payment):
         return "the callback names another payment intent"
     if event.currency is not None and event.currency != payment.currency:
         return f"currency {event.currency} differs from the payment's {payment.currency}"
@@ -142,14 +148,12 @@ async def _credit(connection: asyncpg.Connection, payment: store.Payment, event:
 async def _refund(connection: asyncpg.Connection, payment: store.Payment, event: Event, now: dt.datetime,
                   source: str) -> Settled:
     """Take back the refunded share of the credits (cumulative, so a replay or an older event moves nothing)."""
-    assert event.refunded is not None
-    credited = await _credit(connection, payment, dataclasses.replace(event, status=PAID), now, source)
-    payment = credited.payment  # a refund proves the money came: credit first if its webhook was lost
+    assert event.refunded is not None and payment.transfer_id is not None, "_mismatch lets only a paid one by"
     refunded, charged = event.refunded
     target = payment.credits_micro if refunded >= charged else payment.credits_micro * refunded // charged
     due = target - payment.refunded_micro
     if due <= 0:
-        return dataclasses.replace(credited, payment=payment)
+        return Settled(payment, False)
     assert payment.user_id is not None
     taken = await ledger.take_back(
         connection, key=f"{credit_key(payment)}:refund:{target}", account_id=await ledger.user_account(
@@ -160,7 +164,7 @@ async def _refund(connection: asyncpg.Connection, payment: store.Payment, event:
     refunded_payment = dataclasses.replace(payment, status=status, refunded_micro=target)
     await _record(connection, refunded_payment, event, now, source,
                   {"taken_micro": taken.taken_micro, "owed_micro": taken.owed_micro, "refunded_micro": target})
-    return Settled(refunded_payment, True, credited.credited_micro, credited.guest_email)
+    return Settled(refunded_payment, True)
 
 
 def observe(provider: str, settled: Settled) -> None:

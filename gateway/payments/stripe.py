@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from typing import Any
 
 import aiohttp
@@ -97,6 +98,13 @@ def parse_event(body: bytes) -> Event:
     return Event(IGNORED, kind)
 
 
+def idempotency_key(payment_id: int) -> str:
+    """One create's key. Stripe answers a key it saw in the last 24 h with its first answer, and a
+    payment id comes again after a database is restored (or from another gateway on the same Stripe
+    account): a key of the id alone would hand a new buyer a session someone else paid."""
+    return f"tollgate-payment-{payment_id}-{secrets.token_hex(16)}"
+
+
 class Stripe:
     name = "stripe"
     recheckable = True
@@ -108,7 +116,7 @@ class Stripe:
     def _headers(self, idempotency_key: str | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._settings.stripe_api_key.value}"}
         if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key  # a retried create makes one session
+            headers["Idempotency-Key"] = idempotency_key  # a retry of this one create makes one session
         return headers
 
     async def create(self, order: Order) -> Checkout:
@@ -125,7 +133,7 @@ class Stripe:
         if order.email:
             form["customer_email"] = order.email
         answer = await call_json(self._session, self.name, "POST", self._base + SESSIONS_PATH, data=form,
-                                 headers=self._headers(f"tollgate-payment-{order.payment_id}"),
+                                 headers=self._headers(idempotency_key(order.payment_id)),
                                  timeout_s=self._settings.payment_timeout_s)
         return Checkout(text_field(answer, "id", "stripe session"), text_field(answer, "url", "stripe session", 2000))
 

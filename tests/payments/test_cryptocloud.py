@@ -4,14 +4,17 @@ invoice) before the info endpoint is asked; only paid or overpaid credit, the pa
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 
 import orjson
 import pytest
 
 import ledger
+from gateway.payments import recheck
 from gateway.payments.cryptocloud import invoice_reference, verify_token
 from gateway.payments.providers import CallbackRejected
+from gateway.payments.resources import PAYMENTS
 from tests.support.accounts import register
 from tests.support.payments import CRYPTOCLOUD_SECRET, buy, deposits, history, payment_row
 
@@ -140,3 +143,18 @@ async def test_an_invoice_whose_postback_is_lost_is_settled_by_the_recheck(pay_g
         await asyncio.sleep(0.05)
     assert await deposits(database, user["id"]) == TEN
     assert ("paid", "paid") in await history(database, payment["payment_id"])
+
+
+@pytest.mark.parametrize("amount", ["sNaN", "NaN", "Infinity"])
+async def test_an_invoice_amount_that_is_no_number_is_the_providers_failure(pay_gateway, database, fakes, invoice,
+                                                                             amount):
+    """A signalling NaN made the amount comparison raise: a 500 to the postback and, in the re-check
+    task, an exception that ended the task for good."""
+    user, payment, fake_invoice = invoice
+    fake_invoice.update(status="paid", amount_in_fiat=amount)
+    response = await send(pay_gateway, fakes.cryptocloud.postback(fake_invoice))
+    assert (response.status, (await response.json())["error"]["code"]) == (502, "provider_error")
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+    assert await recheck.recheck_once(pay_gateway.app[PAYMENTS], later) == 0
+    assert await deposits(database, user["id"]) == 0
+    assert (await payment_row(database, payment["payment_id"]))["status"] == "pending"

@@ -4,13 +4,16 @@ library's own signer (`stripe.WebhookSignature.generate_signature_header`), cred
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 
 import pytest
 import stripe
 
 import ledger
+from gateway.payments import recheck
 from gateway.payments.providers import CallbackRejected
+from gateway.payments.resources import PAYMENTS
 from gateway.payments.stripe import parse_event, verify_signature
 from tests.support.accounts import register
 from tests.support.payments import STRIPE_SECRET, available, buy, deposits, history, payment_row
@@ -232,3 +235,23 @@ async def test_a_stripe_session_whose_webhook_is_lost_is_settled_by_the_recheck(
     assert await deposits(database, user["id"]) == TEN
     assert ("paid", "recheck") in await history(database, payment["payment_id"])
     assert (await payment_row(database, payment["payment_id"]))["provider_payment"].startswith("pi_")
+
+
+async def test_a_session_made_for_an_earlier_payment_of_the_same_id_is_never_handed_out(pay_gateway, database,
+                                                                                         fakes):
+    """Stripe answers a repeated Idempotency-Key with the first answer for 24 h. Payment ids come
+    again after a database is restored from a backup (and another gateway on the same Stripe
+    account counts from 1 too): a key made of the id alone handed the new buyer the session someone
+    else had paid, and the re-check credited them."""
+    earlier = {"id": "cs_test_earlier_life", "object": "checkout.session", "url": "https://stripe.example/pay/x",
+               "status": "complete", "payment_status": "paid", "amount_total": 1000, "currency": "usd",
+               "payment_intent": "pi_earlier", "client_reference_id": "1", "metadata": {"payment_id": "1"}}
+    fakes.stripe.sessions[earlier["id"]] = earlier
+    fakes.stripe.by_idempotency_key["tollgate-payment-1"] = earlier["id"]
+    user = await register(pay_gateway, "payer@example.com")
+    payment = await buy(pay_gateway, user["headers"], credits="10", provider="stripe")
+    assert payment["payment_id"] == 1 and payment["payment_url"] != earlier["url"]
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+    await recheck.recheck_once(pay_gateway.app[PAYMENTS], later)
+    assert await deposits(database, user["id"]) == 0
+    assert (await payment_row(database, payment["payment_id"]))["status"] == "pending"
