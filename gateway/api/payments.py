@@ -2,7 +2,7 @@
 
 The amount is always the server's: credits (or a bundle's price in credits) times the configured
 price of a credit in the chosen currency. A bearer buys for their own account; without one, a
-guest buys by email (the account is made when the payment is credited, and a login link mailed).
+guest buys by email (a passwordless account is made at checkout and a login link mailed once paid).
 """
 
 from __future__ import annotations
@@ -62,14 +62,16 @@ async def _what(request: web.Request, body: dict) -> tuple[int, int | None, str 
 
 
 async def _buyer(request: web.Request, body: dict) -> tuple[int | None, str | None]:
-    """(user id, None) for a bearer; (None, email) for a guest, who passes the sign-in brake first."""
+    """(user id, None) for a bearer; (the guest's account, email) for a guest, who passes the sign-in
+    brake first."""
     if "authorization" in request.headers:
         if "email" in body:
             raise BadRequest("email is for guests; a logged-in purchase credits your own account",
                              code="invalid_field")
         return (await current_user(request)).id, None
     await login_throttle.admit(request)
-    return None, email_address.parse(field(body, "email", str))
+    email = email_address.parse(field(body, "email", str))
+    return await checkout.guest_account(request.app[DATABASE], email), email
 
 
 async def purchase(request: web.Request) -> web.Response:

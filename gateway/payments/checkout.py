@@ -11,9 +11,9 @@ import datetime as dt
 
 import asyncpg
 
-from gateway.accounts import audit
+from gateway.accounts import audit, users
 from gateway.core.config import Settings
-from gateway.core.errors import BadRequest, GatewayError
+from gateway.core.errors import BadRequest, Conflict, GatewayError
 from gateway.payments import prices, store
 from gateway.payments.providers import CallbackRejected, Checkout, Order, Provider, ProviderFailed
 from gateway.payments.robokassa import CURRENCY as ROBOKASSA_CURRENCY
@@ -87,3 +87,18 @@ def description(credits_micro: int, bundle_name: str | None) -> str:
     from ledger import format_micro
 
     return f"tollgate: {bundle_name}" if bundle_name else f"tollgate: {format_micro(credits_micro)} credits"
+
+
+async def guest_account(db: asyncpg.Pool | asyncpg.Connection, email: str) -> int:
+    """The account a guest pays into, made (passwordless) at checkout — not when the money arrives —
+    so nobody can register the address in between and receive the guest's credits. An earlier
+    guest checkout's account is used again; an account someone registered with a password is
+    refused (registration does not prove the address): its owner logs in to buy (decision 0017)."""
+    user_id = await users.create(db, email=email, password=None)
+    if user_id is not None:
+        return user_id
+    existing = await users.by_email(db, email)
+    if existing is None or existing.password_hash is not None or not existing.is_active:
+        raise Conflict("an account already uses this address: log in to buy credits for it",
+                       code="account_exists")
+    return existing.id

@@ -32,12 +32,15 @@ async def recheck_once(services: Payments, now: dt.datetime) -> int:
         provider = services.providers[row["provider"]]
         try:
             event = await provider.recheck(row["provider_reference"])
+            if event.status == PENDING and now - row["created_at"] > PENDING_AGE_MAX:
+                event = Event(EXPIRED, "recheck_gave_up", reference=event.reference)
+            changed += await settle(services, provider, event, payment_id=row["id"], now=now)
         except GatewayError as error:  # the provider is down or refuses: the claim retries it later
             log.warning("re-check of payment %d failed: %s", row["id"], error.code)
-            continue
-        if event.status == PENDING and now - row["created_at"] > PENDING_AGE_MAX:
-            event = Event(EXPIRED, "recheck_gave_up", reference=event.reference)
-        changed += await settle(services, provider, event, payment_id=row["id"], now=now)
+        except POSTGRES_FAILURES:
+            raise  # the store is away: the pass ends here, the next one starts over
+        except Exception:  # one payment's surprise must not stop the others' (its claim retries it)
+            log.exception("re-check of payment %d failed", row["id"])
     return changed
 
 
@@ -75,3 +78,5 @@ async def run(services: Payments, interval_s: float) -> None:
                 log.info("re-check settled %d payment(s)", changed)
         except POSTGRES_FAILURES as error:
             log.warning("payment re-check failed: %s", type(error).__name__)
+        except Exception:  # the task's boundary: it must outlive any one pass, or lost webhooks stay lost
+            log.exception("payment re-check pass failed")

@@ -33,3 +33,31 @@ async def test_a_payment_pending_too_long_is_given_up_and_robokassa_is_never_ask
     assert await history(database, stale["payment_id"]) == [("pending", "created"), ("expired", "recheck_gave_up")]
     row = await payment_row(database, robokassa["payment_id"])
     assert row["status"] == "pending" and row["next_check_at"] is None
+
+
+async def test_one_payments_unexpected_failure_does_not_stop_the_others(pay_gateway, database, fakes):
+    """The re-check is what settles lost webhooks: a surprise in one payment (here the first provider
+    call raises something no one planned for) must leave the rest of the pass, and the task, running."""
+    user = await register(pay_gateway, "payer@example.com")
+    first = await buy(pay_gateway, user["headers"], credits="5", provider="stripe")
+    second = await buy(pay_gateway, user["headers"], credits="7", provider="stripe")
+    for payment in (first, second):
+        await pay_gateway.session.get(payment["payment_url"] + "?deliver=0")  # paid, webhook lost
+    services = pay_gateway.app[PAYMENTS]
+    stripe = services.providers["stripe"]
+    original, calls = stripe.recheck, []
+
+    async def surprising(reference):
+        calls.append(reference)
+        if len(calls) == 1:
+            raise RuntimeError("a provider answer no one planned for")
+        return await original(reference)
+
+    stripe.recheck = surprising
+    try:
+        later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+        assert await recheck.recheck_once(services, later) == 1
+    finally:
+        stripe.recheck = original
+    statuses = {p["payment_id"]: (await payment_row(database, p["payment_id"]))["status"] for p in (first, second)}
+    assert sorted(statuses.values()) == ["paid", "pending"]  # the surprising one is due again later

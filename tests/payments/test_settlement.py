@@ -115,15 +115,29 @@ async def test_a_foreign_refund_naming_a_payment_paid_with_its_webhook_lost_take
     assert (await payment_row(database, payment["payment_id"]))["provider_payment"] == session["payment_intent"]
 
 
-@pytest.mark.xfail(strict=True, reason="a guest's payment is credited to whatever account holds the address, and "
-                   "registration does not prove the address: someone who registered it first gets the money. "
-                   "Left to the lead: refuse guest purchases for an address with a password-holding account "
-                   "(log in to buy), or verify addresses at registration")
 async def test_a_guest_payment_never_credits_an_account_someone_else_registered_with_the_address(pay_gateway,
                                                                                                    database, fakes):
+    """Review of issue 9: registration does not prove an address, so a squatter who registered the
+    victim's address first must not receive the victim's guest payment: the checkout is refused
+    (the owner logs in — a magic link reaches the address — to buy)."""
     squatter = await register(pay_gateway, "victim@example.com", password="the squatter's password")
     response = await pay_gateway.post("/api/v1/currency/purchase", json={
         "credits": "10", "provider": "robokassa", "email": "victim@example.com"})
-    if response.status == 201:  # the victim pays as a guest, with their own address
-        await pay_gateway.session.get((await response.json())["payment_url"])
+    assert response.status == 409 and (await response.json())["error"]["code"] == "account_exists"
     assert await available(database, squatter["id"]) == 0
+    assert await database.fetchval("SELECT count(*) FROM payments") == 0
+
+
+async def test_nobody_can_register_a_guests_address_between_checkout_and_payment(pay_gateway, database, fakes):
+    """The guest's account is made at checkout: registering the address afterwards is refused, and
+    the payment credits the guest's account, whose owner gets the login link."""
+    response = await pay_gateway.post("/api/v1/currency/purchase", json={
+        "credits": "10", "provider": "robokassa", "email": "guest@example.com"})
+    assert response.status == 201
+    squatter = await pay_gateway.post("/api/v1/auth/register", json={
+        "email": "guest@example.com", "username": "squat", "password": "the squatter's password",
+        "full_name": "S"})
+    assert squatter.status == 409
+    await pay_gateway.session.get((await response.json())["payment_url"])
+    owner = await database.fetchval("SELECT id FROM users WHERE email = 'guest@example.com'")
+    assert await available(database, owner) == TEN
