@@ -116,8 +116,19 @@ async def save_state(connection: asyncpg.Connection, payment: Payment, *, now: d
 
 async def add_history(connection: asyncpg.Connection, payment_id: int, *, status: str, event: str,
                       now: dt.datetime, detail: dict[str, Any] | None = None) -> None:
-    await connection.execute(INSERT_HISTORY, payment_id, status, event[:100],
-                             orjson.dumps(detail or {}, default=str).decode(), now)
+    text = orjson.dumps(_without_nul(detail or {}), default=str).decode()
+    await connection.execute(INSERT_HISTORY, payment_id, status, event[:100], text, now)
+
+
+def _without_nul(value: Any) -> Any:
+    """PostgreSQL's jsonb cannot hold NUL (\u0000): a provider's odd value is kept without it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 async def history(db: asyncpg.Connection | asyncpg.Pool, payment_id: int) -> list[asyncpg.Record]:
