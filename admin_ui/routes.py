@@ -11,7 +11,7 @@ import jinja2
 from aiohttp import web
 
 import ledger
-from admin_ui import (ai_usage, audit_page, dashboard, login, ledger_pages, proxy_sessions, settings_pages,
+from admin_ui import (ai_usage, audit_page, dashboard, login, ledger_pages, payments, proxy_sessions, settings_pages,
                       traffic, user_actions, users)
 from gateway.core.app_keys import ERROR_SHAPE_PREFIXES
 
@@ -61,6 +61,8 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/audit", audit_page.audit_log)
     router.add_get("/admin/ai-usage", ai_usage.report)
     router.add_get("/admin/sessions", proxy_sessions.session_list)
+    router.add_get("/admin/payments", payments.payment_list)
+    router.add_get("/admin/payments/{payment_id}", payments.payment_page)
     router.add_get("/admin/settings", settings_pages.settings)
     router.add_post("/admin/settings/prices", settings_pages.save_price)
     router.add_post("/admin/settings/bundles", settings_pages.create_bundle)

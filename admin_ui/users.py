@@ -11,6 +11,7 @@ from aiohttp import web
 import ledger
 from admin_ui import pages
 from gateway.accounts import directory, user_credentials, users
+from gateway.payments import store as payment_store
 from gateway.core.app_keys import DATABASE, SETTINGS
 from gateway.core.json_body import database_id
 from gateway.core.query_params import NUMBER, query_bool, query_choice, query_id, query_text
@@ -59,6 +60,8 @@ async def user_page(request: web.Request) -> web.Response:
         "keys": await user_credentials.keys(database, user["id"]),
         "sessions": await session_reports.sessions(database, scope, open_only=False, user_id=user["id"],
                                                    before_id=None, limit=20),
+        "payments": await payment_store.staff_page(database, scope, status=None, provider=None, user_id=user["id"],
+                                                   before_id=None, limit=10),
         "managers": await directory.managers(database) if is_admin else [],
         "roles": users.ROLES, "plans": users.PLANS if is_admin else directory.MANAGER_PLANS,
         "is_admin": is_admin, "idempotency_key": secrets.token_urlsafe(16),

@@ -35,6 +35,17 @@ SELECT status, event, detail, created_at FROM payment_history WHERE payment_id =
 SELECT_PAGE = f"""
 SELECT {COLUMNS} FROM payments WHERE ($1::bigint IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)
 ORDER BY id DESC LIMIT $3 OFFSET $4"""
+# What staff see: a manager only their clients' payments ($1: the manager, NULL for an admin), newest
+# first in keyset pages; a guest payment not tied to any account only an admin.
+SELECT_STAFF_PAGE = f"""
+SELECT p.{COLUMNS.replace(", ", ", p.")}, u.email FROM payments p LEFT JOIN users u ON u.id = p.user_id
+WHERE ($1::bigint IS NULL OR (u.manager_id = $1 AND u.role = 'client'))
+  AND ($2::text IS NULL OR p.status = $2) AND ($3::text IS NULL OR p.provider = $3)
+  AND ($4::bigint IS NULL OR p.user_id = $4) AND ($5::bigint IS NULL OR p.id < $5)
+ORDER BY p.id DESC LIMIT $6"""
+SELECT_STAFF_ONE = f"""
+SELECT p.{COLUMNS.replace(", ", ", p.")}, u.email FROM payments p LEFT JOIN users u ON u.id = p.user_id
+WHERE p.id = $2 AND ($1::bigint IS NULL OR (u.manager_id = $1 AND u.role = 'client'))"""
 COUNT_PAGE = """
 SELECT count(*) FROM payments WHERE ($1::bigint IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)"""
 # Claimed by one worker at a time: the claim moves the next check on, so others skip it.
@@ -140,6 +151,18 @@ async def page(db: asyncpg.Connection | asyncpg.Pool, *, user_id: int | None, st
     rows = await db.fetch(SELECT_PAGE, user_id, status, limit, skip)
     total = await db.fetchval(COUNT_PAGE, user_id, status)
     return [Payment(**dict(row)) for row in rows], total
+
+
+async def staff_page(db: asyncpg.Connection | asyncpg.Pool, scope: int | None, *, status: str | None,
+                     provider: str | None, user_id: int | None, before_id: int | None,
+                     limit: int) -> list[asyncpg.Record]:
+    """Payments as staff see them (the admin UI): `scope` is the manager's id, None for an admin."""
+    return await db.fetch(SELECT_STAFF_PAGE, scope, status, provider, user_id, before_id, limit)
+
+
+async def staff_one(db: asyncpg.Connection | asyncpg.Pool, scope: int | None, payment_id: int | None
+                    ) -> asyncpg.Record | None:
+    return await db.fetchrow(SELECT_STAFF_ONE, scope, payment_id) if payment_id is not None else None
 
 
 async def claim_due(db: asyncpg.Pool, *, now: dt.datetime, next_check_at: dt.datetime, providers: list[str],

@@ -55,7 +55,7 @@ async def test_the_same_forms_with_the_token_do_change_things(as_admin, database
 
 def pages_of(user: int) -> list[str]:
     return [f"/admin/users/{user}", f"/admin/ledger?user={user}", f"/admin/ledger.csv?user={user}",
-            f"/admin/ai-usage?user={user}", f"/admin/sessions?user={user}"]
+            f"/admin/ai-usage?user={user}", f"/admin/sessions?user={user}", f"/admin/payments?user={user}"]
 
 
 async def test_a_manager_gets_404_for_every_page_export_and_post_about_another_managers_client(
