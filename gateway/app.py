@@ -13,8 +13,8 @@ from gateway.accounts import mail
 from gateway.accounts.resources import MAILER, accounts_ctx
 from gateway.ai import crm as ai_crm
 from gateway.ai import handler as ai_handler
-from gateway.api import (admin_tokens, admin_users, auth, bundles, currency, keys, payments, prices, referrals,
-                         tokens, webhooks)
+from gateway.api import (admin_keys, admin_tokens, admin_users, auth, budgets, bundles, currency, keys, payments,
+                         prices, referrals, tokens, webhooks)
 from gateway.core import health, metrics
 from gateway.core.app_keys import CLOCK, DATABASE, ERROR_SHAPE_PREFIXES, READINESS_PROBES, REDIS, SETTINGS
 from gateway.core.clock import Clock
@@ -81,8 +81,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
     # Set up in this order, torn down in reverse: the stores, then what stands on them.
     app.cleanup_ctx.extend([database_ctx, redis_ctx, accounts_ctx, payments_ctx, worker_ctx])
     health.add_routes(app)
-    for api in (auth, currency, tokens, bundles, referrals, keys, prices, admin_tokens, admin_users, payments,
-                webhooks):
+    for api in (auth, currency, tokens, bundles, referrals, keys, budgets, prices, admin_tokens, admin_users,
+                admin_keys, payments, webhooks):
         api.add_routes(app)
     ai_handler.add_routes(app)
     ai_crm.add_routes(app)

@@ -11,12 +11,13 @@ from ledger.reconcile import Report, reconcile
 from ledger.money import (ACCOUNT_SUM_MAX_MICRO, AMOUNT_MAX_MICRO, MICRO_PER_CREDIT, USER_BALANCE_MAX_MICRO,
                           MoneyError, format_micro, parse_credits)
 from ledger.transfers import (KINDS, AmountOutOfRange, HoldExpired, HoldNotFound, HoldResolved,
-                              IdempotencyConflict, InsufficientBalance, InvalidAmount, LedgerError, Transfer,
-                              expire_holds, move, resolve)
+                              IdempotencyConflict, InsufficientBalance, InvalidAmount, LedgerError, LimitExceeded,
+                              Transfer, expire_holds, move, resolve)
 
 __all__ = [
     "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "HoldExpired", "HoldNotFound",
     "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
+    "LimitExceeded",
     "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",
     "daily", "format_micro", "history", "lock_available", "move", "Report", "parse_credits", "reconcile", "resolve",
     "set_overdraft", "system_id", "SYSTEM_ACCOUNTS", "TakeBack", "take_back", "repay", "Totals", "totals",

@@ -61,6 +61,16 @@ class InvalidAmount(LedgerError):
     code = "invalid_amount"
 
 
+class LimitExceeded(LedgerError):
+    """A limit of the caller's, checked in the statement that would have moved the money (a wrapper of
+    ledger_move given as `statement`), refused it; `detail` says which."""
+    code = "limit_exceeded"
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
 class AmountOutOfRange(LedgerError):
     """The transfer would take an amount, an account's running sum or a user's balance past its bound."""
     code = "amount_out_of_range"
@@ -148,17 +158,22 @@ def _outcome(row: asyncpg.Record, *, key: str, hold_id: int | None = None) -> Tr
         raise HoldExpired(f"hold {hold_id} expired")
     if status == "amount_out_of_range":
         raise AmountOutOfRange(OUT_OF_RANGE.get(row["detail"], "amount out of range"))
+    if status == "limit_exceeded":
+        raise LimitExceeded("a spending limit refused the transfer", row["detail"] or "")
     raise LedgerError(f"unexpected ledger status {status!r}")
 
 
 async def move(connection: asyncpg.Connection, *, key: str, debit: int, credit: int,
                amount_micro: int, kind: str, now: dt.datetime, user_id: int | None = None,
                description: str = "", metadata: dict[str, Any] | None = None,
-               hold_until: dt.datetime | None = None) -> Transfer:
+               hold_until: dt.datetime | None = None, statement: str = MOVE, extra: tuple = ()) -> Transfer:
     """Move money now, or hold it (`hold_until` set) until posted, voided or expired.
 
     Same key and same content returns the original transfer (`replayed=True`); same key and other
     content raises IdempotencyConflict. A user account never goes below its overdraft limit.
+    `statement` may wrap MOVE's function call with a check of the caller's in the same statement
+    (one round trip, one transaction): it takes MOVE's twelve parameters, then `extra`, returns
+    MOVE's columns, and may refuse with status 'limit_exceeded' (LimitExceeded).
     """
     assert kind in KINDS, kind
     _check_key(key)
@@ -170,8 +185,8 @@ async def move(connection: asyncpg.Connection, *, key: str, debit: int, credit: 
     request_hash = _request_hash(op=phase, debit=debit, credit=credit, amount=amount_micro, kind=kind,
                                  user_id=user_id, hold_until=hold_until, description=description,
                                  metadata=metadata)
-    row = await connection.fetchrow(MOVE, key, request_hash, debit, credit, amount_micro, phase, kind,
-                                    hold_until, user_id, description, orjson.dumps(metadata).decode(), now)
+    row = await connection.fetchrow(statement, key, request_hash, debit, credit, amount_micro, phase, kind,
+                                    hold_until, user_id, description, orjson.dumps(metadata).decode(), now, *extra)
     return _outcome(row, key=key)
 
 

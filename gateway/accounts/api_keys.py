@@ -1,6 +1,8 @@
 """API keys for the AI routes, the store: `tg_` + 43 random characters, shown once and kept only as
 SHA-256, with the row's limits; the AI path's authentication (gateway/ai/authentication.py) reads
-them through Redis first and here on a miss."""
+them through Redis first and here on a miss. A key can be changed and rotated (a new secret; the
+old one works on until its grace period ends); the database queues the cache refresh of every such
+change in the same transaction (migration 0013), so it applies from the key's next request."""
 
 from __future__ import annotations
 
@@ -23,11 +25,23 @@ INSERT INTO api_keys (user_id, prefix, key_hash, name, allowed_models, ip_allowl
                       created_at, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6::cidr[], $7, $8, $9, $10)
 RETURNING id"""
+# By the key's secret, or by its previous secret during the grace period after a rotation (then
+# the key expires for that secret when the grace period ends).
 SELECT_BY_HASH = """
 SELECT k.id, k.user_id, k.allowed_models, k.ip_allowlist::text[] AS ip_allowlist, k.rpm_limit, k.tpm_limit,
-       k.expires_at, k.revoked_at, u.is_active, u.plan, a.id AS account_id
+       CASE WHEN k.key_hash = $1 THEN k.expires_at
+            ELSE least(k.expires_at, k.previous_expires_at) END AS expires_at,
+       k.revoked_at, u.is_active, u.plan, a.id AS account_id
 FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN accounts a ON a.user_id = k.user_id
-WHERE k.key_hash = $1"""
+WHERE k.key_hash = $1 OR k.previous_key_hash = $1"""
+# The settings a key's owner may change (PATCH), each a column.
+SETTINGS = ("name", "allowed_models", "ip_allowlist", "rpm_limit", "tpm_limit", "expires_at")
+LOCK_LIVE = "SELECT id FROM api_keys WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL FOR UPDATE"
+ROTATE = """
+UPDATE api_keys SET previous_key_hash = key_hash, previous_expires_at = $5, key_hash = $3, prefix = $4,
+                    rotated_at = $6
+WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $6)
+RETURNING id"""
 REVOKE = """
 UPDATE api_keys SET revoked_at = coalesce(revoked_at, $3) WHERE id = $1 AND user_id = $2
 RETURNING key_hash"""
@@ -66,6 +80,30 @@ async def revoke(connection: asyncpg.Connection | asyncpg.Pool, *, key_id: int, 
     """Revoke the user's key; its hash (for the cache tombstone), or None if it is not theirs."""
     value = await connection.fetchval(REVOKE, key_id, user_id, now)
     return bytes(value) if value is not None else None
+
+
+async def update(connection: asyncpg.Connection, *, key_id: int, user_id: int, changes: dict[str, object]) -> bool:
+    """Change some SETTINGS of the user's live key (built from fixed fragments); False if there is none."""
+    assert set(changes) <= set(SETTINGS), changes
+    if await connection.fetchval(LOCK_LIVE, key_id, user_id) is None:
+        return False
+    if changes:
+        names = list(changes)
+        assignments = ", ".join(f"{name} = ${index}{'::cidr[]' if name == 'ip_allowlist' else ''}"
+                                for index, name in enumerate(names, start=3))
+        await connection.execute(f"UPDATE api_keys SET {assignments} WHERE id = $1 AND user_id = $2",
+                                 key_id, user_id, *(changes[name] for name in names))
+    return True
+
+
+async def rotate(connection: asyncpg.Connection | asyncpg.Pool, *, key_id: int, user_id: int, now: dt.datetime,
+                 grace_s: int) -> NewKey | None:
+    """A new secret for the user's live key; the old one is accepted until now + grace_s (a secret
+    from an earlier rotation is refused at once). None if the key is not theirs or not live."""
+    key = generate()
+    rotated = await connection.fetchval(ROTATE, key_id, user_id, digest(key), key[:PREFIX_LENGTH],
+                                        now + dt.timedelta(seconds=grace_s), now)
+    return NewKey(key_id, key, key[:PREFIX_LENGTH]) if rotated is not None else None
 
 
 record_key = api_key_record_key

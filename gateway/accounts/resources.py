@@ -1,6 +1,6 @@
 """The accounts wing's resources: the credential outbox and the mailer (app keys), and the
 background work every worker owns — pushing queued refusals, voiding expired holds, paying the
-referral bonuses of final purchases."""
+referral bonuses of final purchases, giving the budget alerts that are due."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway.accounts import hold_expiry, referral_bonuses
+from gateway.accounts import budgets, hold_expiry, referral_bonuses
 from gateway.accounts.credential_cache import CredentialOutbox
 from gateway.accounts.mail import Sender
 from gateway.core.app_keys import CLOCK, DATABASE, REDIS, SETTINGS
@@ -29,6 +29,8 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
                             name="hold-expiry"),
         asyncio.create_task(referral_bonuses.run(app[DATABASE], app[CLOCK], settings.referral_sweep_interval_s),
                             name="referral-bonuses"),
+        asyncio.create_task(budgets.run(app[DATABASE], app[CLOCK], settings.budget_alert_interval_s),
+                            name="budget-alerts"),
     ]
     yield
     for task in tasks:

@@ -25,7 +25,7 @@ WHERE t.id = $2 AND {SCOPE} FOR UPDATE OF t"""
 FORCE_REVOKE = "UPDATE access_tokens SET revoked_at = $2, revoked_by = $3 WHERE id = $1"
 SELECT_KEYS = """
 SELECT id, prefix, name, allowed_models, ip_allowlist::text[] AS ip_allowlist, rpm_limit, tpm_limit,
-       created_at, expires_at, revoked_at
+       created_at, expires_at, revoked_at, rotated_at, previous_expires_at
 FROM api_keys WHERE user_id = $1 ORDER BY id DESC LIMIT $2"""
 KEY_OWNER = f"SELECT k.user_id FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $2 AND {SCOPE}"
 

@@ -1,18 +1,20 @@
 """Reservation: before any byte goes upstream, a billed call holds the most it can cost — its
-tokens against the key's tokens-per-minute window, then its credits on the user's account. No
-hold, no forward; parallel calls can never spend more than the balance."""
+tokens against the key's tokens-per-minute window, then its credits on the user's account, within
+the key's and the user's budgets. No hold, no forward; parallel calls can never spend more than the
+balance, nor more than a budget."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import ledger
+from gateway.accounts import budgets
 from gateway.ai import authentication
 from gateway.ai.pricing import max_cost_micro
 from gateway.ai.resources import Services
 from gateway.ai.routes import input_bound
 from gateway.core.call import Call
-from gateway.core.errors import PaymentRequired
+from gateway.core.errors import BudgetExceeded, PaymentRequired
 
 
 async def reserve(ai: Services, call: Call, raw_body: bytes, body: dict | None, canonical: bytes) -> None:
@@ -29,8 +31,9 @@ async def reserve(ai: Services, call: Call, raw_body: bytes, body: dict | None, 
     amount = max(1, max_cost_micro(price.price, call.input_tokens_bound, output_bound))
     now = dt.datetime.fromtimestamp(ai.clock.now_s(), dt.timezone.utc)
     revenue = await ledger.system_id(ai.pool, "revenue")  # cached per process after the first call
-    # No enclosing transaction: the move is one statement that locks, checks and writes at once
-    # (decision 0012). The account id comes with the cached key record (issue 8).
+    # No enclosing transaction: the move is one statement that locks, checks the balance and the
+    # budgets, and writes at once (decisions 0012, 0019). The account id comes with the cached key
+    # record (issue 8).
     async with ai.pool.acquire() as connection:
         account = call.principal.account_id or await ledger.user_account(connection, call.principal.user_id)
         try:
@@ -38,11 +41,22 @@ async def reserve(ai: Services, call: Call, raw_body: bytes, body: dict | None, 
                 connection, key=f"ai:{call.call_id}:hold", debit=account, credit=revenue, amount_micro=amount,
                 kind="usage", now=now, user_id=call.principal.user_id, description=f"{spec.provider} {spec.model}",
                 hold_until=now + dt.timedelta(seconds=ai.settings.ai_hold_ttl_s),
-                metadata={"call": call.call_id, "key_id": call.principal.key_id, "model": spec.model})
+                metadata={"call": call.call_id, "key_id": call.principal.key_id, "model": spec.model},
+                statement=budgets.BUDGETED_MOVE, extra=(call.principal.key_id,))
+        except ledger.LimitExceeded as error:
+            raise _budget_refusal(error.detail, amount) from error
         except ledger.InsufficientBalance as error:
             raise PaymentRequired(
                 f"insufficient balance: this call may cost up to {ledger.format_micro(amount)} credits",
                 code="insufficient_balance") from error
+
+
+def _budget_refusal(detail: str, amount_micro: int) -> BudgetExceeded:
+    """The refusal of a budget named by ledger_move_within_budgets' detail: 'key|user:period:limit'."""
+    scope, period, limit = detail.split(":")
+    return BudgetExceeded(f"budget exceeded: this call may cost up to {ledger.format_micro(amount_micro)} credits, "
+                          f"more than is left of the {scope}'s {period} budget of "
+                          f"{ledger.format_micro(int(limit))} credits")
 
 
 async def _reserve_tokens(ai: Services, call: Call) -> None:

@@ -10,6 +10,9 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from gateway.core import payment_settings
+# DEFAULT_TOKEN_PRICES and PLANS are read through this module too.
+from gateway.core.setting_values import (DEFAULT_PLAN_LIMITS_PER_MIN, DEFAULT_TOKEN_PRICES, PLANS,  # noqa: F401
+                                         parse_plan_limits, parse_token_prices)
 
 PREFIX = "TOLLGATE_"
 
@@ -27,50 +30,6 @@ class Secret(str):
     @property
     def value(self) -> str:
         return str.__str__(self)
-
-
-PLANS = ("free", "premium", "enterprise")
-DEFAULT_PLAN_LIMITS_PER_MIN = {"free": 100, "premium": 500, "enterprise": 0}
-
-
-def _parse_plan_limits(raw: str | Mapping) -> dict[str, int]:
-    """'free=50' -> the defaults with free replaced; a plan left out keeps its default, never 0."""
-    items = raw.items() if isinstance(raw, Mapping) else (
-        item.partition("=")[::2] for item in str(raw).split(",") if item.strip())
-    limits = dict(DEFAULT_PLAN_LIMITS_PER_MIN)
-    for name, number in items:
-        name = str(name).strip()
-        if name not in PLANS:
-            raise ValueError(f"unknown plan {name!r}")
-        limits[name] = int(number)
-        if limits[name] < 0:
-            raise ValueError("limits must be >= 0")
-    return limits
-
-
-DEFAULT_TOKEN_PRICES = {1: "1", 12: "10", 24: "18", 168: "100", 720: "300"}
-
-
-def _parse_token_prices(raw: str | Mapping) -> dict[int, int]:
-    """'1=1,24=18.5' or {"1": "1"} -> {hours: price in micro-credits}; replaces the whole table."""
-    from ledger.money import MoneyError, parse_credits
-
-    items = raw.items() if isinstance(raw, Mapping) else (
-        item.partition("=")[::2] for item in str(raw).split(",") if item.strip())
-    prices: dict[int, int] = {}
-    for hours, price in items:
-        hours = int(str(hours).strip())
-        if not 0 < hours <= 24 * 366:
-            raise ValueError(f"token duration {hours} h out of range")
-        try:
-            prices[hours] = parse_credits(str(price).strip())
-        except MoneyError as error:
-            raise ValueError(str(error)) from error
-        if prices[hours] <= 0:
-            raise ValueError("token prices must be positive")
-    if not prices:
-        raise ValueError("at least one token price is needed")
-    return prices
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +106,7 @@ class Settings:
     magic_link_ttl_s: int = 24 * 3600
     # Access-token prices by duration in hours (credits, decimal strings); the server's, never the client's.
     # (Given in credits as decimal strings, as in DEFAULT_TOKEN_PRICES; kept in micro-credits.)
-    token_prices: Mapping[int, int] = field(default_factory=lambda: _parse_token_prices(DEFAULT_TOKEN_PRICES))
+    token_prices: Mapping[int, int] = field(default_factory=lambda: parse_token_prices(DEFAULT_TOKEN_PRICES))
     # A referrer earns this share of a referred user's first purchase above the threshold.
     referral_bonus_percent: int = 10
     referral_min_purchase_credits: int = 100
@@ -254,6 +213,15 @@ class Settings:
     admin_session_idle_s: int = 3600
     # How often the dashboard samples the request metrics (requests/s, errors, p95; all workers), in seconds.
     admin_traffic_sample_s: float = 5.0
+    # -- API controls (decision 0019) --
+    # After a rotation an API key's old secret keeps working this long, in seconds (0 = refused at once).
+    api_key_rotation_grace_s: int = 24 * 3600
+    # How often each worker gives the budget alerts that are due, in seconds.
+    budget_alert_interval_s: float = 10.0
+    # Browser origins (scheme://host[:port], comma-separated) the JSON API answers cross-origin
+    # requests from, with credentials; empty = none. Preflight answers are cached this long, in seconds.
+    cors_origins: str = ""
+    cors_max_age_s: int = 600
 
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).
@@ -264,10 +232,10 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, Secret):
                 object.__setattr__(self, name, Secret(value))
-        object.__setattr__(self, "plan_limits_per_min", _parse_plan_limits(self.plan_limits_per_min))
+        object.__setattr__(self, "plan_limits_per_min", parse_plan_limits(self.plan_limits_per_min))
         prices = self.token_prices
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in prices.values()):
-            prices = _parse_token_prices(prices)  # given in credits (strings), kept in micro-credits
+            prices = parse_token_prices(prices)  # given in credits (strings), kept in micro-credits
         object.__setattr__(self, "token_prices", dict(prices))
         self._check_payments()
         if self.mail_sender not in ("log", "smtp", "none"):
@@ -360,11 +328,11 @@ def _coerce(name: str, annotation: str, raw: Any) -> Any:
                 raise ValueError(raw)
             return text in {"1", "true", "yes", "on"}
         if annotation == "Mapping[int, int]":
-            return _parse_token_prices(raw)
+            return parse_token_prices(raw)
         if annotation == "Mapping[str, Decimal]":
             return payment_settings.parse_credit_prices(raw)
         if annotation.startswith("Mapping"):
-            return _parse_plan_limits(raw)
+            return parse_plan_limits(raw)
         return str(raw)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{PREFIX}{name.upper()}: cannot read {raw!r} as {annotation}") from error

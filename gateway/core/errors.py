@@ -97,6 +97,10 @@ class PaymentRequired(GatewayError):
     status, code, outcome, message = 402, "insufficient_balance", Outcome.INSUFFICIENT_CREDIT, "insufficient balance"
 
 
+class BudgetExceeded(GatewayError):
+    status, code, outcome, message = 402, "budget_exceeded", Outcome.BUDGET_EXCEEDED, "budget exceeded"
+
+
 def from_ledger(error: Exception) -> GatewayError:
     """The ledger's refusals as HTTP errors: 402 no funds, 409 key reuse, 422 past a bound, 400 bad
     amount/hold."""
@@ -105,6 +109,8 @@ def from_ledger(error: Exception) -> GatewayError:
     code = getattr(error, "code", "ledger_error")
     if isinstance(error, transfers.InsufficientBalance):
         return PaymentRequired(str(error))
+    if isinstance(error, transfers.LimitExceeded):
+        return BudgetExceeded(str(error))
     if isinstance(error, (transfers.IdempotencyConflict, transfers.HoldResolved)):
         return Conflict(str(error), code=code)
     if isinstance(error, transfers.HoldNotFound):

@@ -70,6 +70,8 @@ PAYMENT_CALLBACKS = Counter("tollgate_payment_callbacks",
                             "Provider callbacks by result: ok, replayed, rejected (bad signature, stale, "
                             "unknown payment, wrong amount), failed (the provider could not confirm).",
                             ["provider", "result"])
+BUDGET_ALERTS = Counter("tollgate_budget_alerts", "Budgets whose spend reached their alert share (once per "
+                        "window), by scope (key or user).", ["scope"])
 WORKERS = Gauge("tollgate_workers", "Worker processes serving this port.", multiprocess_mode="livesum")
 
 

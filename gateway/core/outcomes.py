@@ -18,6 +18,8 @@ class Outcome(StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
     INSUFFICIENT_CREDIT = "insufficient_credit"
+    # A budget (a credit cap of the key or the user over a period) could not cover the call's hold.
+    BUDGET_EXCEEDED = "budget_exceeded"
     NO_ROUTE = "no_route"
     CONFLICT = "conflict"
     BAD_REQUEST = "bad_request"

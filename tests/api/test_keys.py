@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from tests.support.accounts import register
+from tests.support.ai import start
 from tests.support.api import error_code
 
 KEYS = "/api/v1/keys"
@@ -69,3 +70,107 @@ async def test_another_users_key_cannot_be_revoked(gateway, database):
     assert (await gateway.delete(f"{KEYS}/{created['id']}", headers=owner["headers"])).status == 200
     listed = (await (await gateway.get(KEYS, headers=owner["headers"])).json())["items"]
     assert listed[0]["active"] is False and listed[0]["revoked_at"]
+
+
+# -- lifecycle: change, rotate (issue 11) -------------------------------------------------------
+
+CHAT = "/openai/v1/chat/completions"
+
+
+async def _chat(stack, key: str, model: str = "gpt-4o-mini") -> tuple[int, str]:
+    response = await stack.gateway.post(CHAT, headers={"Authorization": f"Bearer {key}"}, json={
+        "model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    body = await response.json()
+    return response.status, (body.get("error") or {}).get("code", "")
+
+
+async def _key_id(stack) -> int:
+    listed = await (await stack.gateway.get(KEYS, headers=stack.user["headers"])).json()
+    return listed["items"][0]["id"]
+
+
+async def _patch(stack, key_id: int, body: dict):
+    response = await stack.gateway.patch(f"{KEYS}/{key_id}", headers=stack.user["headers"], json=body)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_a_patched_model_list_applies_on_the_next_call(gateway_factory, mock_target, database):
+    stack = await start(gateway_factory, mock_target, database)
+    assert await _chat(stack, stack.key) == (200, "")  # the key's record is now cached in Redis
+    changed = await _patch(stack, await _key_id(stack), {"allowed_models": ["claude-haiku-4-5"]})
+    assert changed["allowed_models"] == ["claude-haiku-4-5"] and changed["name"] == "tests"
+    assert await _chat(stack, stack.key) == (403, "model_not_allowed")
+    await _patch(stack, await _key_id(stack), {"allowed_models": []})
+    assert await _chat(stack, stack.key) == (200, "")
+
+
+async def test_a_patched_rpm_applies_on_the_next_call(gateway_factory, mock_target, database):
+    stack = await start(gateway_factory, mock_target, database)
+    for _ in range(3):
+        assert await _chat(stack, stack.key) == (200, "")
+    await _patch(stack, await _key_id(stack), {"rpm_limit": 3})
+    assert await _chat(stack, stack.key) == (429, "rate_limit_exceeded")
+
+
+async def test_a_patch_changes_only_the_fields_given_and_is_audited(gateway_factory, mock_target, database):
+    stack = await start(gateway_factory, mock_target, database)
+    key_id = await _key_id(stack)
+    changed = await _patch(stack, key_id, {"name": "renamed", "tpm_limit": 500, "expires_in_hours": 2,
+                                           "budget": {"limit": "2.5", "period": "week"}})
+    assert (changed["name"], changed["tpm_limit"], changed["rpm_limit"]) == ("renamed", 500, 0)
+    assert changed["expires_at"] and changed["budget"]["limit"] == "2.5"
+    assert (await _patch(stack, key_id, {"budget": None}))["budget"] is None
+    assert await database.fetchval("SELECT count(*) FROM audit_log WHERE action = 'api_key.update'") == 2
+
+
+async def test_a_rotated_key_works_during_the_grace_period_and_is_refused_after(gateway_factory, mock_target,
+                                                                              database, clock):
+    stack = await start(gateway_factory, mock_target, database, api_key_rotation_grace_s=600)
+    old = stack.key
+    assert await _chat(stack, old) == (200, "")
+    response = await stack.gateway.post(f"{KEYS}/{await _key_id(stack)}/rotate", headers=stack.user["headers"])
+    assert response.status == 200, await response.text()
+    rotated = await response.json()
+    new = rotated["key"]
+    assert new != old and rotated["previous_secret_expires_at"] and rotated["rotated_at"]
+    assert await _chat(stack, new) == (200, "") and await _chat(stack, old) == (200, "")
+    clock.advance(601)
+    assert await _chat(stack, old) == (401, "invalid_api_key")
+    assert await _chat(stack, new) == (200, "")
+    assert {row["api_key_id"] for row in await database.fetch("SELECT api_key_id FROM ai_usage")} == {
+        rotated["id"]}  # one key: its usage and budget carry across secrets
+
+
+async def test_a_second_rotation_refuses_the_first_secret_at_once(gateway_factory, mock_target, database):
+    stack = await start(gateway_factory, mock_target, database)
+    first = stack.key
+    key_id = await _key_id(stack)
+    assert await _chat(stack, first) == (200, "")
+    second = (await (await stack.gateway.post(f"{KEYS}/{key_id}/rotate", headers=stack.user["headers"])).json())
+    assert await _chat(stack, first) == (200, "")  # in its grace period
+    await stack.gateway.post(f"{KEYS}/{key_id}/rotate", headers=stack.user["headers"])
+    assert await _chat(stack, first) == (401, "invalid_api_key")
+    assert await _chat(stack, second["key"]) == (200, "")  # the grace period is now the second's
+
+
+async def test_revoking_a_rotated_key_refuses_both_secrets(gateway_factory, mock_target, database):
+    stack = await start(gateway_factory, mock_target, database)
+    key_id = await _key_id(stack)
+    new = (await (await stack.gateway.post(f"{KEYS}/{key_id}/rotate", headers=stack.user["headers"])).json())["key"]
+    assert await _chat(stack, new) == (200, "") and await _chat(stack, stack.key) == (200, "")
+    assert (await stack.gateway.delete(f"{KEYS}/{key_id}", headers=stack.user["headers"])).status == 200
+    assert await _chat(stack, new) == (401, "invalid_api_key")
+    assert await _chat(stack, stack.key) == (401, "invalid_api_key")
+    rotate = await stack.gateway.post(f"{KEYS}/{key_id}/rotate", headers=stack.user["headers"])
+    assert (rotate.status, await error_code(rotate)) == (404, "key_not_found")
+
+
+async def test_another_users_key_cannot_be_patched_or_rotated(gateway_factory, mock_target, database):
+    stack = await start(gateway_factory, mock_target, database)
+    key_id = await _key_id(stack)
+    other = await register(stack.gateway, "other@example.com")
+    for response in (await stack.gateway.patch(f"{KEYS}/{key_id}", headers=other["headers"], json={"name": "x"}),
+                     await stack.gateway.post(f"{KEYS}/{key_id}/rotate", headers=other["headers"])):
+        assert (response.status, await error_code(response)) == (404, "key_not_found")
+    assert await database.fetchval("SELECT name FROM api_keys WHERE id = $1", key_id) == "tests"
