@@ -3,9 +3,8 @@ pages; and the same selection as CSV, streamed row by row from a database cursor
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -13,16 +12,13 @@ import ledger
 from admin_ui import pages
 from gateway.accounts import directory, ledger_entries
 from gateway.core.app_keys import DATABASE
+from gateway.core import exports
 from gateway.core.errors import BadRequest
 from gateway.core.query_params import NUMBER, query_choice, query_id
 
 PAGE_SIZE = 50
 CSV_COLUMNS = ("id", "created_at", "type", "phase", "amount", "from_account", "to_account", "user_id",
                "user_email", "description")
-# Rows written per chunk of the answer (a chunk is a few tens of kilobytes, never the whole file).
-CSV_ROWS_PER_CHUNK = 500
-# A spreadsheet would run a cell starting with these as a formula: such text is quoted with a '.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 async def filters_of(request: web.Request) -> ledger_entries.Filters:
@@ -60,39 +56,23 @@ async def explorer(request: web.Request) -> web.Response:
         "next_before": f"{last['created_at'].isoformat()}_{last['id']}" if last else None})
 
 
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 def _csv_row(row) -> list[str]:
     return [str(row["id"]), row["created_at"].isoformat(), row["kind"], row["phase"],
             ledger.format_micro(row["amount_micro"]), f"{row['debit_code']}:{row['debit_account_id']}",
             f"{row['credit_code']}:{row['credit_account_id']}", str(row["user_id"] or ""),
-            _cell(row["email"]), _cell(row["description"])]
+            exports.cell(row["email"]), exports.cell(row["description"])]
+
+
+async def _csv_rows(request: web.Request, filters: ledger_entries.Filters) -> AsyncIterator[list[str]]:
+    async for row in ledger_entries.stream(request.app[DATABASE], pages.scope(request), filters):
+        yield _csv_row(row)
 
 
 @pages.staff_page()
 async def export(request: web.Request) -> web.StreamResponse:
     """GET /admin/ledger.csv?user&type&from&to: every match, streamed in chunks as it is read."""
     filters = await filters_of(request)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="ledger-{pages.now(request):%Y%m%dT%H%M%SZ}.csv"',
-        **pages.SECURITY_HEADERS})
-    response.enable_chunked_encoding()
-    await response.prepare(request)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    count = 0
-    async for row in ledger_entries.stream(request.app[DATABASE], pages.scope(request), filters):
-        writer.writerow(_csv_row(row))
-        count += 1
-        if count % CSV_ROWS_PER_CHUNK == 0:
-            await response.write(buffer.getvalue().encode())
-            buffer.seek(0)
-            buffer.truncate()
-    await response.write(buffer.getvalue().encode())
-    await response.write_eof()
+    response = await exports.start(request, "csv", f"ledger-{pages.now(request):%Y%m%dT%H%M%SZ}",
+                                   pages.SECURITY_HEADERS)
+    await exports.write_csv(response, CSV_COLUMNS, _csv_rows(request, filters))
     return response

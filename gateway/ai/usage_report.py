@@ -1,12 +1,16 @@
-"""AI usage for staff: tokens, calls and credits by model, by API key and by day over a date range,
-within the actor's scope (a manager sees their clients' calls). An admin's views by model and by
-day over whole days read the daily roll-up (usage_daily); the others are one pass over a covering
-index (ai_usage_created_idx, or ai_usage_user_created_idx for one user or a manager's clients)."""
+"""AI usage reports: tokens, calls and credits by model, provider, API key and day over a date range,
+for one user, within the actor's scope (a manager sees their clients' calls), or everyone's. The
+admin UI's views (the costliest ROWS_MAX) read the daily roll-up (usage_daily) for an admin's whole
+days; the others, and every report of the JSON API (exact, to the micro-credit the ledger charged:
+each charged call's row is written in the statement that posts its charge), are one pass over a
+covering index (ai_usage_created_idx, or ai_usage_user_created_idx for one user or a manager's
+clients). The API's exports stream every group, or every call, from a server-side cursor."""
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +37,22 @@ BY_DAY = f"""
 SELECT (a.created_at AT TIME ZONE 'UTC')::date AS day, {SUMS} FROM ai_usage a WHERE {{where}}
 GROUP BY 1 ORDER BY 1 LIMIT ${{limit}}"""
 ROWS_MAX = 100
+# The JSON API's groupings: what each selects and groups by (fixed fragments).
+GROUPINGS = {
+    "day": ("(a.created_at AT TIME ZONE 'UTC')::date AS day", "1", ""),
+    "model": ("a.provider, a.model", "a.provider, a.model", ""),
+    "provider": ("a.provider", "a.provider", ""),
+    "key": ("a.api_key_id AS key_id, a.user_id, k.prefix AS key_prefix, k.name AS key_name",
+            "a.api_key_id, a.user_id, k.prefix, k.name", "LEFT JOIN api_keys k ON k.id = a.api_key_id"),
+}
+GROUPED = f"""
+SELECT {{select}}, {SUMS} FROM ai_usage a {{join}} WHERE {{where}} GROUP BY {{group}} ORDER BY {{group}}"""
+CALLS = """
+SELECT a.id, a.created_at, a.request_id, a.user_id, a.api_key_id, a.provider, a.model, a.input_tokens,
+       a.cached_input_tokens, a.output_tokens, a.charged_micro, a.outcome, a.stream, a.usage_source, a.latency_ms
+FROM ai_usage a WHERE {where} ORDER BY a.created_at, a.id"""
+# Rows a cursor fetches from PostgreSQL at a time while exporting.
+EXPORT_PREFETCH = 1000
 MEASURES = ("calls", "input_tokens", "cached_input_tokens", "output_tokens", "charged_micro")
 
 
@@ -52,8 +72,7 @@ class Span:
         return self.start.date(), (self.end - dt.timedelta(days=1)).date()
 
 
-async def _fetch(db: asyncpg.Pool | asyncpg.Connection, template: str, scope: int | None,
-                 span: Span) -> list[asyncpg.Record]:
+def _where(scope: int | None, span: Span) -> tuple[str, list[object]]:
     conditions = ["a.created_at >= $1", "a.created_at < $2"]
     arguments: list[object] = [span.start, span.end]
     if span.user_id is not None:
@@ -62,8 +81,34 @@ async def _fetch(db: asyncpg.Pool | asyncpg.Connection, template: str, scope: in
     if scope is not None:
         arguments.append(scope)
         conditions.append("a.user_id IN " + SCOPED_USER_IDS.replace("$1", f"${len(arguments)}"))
+    return " AND ".join(conditions), arguments
+
+
+async def _fetch(db: asyncpg.Pool | asyncpg.Connection, template: str, scope: int | None,
+                 span: Span) -> list[asyncpg.Record]:
+    where, arguments = _where(scope, span)
     arguments.append(ROWS_MAX)
-    return await db.fetch(template.format(where=" AND ".join(conditions), limit=len(arguments)), *arguments)
+    return await db.fetch(template.format(where=where, limit=len(arguments)), *arguments)
+
+
+def grouped_statement(grouping: str, scope: int | None, span: Span) -> tuple[str, list[object]]:
+    """Every group of the span (no limit), in the grouping's order: the JSON API's report."""
+    select, group, join = GROUPINGS[grouping]
+    where, arguments = _where(scope, span)
+    return GROUPED.format(select=select, group=group, join=join, where=where), arguments
+
+
+def calls_statement(scope: int | None, span: Span) -> tuple[str, list[object]]:
+    """Every call of the span, oldest first: the JSON API's export of single calls."""
+    where, arguments = _where(scope, span)
+    return CALLS.format(where=where), arguments
+
+
+async def stream(pool: asyncpg.Pool, statement: str, arguments: list[object]) -> AsyncIterator[asyncpg.Record]:
+    """The statement's rows from a server-side cursor in small batches, over one consistent snapshot."""
+    async with pool.acquire() as connection, connection.transaction(isolation="repeatable_read", readonly=True):
+        async for row in connection.cursor(statement, *arguments, prefetch=EXPORT_PREFETCH):
+            yield row
 
 
 async def _rolled_up(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, span: Span,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from gateway.core.json_body import BIGINT_MAX, database_id
 LIMIT_DEFAULT, LIMIT_MAX = 50, 200
 # Digits only: int() alone would also take "+5", " 5", "1_000" and other scripts' digits.
 NUMBER = re.compile(r"^[0-9]{1,19}$")
+DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def _invalid(name: str, expected: str) -> BadRequest:
@@ -72,3 +74,25 @@ def like_pattern(text: str) -> str:
     """An (I)LIKE pattern matching `text` anywhere, its own % _ and \\ taken literally (ESCAPE '\\')."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def query_day(request: web.Request, name: str) -> dt.date | None:
+    """A UTC day, YYYY-MM-DD; absent or empty is None."""
+    raw = _query(request, name)
+    if raw is None:
+        return None
+    try:
+        if not DAY.match(raw):
+            raise ValueError(raw)
+        return dt.date.fromisoformat(raw)
+    except ValueError as error:
+        raise _invalid(name, "a date (YYYY-MM-DD)") from error
+
+
+def allow_only(request: web.Request, *names: str) -> None:
+    """Refuse a query parameter the route does not know: a filter that would be ignored silently
+    (and answer everything) is a 400 instead."""
+    unknown = sorted(set(request.query) - set(names))
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)}; this route takes "
+                         f"{', '.join(names) or 'none'}", code="unknown_query_parameter")

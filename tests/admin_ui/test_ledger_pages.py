@@ -9,6 +9,7 @@ import io
 import re
 
 from admin_ui import ledger_pages
+from gateway.core import exports
 from tests.support.accounts import deposit
 
 
@@ -43,7 +44,7 @@ async def test_older_pages_follow_without_gaps(as_admin, database, people, monke
 
 
 async def test_the_csv_export_is_streamed_in_chunks_and_holds_every_match(as_admin, database, people, monkeypatch):
-    monkeypatch.setattr(ledger_pages, "CSV_ROWS_PER_CHUNK", 2)
+    monkeypatch.setattr(exports, "ROWS_PER_CHUNK", 2)
     for _ in range(5):
         await deposit(database, people.client, 2)
     answer = await as_admin.get(f"/admin/ledger.csv?user={people.client}")
