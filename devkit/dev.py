@@ -88,6 +88,7 @@ async def _prepare(settings: Settings, servers: list[object]) -> tuple[Settings,
     connection = await asyncpg.connect(settings.database_url.value)
     try:
         await users.ensure_admin(connection, email=ADMIN_EMAIL, password=password)
+        await connection.execute(SPEC_MODEL_PRICES)
         demo_id = await users.ensure_client(connection, email=DEMO_EMAIL)
         await connection.execute(SET_DEMO_PASSWORD, demo_id, users.hash_password(demo_password))
         now = dt.datetime.now(dt.timezone.utc)
@@ -107,6 +108,18 @@ async def _prepare(settings: Settings, servers: list[object]) -> tuple[Settings,
 
 
 SET_DEMO_PASSWORD = "UPDATE users SET password_hash = $2 WHERE id = $1"
+# The billing-CRM spec's example models (assumed: its OpenAI, Anthropic and Gemini examples of the
+# time), priced at their list prices per million tokens so the spec's own client works offline
+# against the mock; a price set earlier is kept.
+SPEC_MODEL_PRICES = """
+INSERT INTO model_prices (model, provider, input_per_mtok_micro, output_per_mtok_micro, cached_input_per_mtok_micro,
+                          max_output_tokens) VALUES
+    ('gpt-4', 'openai', 30000000, 60000000, 30000000, 8192),
+    ('gpt-3.5-turbo', 'openai', 500000, 1500000, 500000, 4096),
+    ('claude-3-opus-20240229', 'anthropic', 15000000, 75000000, 1500000, 4096),
+    ('claude-3-sonnet-20240229', 'anthropic', 3000000, 15000000, 300000, 4096),
+    ('gemini-pro', 'gemini', 500000, 1500000, 500000, 8192)
+ON CONFLICT (model) DO NOTHING"""
 
 
 async def _grant_demo_credits(connection: asyncpg.Connection, user_id: int, now: dt.datetime) -> None:

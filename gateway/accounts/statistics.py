@@ -37,7 +37,8 @@ WITH moves AS (
 )"""
 # What each credit measure counts: transfers of these kinds moving money to or from the user.
 MEASURES = {
-    "sold": (("deposit",), "to_user"),
+    # Credits that came in from outside: payments, and admins' top-ups (an adjustment to the user).
+    "sold": (("deposit", "adjustment"), "to_user"),
     "spent": (("purchase", "usage"), "from_user"),
     "refunded": (("refund",), "to_user"),
     # Bonuses net of their reversals (a reversal is a referral_bonus from the user back to promotions).

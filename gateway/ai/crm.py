@@ -1,6 +1,9 @@
-"""The billing-CRM API on API keys: POST /api/v1/generate (a provider's body, the provider picked
-from the model) and GET /api/v1/balance (credits in the CRM's token vocabulary, 1 token = 1 credit).
-Refusals come in the CRM's own envelope: {"error": true, "code", "message", "request_id"}."""
+"""The billing-CRM API on API keys: POST /api/v1/generate (a provider's body, or the spec's simple
+{"model", "prompt", "max_tokens"?}; the provider picked from the model) and GET /api/v1/balance.
+Amounts are integers in the spec's "tokens": 1 token = 1 micro-credit (1,000,000 per credit), so
+balance_remaining == the previous balance - tokens_used holds exactly; the provider's own token
+counts come as separate fields. Refusals come in the CRM's own envelope:
+{"error": true, "code", "message", "request_id"}."""
 
 from __future__ import annotations
 
@@ -19,6 +22,27 @@ from gateway.core.middleware import CALL
 GENERATE, BALANCE = "/api/v1/generate", "/api/v1/balance"
 
 
+# The spec's simple form names no provider format; an Anthropic call needs an output bound.
+PROMPT_OUTPUT_DEFAULT = 1024
+
+
+def from_prompt(provider: str, body: dict) -> dict:
+    """{"model", "prompt", "max_tokens"?} in the provider's own format; any other body as it is."""
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or any(name in body for name in ("messages", "contents", "input")):
+        return body
+    rest = {name: value for name, value in body.items() if name not in ("prompt", "max_tokens")}
+    limit = body.get("max_tokens")
+    if provider == "gemini":
+        config = {"maxOutputTokens": limit} if limit is not None else {}
+        return {**rest, "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+                **({"generationConfig": config} if config else {})}
+    if provider == "anthropic" and limit is None:
+        limit = PROMPT_OUTPUT_DEFAULT
+    return {**rest, "messages": [{"role": "user", "content": prompt}],
+            **({"max_tokens": limit} if limit is not None else {})}
+
+
 def generate_route(body: dict) -> tuple[routes.CallSpec, dict]:
     """The provider from the model name, the body in that provider's format."""
     model = body.get("model")
@@ -28,6 +52,7 @@ def generate_route(body: dict) -> tuple[routes.CallSpec, dict]:
         raise BadRequest("/api/v1/generate answers whole responses; use the provider routes to stream",
                          code="stream_not_supported")
     provider = provider_for_model(model)
+    body = from_prompt(provider or "", body)
     if provider == "openai":
         return routes.openai("chat/completions", "POST", body), body
     if provider == "anthropic":
@@ -57,10 +82,16 @@ async def generate(request: web.Request) -> web.StreamResponse:
             "message": f"the {call.spec.provider} upstream answered {response.status}"}),
             status=response.status, content_type="application/json")
     balance = await ledger.balance(ai.pool, call.principal.user_id)
-    used = call.usage.total if call.usage and call.charge else 0
+    usage = call.usage if call.usage and call.charge else None
     return web.Response(body=orjson.dumps({
         "error": False, "data": data,
-        "usage": {"tokens_used": used, "balance_remaining": ledger.format_micro(balance.available_micro)}}),
+        "usage": {"tokens_used": call.charged_micro, "balance_remaining": balance.available_micro,
+                  # The provider's own counts, apart from the spec's tokens (which are credits).
+                  "input_tokens": usage.input_tokens if usage else 0,
+                  "cached_input_tokens": usage.cached_input_tokens if usage else 0,
+                  "output_tokens": usage.output_tokens if usage else 0,
+                  "total_tokens": usage.total if usage else 0,
+                  "model": call.spec.model, "provider": call.spec.provider}}),
         content_type="application/json")
 
 
@@ -72,17 +103,17 @@ def _json_or_text(body: bytes) -> object:
 
 
 async def balance(request: web.Request) -> web.Response:
-    """Purchased = all credits ever received, used = all credits spent, available = the balance
-    less open holds (decimal strings)."""
+    """Purchased = all credits ever received, used = all credits spent, available = what may be
+    spent now (the balance less open holds and debts): integers, 1 token = 1 micro-credit."""
     call = request[CALL]
     call.route, call.error_shape = "ai_balance", "crm"
     ai = request.app[AI]
     call.principal = await authentication.authenticate(ai.keys, request)
     totals = await ledger.totals(ai.pool, call.principal.user_id)
+    available = (await ledger.balance(ai.pool, call.principal.user_id)).available_micro
     return web.Response(body=orjson.dumps({"user_id": call.principal.user_id, "balance": {
-        "tokens_purchased": ledger.format_micro(totals.received_micro),
-        "tokens_used": ledger.format_micro(totals.spent_micro),
-        "tokens_available": ledger.format_micro(totals.received_micro - totals.spent_micro - totals.held_micro)}}),
+        "tokens_purchased": totals.received_micro, "tokens_used": totals.spent_micro,
+        "tokens_available": available, "tokens_held": totals.held_micro}}),
         content_type="application/json")
 
 

@@ -75,6 +75,7 @@ async def settle(ai: Services, call: Call) -> int:
                                          now=row.created_at, post_micro=charged if charged else None,
                                          metadata={"cost_micro": cost, "usage_source": row.usage_source}, row=row)
     ai.usage.observe(row)
+    call.charged_micro = charged
     return charged
 
 

@@ -13,7 +13,7 @@ from gateway.api.web_auth import now, require_role
 from gateway.core.app_keys import DATABASE
 from gateway.core.json_body import database_id, json_response
 from gateway.core.middleware import CALL
-from gateway.core.query_params import NUMBER
+from gateway.core.query_params import allow_only, NUMBER
 
 KEYS_LISTED_MAX = 1000
 
@@ -27,6 +27,7 @@ async def list_user_keys(request: web.Request) -> web.Response:
     """GET /api/v1/admin/users/{id}/keys: newest first, never a secret or its hash."""
     request[CALL].route = "admin"
     actor = await require_role(request, "admin", "manager")
+    allow_only(request)
     database, when = request.app[DATABASE], now(request)
     user = await directory.get_user(database, directory.scope_of(actor), _path_id(request, "user_id"))
     rows = await user_credentials.keys(database, user["id"], limit=KEYS_LISTED_MAX)

@@ -18,7 +18,7 @@ from gateway.accounts.resources import CREDENTIAL_OUTBOX
 from gateway.core.app_keys import DATABASE
 from gateway.core.json_body import database_id, json_response, read_object
 from gateway.core.middleware import CALL
-from gateway.core.query_params import (NUMBER, page, query_bool, query_choice, query_id, query_text)
+from gateway.core.query_params import (allow_only, NUMBER, page, query_bool, query_choice, query_id, query_text)
 from gateway.api.web_auth import now, require_admin, require_role
 
 SEARCH_LENGTH_MAX = 200
@@ -53,6 +53,7 @@ def _user_item(row: asyncpg.Record) -> dict[str, Any]:
 async def list_users(request: web.Request) -> web.Response:
     """GET /api/v1/admin/users?search&role&plan&is_active&manager_id&skip&limit."""
     _, scope = await _staff(request)
+    allow_only(request, "search", "role", "plan", "is_active", "manager_id", "skip", "limit")
     filters = directory.UserFilters(
         query_text(request, "search", SEARCH_LENGTH_MAX), query_choice(request, "role", users.ROLES),
         query_choice(request, "plan", users.PLANS), query_bool(request, "is_active"),
@@ -68,6 +69,7 @@ async def list_users(request: web.Request) -> web.Response:
 async def get_user(request: web.Request) -> web.Response:
     """GET /api/v1/admin/users/{id}."""
     _, scope = await _staff(request)
+    allow_only(request)
     return json_response(_user_item(await directory.get_user(request.app[DATABASE], scope,
                                                              _path_id(request, "user_id"))))
 
@@ -97,6 +99,7 @@ async def list_tokens(request: web.Request) -> web.Response:
     """GET /api/v1/admin/users/{id}/tokens?active_only=false&skip&limit: never the hash."""
     _, scope = await _staff(request)
     user_id = _path_id(request, "user_id")
+    allow_only(request, "active_only", "skip", "limit")
     active_only = bool(query_bool(request, "active_only"))
     skip, limit = page(request)
     database = request.app[DATABASE]
@@ -122,6 +125,7 @@ async def force_revoke_token(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     """GET /api/v1/admin/stats?period=day|week|month|all: a manager's numbers cover their clients."""
     _, scope = await _staff(request)
+    allow_only(request, "period")
     period = query_choice(request, "period", tuple(PERIODS)) or "all"
     at = now(request)
     days = PERIODS[period]
@@ -154,6 +158,7 @@ async def audit_log(request: web.Request) -> web.Response:
     """GET /api/v1/admin/audit?action&actor_id&target_type&target_id&skip&limit: admins only."""
     request[CALL].route = "admin"
     await require_admin(request)
+    allow_only(request, "action", "actor_id", "target_type", "target_id", "skip", "limit")
     filters = audit.Filters(query_text(request, "action", TEXT_FILTER_LENGTH_MAX), query_id(request, "actor_id"),
                             query_text(request, "target_type", TEXT_FILTER_LENGTH_MAX),
                             query_text(request, "target_id", TEXT_FILTER_LENGTH_MAX))

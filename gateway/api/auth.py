@@ -21,6 +21,7 @@ from gateway.accounts.resources import MAILER
 from gateway.core.app_keys import DATABASE, SETTINGS
 from gateway.accounts.mail import Mail
 from gateway.core.middleware import CALL
+from gateway.core.query_params import allow_only
 from gateway.api.web_auth import bearer_claims, current_user, now, revoke_jti
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
@@ -126,6 +127,7 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     request[CALL].route = "auth"
     user = await current_user(request)
+    allow_only(request)
     return json_response(user_json(user, await ledger.balance(request.app[DATABASE], user.id)))
 
 

@@ -12,12 +12,13 @@ from gateway.core.app_keys import DATABASE
 from gateway.core.errors import BadRequest
 from gateway.core.json_body import database_id, json_response, read_object
 from gateway.core.middleware import CALL
-from gateway.core.query_params import NUMBER
+from gateway.core.query_params import allow_only, NUMBER
 
 
 async def my_budget(request: web.Request) -> web.Response:
     request[CALL].route = "users"
     user = await current_user(request)
+    allow_only(request)
     row = await budgets.of_user(request.app[DATABASE], user.id, now(request))
     return json_response({"user_id": user.id, "budget": budgets.budget_json(row)})
 

@@ -13,6 +13,7 @@ from gateway.core.errors import NotFound
 from gateway.core.json_body import database_id, json_response, read_object
 from gateway.core.app_keys import DATABASE, SETTINGS
 from gateway.core.middleware import CALL
+from gateway.core.query_params import allow_only
 from gateway.api.tokens import idempotency_key, purchase_json
 from gateway.api.web_auth import current_user, now, require_admin
 
@@ -32,6 +33,7 @@ def bundle_json(row: asyncpg.Record, settings: Settings) -> dict:
 
 async def list_bundles(request: web.Request) -> web.Response:
     request[CALL].route = "bundles"
+    allow_only(request)
     rows = await bundles.listed(request.app[DATABASE])
     return json_response({"items": [bundle_json(r, request.app[SETTINGS]) for r in rows]})
 
@@ -46,6 +48,7 @@ async def _listed(request: web.Request) -> asyncpg.Record:
 
 async def get_bundle(request: web.Request) -> web.Response:
     request[CALL].route = "bundles"
+    allow_only(request)
     return json_response(bundle_json(await _listed(request), request.app[SETTINGS]))
 
 
@@ -58,7 +61,8 @@ async def purchase_bundle(request: web.Request) -> web.Response:
         request.app[DATABASE], request.app[SETTINGS], user_id=user.id, key=key,
         duration_hours=bundle["duration_hours"], scope=bundle["scope"], price_micro=bundle["price_micro"],
         count=bundle["token_count"], bundle_id=bundle["id"], now=now(request), ip=request[CALL].client_ip)
-    return json_response({**purchase_json(bought), "bundle_id": bundle["id"]},
+    balance = await ledger.balance(request.app[DATABASE], user.id)
+    return json_response({**purchase_json(bought, balance), "bundle_id": bundle["id"]},
                          status=200 if bought.replayed else 201)
 
 
@@ -91,6 +95,7 @@ async def delete_bundle(request: web.Request) -> web.Response:
 async def admin_list(request: web.Request) -> web.Response:
     request[CALL].route = "admin"
     await require_admin(request)
+    allow_only(request)
     rows = await bundles.every(request.app[DATABASE])
     return json_response({"items": [bundle_json(r, request.app[SETTINGS]) for r in rows]})
 

@@ -11,6 +11,7 @@ from gateway.core.errors import BadRequest, NotFound
 from gateway.core.json_body import database_id, json_response, read_object
 from gateway.core.app_keys import DATABASE
 from gateway.core.middleware import CALL
+from gateway.core.query_params import allow_only, query_choice
 from gateway.api.tokens import idempotency_key, page
 from gateway.api.web_auth import current_user, now, require_admin
 
@@ -26,16 +27,20 @@ def balance_json(balance: ledger.Balance) -> dict:
 async def balance(request: web.Request) -> web.Response:
     request[CALL].route = "currency"
     user = await current_user(request)
+    allow_only(request)
     return json_response(balance_json(await ledger.balance(request.app[DATABASE], user.id)))
 
 
 async def transactions(request: web.Request) -> web.Response:
     request[CALL].route = "currency"
     user = await current_user(request)
+    allow_only(request, "skip", "limit", "type", "transaction_type")
     skip, limit = page(request)
-    kind = request.query.get("type") or None
-    if kind is not None and kind not in ledger.KINDS:
-        raise BadRequest(f"type must be one of {', '.join(ledger.KINDS)}", code="invalid_query")
+    # The seed's clients filter with transaction_type; tollgate's own with type (the same filter).
+    kinds = {query_choice(request, name, ledger.KINDS) for name in ("type", "transaction_type")} - {None}
+    if len(kinds) > 1:
+        raise BadRequest("type and transaction_type name different types", code="invalid_query")
+    kind = kinds.pop() if kinds else None
     database = request.app[DATABASE]
     account = (await ledger.balance(database, user.id)).account_id
     if account is None:

@@ -16,6 +16,7 @@ from gateway.core.app_keys import DATABASE, SETTINGS
 from gateway.core.errors import BadRequest, NotFound
 from gateway.core.json_body import database_id, field, json_response, read_object
 from gateway.core.middleware import CALL
+from gateway.core.query_params import allow_only
 
 FIELDS = ("name", "allowed_models", "ip_allowlist", "rpm_limit", "tpm_limit", "expires_in_hours", "expires_at",
           "budget")
@@ -134,6 +135,7 @@ async def create_key(request: web.Request) -> web.Response:
 async def list_keys(request: web.Request) -> web.Response:
     request[CALL].route = "keys"
     user = await current_user(request)
+    allow_only(request)
     database, when = request.app[DATABASE], now(request)
     rows = await database.fetch(SELECT_MINE, user.id, None)
     spend = await budgets.of_keys(database, [row["id"] for row in rows], when)

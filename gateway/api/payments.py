@@ -19,7 +19,7 @@ from gateway.core.errors import BadRequest, NotFound
 from gateway.core.json_body import database_id, field, json_response, read_object
 from gateway.core.middleware import CALL
 from gateway.core.payment_settings import PROVIDERS
-from gateway.core.query_params import page, query_choice
+from gateway.core.query_params import allow_only, page, query_choice
 from gateway.payments import checkout, prices, store
 from gateway.payments.providers import ProviderDisabled
 from gateway.payments.resources import PAYMENTS
@@ -102,6 +102,7 @@ async def list_payments(request: web.Request) -> web.Response:
     """GET /api/v1/payments: your own; an admin sees everyone's (audited)."""
     request[CALL].route = "payments"
     user = await current_user(request)
+    allow_only(request, "status", "skip", "limit")
     skip, limit = page(request)
     status = query_choice(request, "status", store.STATUSES)
     is_admin = user.role == "admin"
@@ -117,6 +118,7 @@ async def get_payment(request: web.Request) -> web.Response:
     """GET /api/v1/payments/{id} with its history: another user's payment is a 404, like none."""
     request[CALL].route = "payments"
     user = await current_user(request)
+    allow_only(request)
     payment_id = database_id(request.match_info["payment_id"])
     database = request.app[DATABASE]
     payment = await store.get(database, payment_id) if payment_id else None

@@ -12,6 +12,7 @@ from gateway.ai.resources import AI
 from gateway.core.json_body import json_response, read_object
 from gateway.core.app_keys import DATABASE
 from gateway.core.middleware import CALL
+from gateway.core.query_params import allow_only
 from gateway.api.web_auth import require_admin
 from ledger.money import format_micro
 
@@ -27,6 +28,7 @@ def price_json(price: ModelPrice) -> dict:
 async def list_prices(request: web.Request) -> web.Response:
     request[CALL].route = "admin"
     await require_admin(request)
+    allow_only(request)
     table = request.app[AI].prices
     await table.load()  # the admin sees what is stored, not this worker's last refresh
     return json_response({"items": [price_json(p) for p in table.prices.values()]})

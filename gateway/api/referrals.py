@@ -8,6 +8,7 @@ import ledger
 from gateway.core.json_body import json_response
 from gateway.core.app_keys import DATABASE, SETTINGS
 from gateway.core.middleware import CALL
+from gateway.core.query_params import allow_only
 from gateway.api.web_auth import current_user
 
 SELECT_REFERRED = """
@@ -21,6 +22,7 @@ WHERE u.referred_by = $1 ORDER BY u.id"""
 async def my_referrals(request: web.Request) -> web.Response:
     request[CALL].route = "users"
     user = await current_user(request)
+    allow_only(request)
     rows = await request.app[DATABASE].fetch(SELECT_REFERRED, user.id)
     settings = request.app[SETTINGS]
     earned = sum(r["bonus_micro"] or 0 for r in rows)
@@ -30,9 +32,11 @@ async def my_referrals(request: web.Request) -> web.Response:
         "referral_link": f"{settings.public_url.rstrip('/')}/register?ref={user.referral_code}",
         "bonus_percent": settings.referral_bonus_percent,
         "min_purchase": str(settings.referral_min_purchase_credits),
-        "total_referred": len(rows),
-        "total_rewarded": sum(1 for r in rows if r["rewarded_at"]),
-        "total_earned": ledger.format_micro(earned),
+        # The seed's field names: everyone referred, those whose purchase qualified for a bonus,
+        # and the bonuses paid so far.
+        "total_referrals": len(rows),
+        "qualifying_referrals": sum(1 for r in rows if r["rewarded_at"]),
+        "total_bonus_earned": ledger.format_micro(earned),
         # Promised for purchases that can still be refunded: paid when they are final.
         "total_pending": ledger.format_micro(pending),
         # Referred users by username only: their emails are theirs.

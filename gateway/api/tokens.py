@@ -16,7 +16,7 @@ from gateway.core.json_body import database_id, field, json_response, read_objec
 from gateway.accounts.resources import CREDENTIAL_OUTBOX
 from gateway.core.app_keys import DATABASE, SETTINGS
 from gateway.core.middleware import CALL
-from gateway.core.query_params import query_int
+from gateway.core.query_params import allow_only, query_int
 from gateway.api.web_auth import current_user, now
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -38,9 +38,10 @@ def idempotency_key(request: web.Request) -> str:
     return "client:" + key
 
 
-def purchase_json(purchase: purchases.Purchase) -> dict:
+def purchase_json(purchase: purchases.Purchase, balance: ledger.Balance) -> dict:
+    """The purchase with the balance it left (what may still be spent, as /currency/balance says)."""
     return {"transfer_id": purchase.transfer_id, "price": ledger.format_micro(purchase.price_micro),
-            "replayed": purchase.replayed,
+            "replayed": purchase.replayed, "new_balance": ledger.format_micro(balance.available_micro),
             "tokens": [{"id": t.id, "token": t.token, "scope": t.scope,
                         "expires_at": t.expires_at.isoformat()} for t in purchase.tokens]}
 
@@ -76,14 +77,17 @@ async def purchase(request: web.Request) -> web.Response:
     bought = await purchases.buy_tokens(
         request.app[DATABASE], settings, user_id=user.id, key=key, duration_hours=hours, scope=scope,
         price_micro=settings.token_prices[hours], now=now(request), ip=request[CALL].client_ip)
-    return json_response(purchase_json(bought), status=200 if bought.replayed else 201)
+    balance = await ledger.balance(request.app[DATABASE], user.id)
+    return json_response(purchase_json(bought, balance), status=200 if bought.replayed else 201)
 
 
 async def my_tokens(request: web.Request) -> web.Response:
     request[CALL].route = "tokens"
     user = await current_user(request)
+    allow_only(request, "active_only", "skip", "limit")
     skip, limit = page(request)
-    active_at = now(request) if flag(request, "active_only") else None
+    # Usable tokens only unless asked for all (active_only=false), as the seed's clients expect.
+    active_at = now(request) if flag(request, "active_only", default=True) else None
     rows = await request.app[DATABASE].fetch(SELECT_MINE, user.id, active_at, limit, skip)
     when = now(request)
     return json_response({"items": [{

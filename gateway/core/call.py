@@ -51,6 +51,7 @@ class Call:
     usage: Any = None  # ai.usage.Usage, once known
     usage_source: str = "none"  # upstream | estimated | none
     charge: bool = False  # true once the upstream produced something billable
+    charged_micro: int = 0  # what settlement posted
     settled: bool = False
 
     def fail(self, outcome: Outcome) -> None:

@@ -715,3 +715,14 @@ async def test_bad_audit_queries_are_400(gateway, database, people):
                   "skip=-1", "action=" + "a" * 201):
         response = await gateway.get(f"/api/v1/admin/audit?{query}", headers=people.as_admin)
         assert await error_code(response, 400) == "invalid_query", query
+
+
+async def test_stats_count_admin_top_ups_as_credits_sold(gateway, database, people):
+    """The seed's dashboard: credits an admin adds are sold credits (deductions are not negative sales)."""
+    for credits, key in (("25", "top-up"), ("-5", "deduction")):
+        response = await gateway.post(f"/api/v1/admin/users/{people.client}/adjust", headers={
+            **people.as_admin, "Idempotency-Key": key}, json={"credits": credits, "reason": "support"})
+        assert response.status == 201, await response.text()
+    await deposit(database, people.client, 10, key="paid")
+    body = await (await gateway.get("/api/v1/admin/stats", headers=people.as_admin)).json()
+    assert body["credits"]["sold"] == "35"

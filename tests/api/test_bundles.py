@@ -36,6 +36,7 @@ async def test_buying_a_bundle_issues_its_tokens_whose_prices_sum_to_the_bundle(
     bought = await response.json()
     assert len(bought["tokens"]) == 10 and len({t["token"] for t in bought["tokens"]}) == 10
     assert await balance_of(database, user["id"]) == 47 * ledger.MICRO_PER_CREDIT
+    assert bought["new_balance"] == "47"  # the seed's client reads the balance the purchase left
     shares = await database.fetchval("SELECT sum(price_micro) FROM access_tokens WHERE bundle_id = $1", ten_days["id"])
     assert shares == 153 * ledger.MICRO_PER_CREDIT
 

@@ -76,3 +76,14 @@ async def test_adjusting_needs_an_admin_and_a_real_user(gateway, database, buyer
                                   json={"credits": "1000", "reason": "self-service"})
     assert response.status == 403
     assert await balance_of(database, buyer["id"]) == 50 * ledger.MICRO_PER_CREDIT
+
+
+async def test_the_seeds_transaction_type_filter_is_the_type_filter(gateway, database, buyer):
+    await gateway.post("/api/v1/tokens/purchase", headers=buyer["headers"], json={"duration_hours": 1})
+    base = "/api/v1/currency/transactions"
+    seed = await (await gateway.get(f"{base}?transaction_type=purchase", headers=buyer["headers"])).json()
+    ours = await (await gateway.get(f"{base}?type=purchase", headers=buyer["headers"])).json()
+    assert [item["type"] for item in seed["items"]] == ["purchase"] and seed == ours
+    for query in ("transaction_type=gift", "type=deposit&transaction_type=purchase", "kind=purchase"):
+        response = await gateway.get(f"{base}?{query}", headers=buyer["headers"])
+        assert response.status == 400, query

@@ -95,7 +95,7 @@ async def test_a_malformed_idempotency_key_is_400(gateway, database, buyer, key)
     assert await balance_of(database, buyer["id"]) == 50 * ledger.MICRO_PER_CREDIT
 
 
-async def test_my_tokens_lists_only_mine_and_active_only_filters(gateway, database, buyer, clock):
+async def test_my_tokens_lists_only_mine_and_only_active_ones_unless_asked(gateway, database, buyer, clock):
     other = await register(gateway, "other@example.com")
     await deposit(database, other["id"], 5)
     await gateway.post(PURCHASE, headers=other["headers"], json={"duration_hours": 1})
@@ -103,12 +103,14 @@ async def test_my_tokens_lists_only_mine_and_active_only_filters(gateway, databa
     long = await (await gateway.post(PURCHASE, headers=buyer["headers"], json={"duration_hours": 12})).json()
     clock.advance(2 * 3600)
     buyer = {**buyer, **await login(gateway, "buyer@example.com")}  # the first JWT has expired
-    every = await (await gateway.get("/api/v1/tokens/my-tokens", headers=buyer["headers"])).json()
+    every = await (await gateway.get("/api/v1/tokens/my-tokens?active_only=false", headers=buyer["headers"])).json()
     active = await (await gateway.get("/api/v1/tokens/my-tokens?active_only=true", headers=buyer["headers"])).json()
+    default = await (await gateway.get("/api/v1/tokens/my-tokens", headers=buyer["headers"])).json()
     assert [t["id"] for t in every["items"]] == [long["tokens"][0]["id"], short["tokens"][0]["id"]]
     assert [t["id"] for t in active["items"]] == [long["tokens"][0]["id"]]
+    assert default["items"] == active["items"]  # the seed's default: active_only=true
     assert "token" not in every["items"][0] and every["items"][0]["price"] == "10"
-    for query in ("active_only=maybe", "limit=0", "limit=1000", "skip=-1", "skip=x"):
+    for query in ("active_only=maybe", "limit=0", "limit=1000", "skip=-1", "skip=x", "status=expired"):
         response = await gateway.get(f"/api/v1/tokens/my-tokens?{query}", headers=buyer["headers"])
         assert response.status == 400, query
 

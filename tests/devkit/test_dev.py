@@ -14,7 +14,6 @@ from pathlib import Path
 
 import aiohttp
 
-import ledger
 from devkit.embedded import free_port
 from tests.support.processes import stop
 
@@ -63,7 +62,8 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert json.loads(outputs[9])["usage"]["completion_tokens"] == 10
         assert "event: message_stop" in outputs[10]
         assert json.loads(outputs[11])["usageMetadata"]["candidatesTokenCount"] > 0
-        assert ledger.parse_credits(json.loads(outputs[12])["balance"]["tokens_available"]) < 99 * 10**6
+        # The CRM's tokens are micro-credits (issue 11): the demo's 100 credits less what the calls cost.
+        assert json.loads(outputs[12])["balance"]["tokens_available"] < 99 * 10**6
         assert "tollgate_http_requests_total" in joined
         # Buying credits offline: the purchase, the fake Stripe's signed webhook, the credits arriving.
         assert json.loads(outputs[14])["status"] == "pending" and json.loads(outputs[14])["amount"] == "10.00"
