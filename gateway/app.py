@@ -16,11 +16,13 @@ from gateway.ai import handler as ai_handler
 from gateway.api import (admin_keys, admin_tokens, admin_users, auth, budgets, bundles, currency, keys, payments,
                          prices, referrals, tokens, usage, webhooks)
 from gateway.core import health, metrics
-from gateway.core.app_keys import CLOCK, DATABASE, ERROR_SHAPE_PREFIXES, READINESS_PROBES, REDIS, SETTINGS
+from gateway.core.app_keys import (BROWSER_POLICY, CLOCK, DATABASE, ERROR_SHAPE_PREFIXES, READINESS_PROBES, REDIS,
+                                   SETTINGS)
+from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
 from gateway.core.connections import name_the_server
-from gateway.core.middleware import observe
+from gateway.core.middleware import observe, secure_response
 from gateway.payments.resources import payments_ctx
 from gateway.proxy import handler as proxy_handler
 
@@ -72,10 +74,11 @@ def create_app(settings: Settings, clock: Clock | None = None,
     settings.require("database_url", "redis_url", "target_url", "public_url", "jwt_secret")
     app = web.Application(middlewares=[observe], client_max_size=settings.json_body_max_bytes,
                           handler_args=request_handler_args(settings))
-    app.on_response_prepare.append(name_the_server)
+    app.on_response_prepare.extend([name_the_server, secure_response])
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[MAILER] = mailer or mail.sender_for(settings)
+    app[BROWSER_POLICY] = BrowserPolicy.from_settings(settings)  # a malformed origin stops start-up here
     app[READINESS_PROBES] = {}
     app[ERROR_SHAPE_PREFIXES] = []
     # Set up in this order, torn down in reverse: the stores, then what stands on them.

@@ -9,6 +9,7 @@ import asyncpg
 import redis.asyncio as redis_asyncio
 from aiohttp import web
 
+from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
 
@@ -22,3 +23,5 @@ READINESS_PROBES = web.AppKey("readiness_probes", dict[str, Callable[[web.Applic
 # The error shape of requests refused before routing (a parser error, an Expect), by path prefix:
 # registered by the routes that answer in a provider's shape.
 ERROR_SHAPE_PREFIXES = web.AppKey("error_shape_prefixes", list[tuple[str, str]])
+# CORS origins and security-header choices, precomputed from the settings (gateway/core/browser.py).
+BROWSER_POLICY = web.AppKey("browser_policy", BrowserPolicy)

@@ -12,8 +12,8 @@ import time
 
 from aiohttp import web
 
-from gateway.core import metrics
-from gateway.core.app_keys import ERROR_SHAPE_PREFIXES, SETTINGS
+from gateway.core import browser, metrics
+from gateway.core.app_keys import BROWSER_POLICY, ERROR_SHAPE_PREFIXES, SETTINGS
 from gateway.core.call import Call
 from gateway.core.error_shapes import error_response, shape_for_path
 from gateway.core.errors import CLIENT_CLOSED_REQUEST, GatewayError, NotFound, ServiceUnavailable, from_ledger
@@ -88,7 +88,10 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     try:
         if settings.metrics_port and not _listener_serves(request, settings.metrics_port):
             raise NotFound()
-        response = await handler(request)
+        answered = browser.preflight(request.app[BROWSER_POLICY], request) if browser.is_preflight(request) else None
+        if answered is not None:
+            call.route = "preflight"
+        response = answered or await handler(request)
         if not call.status:
             call.status = response.status
     except (*HANDLED_FAILURES, web.HTTPException) as raised:
@@ -122,3 +125,10 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id
     return response
+
+
+async def secure_response(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the security and CORS headers of gateway/core/browser.py on every answer
+    (the desktop proxy's answers are the target's own HTML and keep their framing rules)."""
+    call = request.get(CALL)
+    browser.secure(request.app[BROWSER_POLICY], request, response, own=call is None or call.route != "proxy")
