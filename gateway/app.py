@@ -13,8 +13,8 @@ from gateway.accounts import mail
 from gateway.accounts.resources import MAILER, accounts_ctx
 from gateway.ai import crm as ai_crm
 from gateway.ai import handler as ai_handler
-from gateway.api import (admin_keys, admin_tokens, admin_users, auth, budgets, bundles, currency, keys, payments,
-                         prices, referrals, tokens, usage, webhooks)
+from gateway.api import (admin_keys, admin_tokens, admin_users, auth, budgets, bundles, currency, keys, openapi,
+                         payments, prices, referrals, tokens, usage, webhooks)
 from gateway.core import health, metrics
 from gateway.core.app_keys import (BROWSER_POLICY, CLOCK, DATABASE, ERROR_SHAPE_PREFIXES, READINESS_PROBES, REDIS,
                                    SETTINGS)
@@ -85,7 +85,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.cleanup_ctx.extend([database_ctx, redis_ctx, accounts_ctx, payments_ctx, worker_ctx])
     health.add_routes(app)
     for api in (auth, currency, tokens, bundles, referrals, keys, budgets, prices, admin_tokens, admin_users,
-                admin_keys, usage, payments, webhooks):
+                admin_keys, usage, payments, webhooks, openapi):
         api.add_routes(app)
     ai_handler.add_routes(app)
     ai_crm.add_routes(app)
