@@ -22,7 +22,7 @@ async def test_the_referrer_earns_10_percent_of_the_first_purchase_over_100_once
     # Promised, not paid: the token could still be refunded (decision 0014).
     assert await balance_of(database, referrer["id"]) == 0
     mine = await (await gateway.get("/api/v1/users/me/referrals", headers=referrer["headers"])).json()
-    assert (mine["total_earned"], mine["total_pending"]) == ("0", "30")
+    assert (mine["total_bonus_earned"], mine["total_pending"]) == ("0", "30")
     again = await gateway.post(PURCHASE, headers=friend["headers"], json={"duration_hours": 720})
     assert again.status == 201
     await settle_referrals(database, clock)
@@ -31,7 +31,8 @@ async def test_the_referrer_earns_10_percent_of_the_first_purchase_over_100_once
     assert promotions == 30 * ledger.MICRO_PER_CREDIT
     fresh = (await login(gateway, "ref@example.com"))["headers"]  # a month on, the old JWT has expired
     mine = await (await gateway.get("/api/v1/users/me/referrals", headers=fresh)).json()
-    assert (mine["referral_code"], mine["total_referred"], mine["total_earned"]) == (referrer["referral_code"], 1, "30")
+    assert (mine["referral_code"], mine["total_referrals"], mine["total_bonus_earned"]) == (
+        referrer["referral_code"], 1, "30")
     assert mine["referral_link"].endswith("ref=" + referrer["referral_code"])
     assert mine["referred_users"][0]["username"] == "friend" and "email" not in mine["referred_users"][0]
 

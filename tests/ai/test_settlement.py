@@ -100,7 +100,8 @@ async def test_an_ai_call_holds_in_one_statement_and_settles_in_one(servers, dat
                     price=ModelPrice("gpt-4o-mini", "openai", Price(1_000_000, 2_000_000, 0), 100))
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
         await reservation.reserve(services, call, b'{"model":"gpt-4o-mini"}', body, orjson.dumps(body))
-        assert len(statements) == 1 and "ledger_move(" in statements[0], statements
+        # One statement: the hold within the key's and the user's budgets (decision 0019).
+        assert len(statements) == 1 and "ledger_move_within_budgets(" in statements[0], statements
         statements.clear()
         call.charge, call.usage, call.usage_source = True, Usage(5, 0, 5), "upstream"
         assert await settlement.settle(services, call) == 15
