@@ -6,6 +6,7 @@ from __future__ import annotations
 from gateway.api.openapi.schemas import (AMOUNT, BOOLEAN, EMAIL, ID, PAGE, TEXT, Schema, answer, json_body, listing,
                                          obj, operation, path_id, query, ref)
 
+ROBOKASSA = obj({"OutSum": TEXT, "InvId": TEXT, "SignatureValue": TEXT})
 RECEIVED = obj({"received": BOOLEAN}, {"ignored": BOOLEAN, "payment_id": ID, "status": TEXT})
 FORM = "application/x-www-form-urlencoded"
 
@@ -45,7 +46,7 @@ PATHS: dict[str, dict[str, Schema]] = {
         body={"required": True, "content": {"application/json": {"schema": obj()}, FORM: {"schema": obj()}}})},
     "/api/v1/webhooks/robokassa/result": {
         "post": callback("Robokassa's ResultURL (SignatureValue)", {200: answer("OK{InvId}", TEXT, "text/plain")},
-                         body={"required": True, "content": {FORM: {"schema": obj()}}}),
+                         body={"required": True, "content": {FORM: {"schema": ROBOKASSA}}}),
         "get": callback("Robokassa's ResultURL by GET", {200: answer("OK{InvId}", TEXT, "text/plain")},
                         parameters=[query(name, TEXT) for name in ("OutSum", "InvId", "SignatureValue")])},
 }
