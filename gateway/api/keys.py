@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from typing import Any
 
 from aiohttp import web
 
@@ -73,12 +74,12 @@ def _expiry(body: dict, when: dt.datetime) -> dt.datetime | None:
     return when + dt.timedelta(hours=hours) if hours else None
 
 
-def _settings(body: dict, when: dt.datetime) -> dict[str, object]:
+def _settings(body: dict, when: dt.datetime) -> dict[str, Any]:
     """The key settings the body names (a PATCH changes only those), validated."""
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}", code="unknown_field")
-    settings: dict[str, object] = {}
+    settings: dict[str, Any] = {}
     if "name" in body:
         settings["name"] = (field(body, "name", str, required=False) or "").strip()
         if len(str(settings["name"])) > NAME_MAX:
@@ -121,11 +122,14 @@ async def create_key(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_object(request)
     when = now(request)
-    settings = {"name": "", "allowed_models": [], "ip_allowlist": [], "rpm_limit": 0, "tpm_limit": 0,
-                "expires_at": None, **_settings(body, when)}
+    given = _settings(body, when)
     budget = budgets.parse(body.get("budget"))
     async with request.app[DATABASE].acquire() as connection, connection.transaction():
-        new = await api_keys.create(connection, user_id=user.id, now=when, **settings)  # type: ignore[arg-type]
+        new = await api_keys.create(
+            connection, user_id=user.id, now=when, name=given.get("name", ""),
+            allowed_models=given.get("allowed_models", []), ip_allowlist=given.get("ip_allowlist", []),
+            rpm_limit=given.get("rpm_limit", 0), tpm_limit=given.get("tpm_limit", 0),
+            expires_at=given.get("expires_at"))
         await budgets.put(connection, user_id=user.id, key_id=new.id, spec=budget, now=when)
         await audit.record(connection, actor_id=user.id, action="api_key.create", target_type="api_key",
                            target_id=new.id, request=request, details={"prefix": new.prefix})
