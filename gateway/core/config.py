@@ -10,8 +10,13 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from gateway.core import payment_settings
+from gateway.core.plan_settings import (DEFAULT_PLAN_LIMITS_PER_MIN, DEFAULT_TOKEN_PRICES, parse_plan_limits,
+                                         parse_token_prices)
 
 PREFIX = "TOLLGATE_"
+# TOLLGATE_COOKIE_SECURE: None = auto (Secure when the public URL is https).
+COOKIE_SECURE_VALUES = {"auto": None, "true": True, "1": True, "yes": True, "on": True,
+                        "false": False, "0": False, "no": False, "off": False}
 
 
 class ConfigError(Exception):
@@ -27,50 +32,6 @@ class Secret(str):
     @property
     def value(self) -> str:
         return str.__str__(self)
-
-
-PLANS = ("free", "premium", "enterprise")
-DEFAULT_PLAN_LIMITS_PER_MIN = {"free": 100, "premium": 500, "enterprise": 0}
-
-
-def _parse_plan_limits(raw: str | Mapping) -> dict[str, int]:
-    """'free=50' -> the defaults with free replaced; a plan left out keeps its default, never 0."""
-    items = raw.items() if isinstance(raw, Mapping) else (
-        item.partition("=")[::2] for item in str(raw).split(",") if item.strip())
-    limits = dict(DEFAULT_PLAN_LIMITS_PER_MIN)
-    for name, number in items:
-        name = str(name).strip()
-        if name not in PLANS:
-            raise ValueError(f"unknown plan {name!r}")
-        limits[name] = int(number)
-        if limits[name] < 0:
-            raise ValueError("limits must be >= 0")
-    return limits
-
-
-DEFAULT_TOKEN_PRICES = {1: "1", 12: "10", 24: "18", 168: "100", 720: "300"}
-
-
-def _parse_token_prices(raw: str | Mapping) -> dict[int, int]:
-    """'1=1,24=18.5' or {"1": "1"} -> {hours: price in micro-credits}; replaces the whole table."""
-    from ledger.money import MoneyError, parse_credits
-
-    items = raw.items() if isinstance(raw, Mapping) else (
-        item.partition("=")[::2] for item in str(raw).split(",") if item.strip())
-    prices: dict[int, int] = {}
-    for hours, price in items:
-        hours = int(str(hours).strip())
-        if not 0 < hours <= 24 * 366:
-            raise ValueError(f"token duration {hours} h out of range")
-        try:
-            prices[hours] = parse_credits(str(price).strip())
-        except MoneyError as error:
-            raise ValueError(str(error)) from error
-        if prices[hours] <= 0:
-            raise ValueError("token prices must be positive")
-    if not prices:
-        raise ValueError("at least one token price is needed")
-    return prices
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +108,7 @@ class Settings:
     magic_link_ttl_s: int = 24 * 3600
     # Access-token prices by duration in hours (credits, decimal strings); the server's, never the client's.
     # (Given in credits as decimal strings, as in DEFAULT_TOKEN_PRICES; kept in micro-credits.)
-    token_prices: Mapping[int, int] = field(default_factory=lambda: _parse_token_prices(DEFAULT_TOKEN_PRICES))
+    token_prices: Mapping[int, int] = field(default_factory=lambda: parse_token_prices(DEFAULT_TOKEN_PRICES))
     # A referrer earns this share of a referred user's first purchase above the threshold.
     referral_bonus_percent: int = 10
     referral_min_purchase_credits: int = 100
@@ -254,6 +215,15 @@ class Settings:
     admin_session_idle_s: int = 3600
     # How often the dashboard samples the request metrics (requests/s, errors, p95; all workers), in seconds.
     admin_traffic_sample_s: float = 5.0
+    # -- Browser sessions of the desktop path (decision 0020) --
+    # The session cookie's Secure attribute: auto (on when TOLLGATE_PUBLIC_URL is https), true or
+    # false; its SameSite: lax, strict or none (none needs Secure). Always HttpOnly and Path=/.
+    cookie_secure: str = "auto"
+    cookie_samesite: str = "lax"
+    # A browser session lasts at most this long, and never past its access token, in seconds.
+    browser_session_ttl_s: int = 12 * 3600
+    # A one-time link opens a browser session within this long of being made, once, in seconds.
+    browser_link_ttl_s: int = 60
 
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).
@@ -264,10 +234,10 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, Secret):
                 object.__setattr__(self, name, Secret(value))
-        object.__setattr__(self, "plan_limits_per_min", _parse_plan_limits(self.plan_limits_per_min))
+        object.__setattr__(self, "plan_limits_per_min", parse_plan_limits(self.plan_limits_per_min))
         prices = self.token_prices
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in prices.values()):
-            prices = _parse_token_prices(prices)  # given in credits (strings), kept in micro-credits
+            prices = parse_token_prices(prices)  # given in credits (strings), kept in micro-credits
         object.__setattr__(self, "token_prices", dict(prices))
         self._check_payments()
         if self.mail_sender not in ("log", "smtp", "none"):
@@ -276,6 +246,7 @@ class Settings:
         if not 0 <= self.referral_bonus_percent <= 100:
             raise ConfigError(f"{PREFIX}REFERRAL_BONUS_PERCENT must be within 0..100")
         self._check_serving()
+        self._check_cookies()
 
     def _check_payments(self) -> None:
         try:
@@ -299,6 +270,22 @@ class Settings:
             raise ConfigError(f"{PREFIX}METRICS_PORT must differ from {PREFIX}PORT (or be 0)")
 
         self.default_ai_price_micro()  # a malformed price stops start-up, naming the setting
+
+    def _check_cookies(self) -> None:
+        if self.cookie_secure.strip().lower() not in COOKIE_SECURE_VALUES:
+            raise ConfigError(f"{PREFIX}COOKIE_SECURE must be auto, true or false")
+        if self.cookie_samesite.strip().lower() not in ("lax", "strict", "none"):
+            raise ConfigError(f"{PREFIX}COOKIE_SAMESITE must be lax, strict or none")
+        if self.cookie_samesite.strip().lower() == "none" and not self.cookie_is_secure():
+            raise ConfigError(f"{PREFIX}COOKIE_SAMESITE=none needs a Secure cookie (browsers refuse it "
+                              f"otherwise): set {PREFIX}COOKIE_SECURE=true or an https {PREFIX}PUBLIC_URL")
+        if self.browser_session_ttl_s <= 0 or self.browser_link_ttl_s <= 0:
+            raise ConfigError(f"{PREFIX}BROWSER_SESSION_TTL_S and {PREFIX}BROWSER_LINK_TTL_S must be > 0")
+
+    def cookie_is_secure(self) -> bool:
+        """The session cookie's Secure attribute, TOLLGATE_COOKIE_SECURE=auto resolved against the public URL."""
+        value = COOKIE_SECURE_VALUES[self.cookie_secure.strip().lower()]
+        return self.public_url.lower().startswith("https://") if value is None else value
 
     def api_keys(self, provider: str) -> tuple[str, ...]:
         """A provider's upstream keys (TOLLGATE_<PROVIDER>_API_KEYS, comma-separated), used round-robin."""
@@ -360,11 +347,11 @@ def _coerce(name: str, annotation: str, raw: Any) -> Any:
                 raise ValueError(raw)
             return text in {"1", "true", "yes", "on"}
         if annotation == "Mapping[int, int]":
-            return _parse_token_prices(raw)
+            return parse_token_prices(raw)
         if annotation == "Mapping[str, Decimal]":
             return payment_settings.parse_credit_prices(raw)
         if annotation.startswith("Mapping"):
-            return _parse_plan_limits(raw)
+            return parse_plan_limits(raw)
         return str(raw)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{PREFIX}{name.upper()}: cannot read {raw!r} as {annotation}") from error
