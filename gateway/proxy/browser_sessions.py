@@ -83,7 +83,7 @@ def digest(secret: str) -> bytes:
 
 def parse(cookie_value: str) -> SessionId | None:
     """The session a cookie value names, or None when it is not one of ours."""
-    match = SESSION_ID_PATTERN.match(cookie_value)
+    match = SESSION_ID_PATTERN.fullmatch(cookie_value)
     if match is None:
         return None
     return SessionId(bytes.fromhex(match[1]), digest(match[2]))
@@ -138,7 +138,7 @@ async def make_link(pool: asyncpg.Pool, *, token_id: int, device_id: str, path: 
 async def redeem_link(pool: asyncpg.Pool, code: str, *, now: dt.datetime, ttl_s: int) -> Landing | None:
     """Exchange a link's code for a new session, once; None when the code is unknown, used or
     expired, or its token can no longer be used."""
-    if not LINK_CODE_PATTERN.match(code):
+    if not LINK_CODE_PATTERN.fullmatch(code):
         return None
     async with pool.acquire() as connection, connection.transaction():
         row = await connection.fetchrow(TAKE_LINK, digest(code))

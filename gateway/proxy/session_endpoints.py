@@ -81,7 +81,7 @@ async def make_link(request: web.Request) -> web.Response:
     path = "/"
     if request.body_exists:
         path = field(await read_object(request), "path", str, required=False, default="/")
-    if not LANDING_PATTERN.match(path) or not stays_under_base(path.partition("?")[0]):
+    if not LANDING_PATTERN.fullmatch(path) or not stays_under_base(path.partition("?")[0]):
         raise BadRequest("path must be a path on the target, e.g. \"/\" or \"/page?x=1\"", code="invalid_path")
     now = _now(request)
     settings = request.app[SETTINGS]

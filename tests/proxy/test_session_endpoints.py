@@ -125,7 +125,7 @@ async def test_a_link_lands_on_the_path_it_was_made_for(gateway, database):
 
 
 @pytest.mark.parametrize("path", ["//evil.example/", "https://evil.example/", "/../admin", "/a/%2e%2e/b",
-                                  "page", "/a\\b", "/new\nline", 7])
+                                  "page", "/a\\b", "/new\nline", "/trailing\n", 7])
 async def test_a_link_to_anything_but_a_target_path_is_refused(gateway, database, path):
     issued = await make_token(database)
     response = await gateway.post(LINK, headers=proxy_headers(issued.token), json={"path": path})
