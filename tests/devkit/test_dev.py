@@ -75,7 +75,8 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert json.loads(outputs[18])["url"].startswith(f"http://127.0.0.1:{port}/api/v1/proxy/session/link?code=")
         assert "HTTP/1.1 303" in outputs[19] and "Set-Cookie: tollgate_session=" in outputs[19]
         assert "HttpOnly" in outputs[19] and facts_token(banner) not in outputs[19]
-        assert "tollgate browser page" in outputs[20] and f"127.0.0.1:{port}/api/v1/proxy/static/browser.css" in outputs[20]
+        assert "tollgate browser page" in outputs[20]
+        assert f"127.0.0.1:{port}/api/v1/proxy/static/browser.css" in outputs[20]
         # The admin UI's address, as printed, answers with its login form.
         admin_ui = re.search(r"admin UI +(\S+)", banner).group(1)
         assert admin_ui == f"http://127.0.0.1:{port}/admin/"
