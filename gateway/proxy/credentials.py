@@ -11,7 +11,7 @@ from gateway.core.app_keys import SETTINGS
 from gateway.core.call import Call, Principal
 from gateway.core.errors import BadRequest, Conflict, Unauthenticated
 from gateway.proxy import browser_sessions
-from gateway.proxy.cookies import COOKIE, clearing_header, require_same_origin
+from gateway.proxy.cookies import clearing_header, gateway_cookie_values, require_same_origin
 from gateway.proxy.resources import AUTHENTICATOR, PUBLIC_ORIGIN
 
 # Visible ASCII only: the id is echoed in logs and stored per session.
@@ -36,9 +36,14 @@ def access_token_of(request: web.Request) -> str:
 
 def session_cookie_of(request: web.Request) -> str | None:
     """The browser session cookie's value, when the request carries no X-Access-Token (the headers win)."""
-    if "x-access-token" in request.headers:
+    if "x-access-token" in request.headers or "cookie" not in request.headers:
         return None
-    return request.cookies.get(COOKIE)
+    values = gateway_cookie_values(request.headers.getall("cookie"))
+    if len(values) > 1:
+        # Ours is host-only with Path=/, so a browser holds one: a second was tossed in from elsewhere
+        # (a sibling domain) to make this browser act in someone else's session.
+        raise Unauthenticated("more than one browser session cookie", code="invalid_session")
+    return values[0] if values else None
 
 
 async def authenticate(request: web.Request, call: Call) -> Principal:

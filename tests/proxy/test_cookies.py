@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.proxy.cookies import names_gateway_cookie, public_origin, without_gateway_cookie
+from gateway.proxy.cookies import gateway_cookie_values, names_gateway_cookie, public_origin, without_gateway_cookie
 from tests.support.accounts import make_token, proxy_headers
 from tests.support.proxy import cookie_headers, open_browser_session
 
@@ -24,6 +24,20 @@ ECHO = "/api/v1/proxy/echo/x"
 ])
 def test_the_gateway_cookie_is_taken_out_of_a_cookie_header_and_the_rest_kept_as_sent(header, expected):
     assert without_gateway_cookie(header) == expected
+
+
+@pytest.mark.parametrize("headers, values", [
+    (["tollgate_session=abc"], ["abc"]),
+    (["a=1; tollgate_session=abc; b=2"], ["abc"]),
+    (["a=1;tollgate_session = abc "], ["abc"]),
+    (["a=1", "tollgate_session=abc"], ["abc"]),
+    (["tollgate_session=x; tollgate_session=y"], ["x", "y"]),
+    (["a=1; tollgate_session"], []),
+    (["tollgate_sessions=1; my_tollgate_session=2; x=tollgate_session"], []),
+    ([], []),
+])
+def test_the_gateway_cookie_is_found_in_the_cookie_headers(headers, values):
+    assert gateway_cookie_values(headers) == values
 
 
 @pytest.mark.parametrize("set_cookie, dropped", [

@@ -57,6 +57,14 @@ async def test_a_malformed_or_unknown_cookie_is_a_401_that_clears_it(gateway, da
     assert cleared(response)
 
 
+async def test_two_session_cookies_are_refused_rather_than_one_picked(gateway, database):
+    mine, theirs = await make_token(database), await make_token(database, email="other@example.com")
+    values = [await open_browser_session(gateway, token) for token in (mine.token, theirs.token)]
+    tossed = {"Cookie": f"tollgate_session={values[1]}; tollgate_session={values[0]}"}
+    response = await gateway.get(ECHO, headers=tossed)
+    assert response.status == 401 and (await error_of(response))["code"] == "invalid_session"
+
+
 async def test_a_cookie_naming_another_tokens_hash_is_refused(gateway, database):
     mine, theirs = await make_token(database), await make_token(database, email="other@example.com")
     value = await open_browser_session(gateway, mine.token)
