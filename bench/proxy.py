@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import profile, report, wrk
+from bench import pairs, profile, report, wrk
 from bench.nginx import start_nginx
 from bench.processes import BenchError, cpu_seconds, ensure_packages, get, wait_ready
 from bench.stack import DEVICE_ID, database_pids, open_browser_session, start_database, start_mock, start_tollgate
@@ -36,6 +36,8 @@ WORKERS_MAX = 16
 PATHS_MAX = 10
 BODY_SHOWN_CHARS = 2000
 PACKAGES = {"wrk": "wrk", "nginx": "nginx", "redis-server": "redis-server"}
+# tollgate's desktop path with the headers and with a browser session's cookie: measured in turns.
+PAIR = ("tollgate", "tollgate-cookie")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk -t")
     parser.add_argument("--workers", type=int, default=1, help="tollgate serve --workers, nginx worker_processes")
     parser.add_argument("--paths", default=",".join(DEFAULT_PATHS), help="comma-separated upstream paths")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="slices in which tollgate's header and cookie variants take turns (bench/pairs.py)")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (logs)")
     parser.add_argument("--profile", action="store_true",
@@ -57,6 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
               "--warmup-seconds": 0 <= args.warmup_seconds <= SECONDS_MAX,
               "--connections": args.threads <= args.connections <= CONNECTIONS_MAX,
               "--threads": 1 <= args.threads <= 64, "--workers": 1 <= args.workers <= WORKERS_MAX,
+              "--rounds": 1 <= args.rounds <= 20,
               "--paths": 1 <= len(args.paths) <= PATHS_MAX and all(p.startswith("/") for p in args.paths)}
     for name, ok in checks.items():
         if not ok:
@@ -85,6 +90,7 @@ def run_facts(args: argparse.Namespace) -> dict:
         "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.platform(),
         "seconds": args.seconds, "warmup_seconds": args.warmup_seconds, "connections": args.connections,
         "threads": args.threads, "workers": args.workers, "paths": args.paths, "profiled": args.profile,
+        "pair_rounds": args.rounds,
         # Other work on the machine skews everything; a high value before the run says so.
         "load_average_1m_before": round(os.getloadavg()[0], 2),
     }
@@ -157,12 +163,20 @@ def measure(args: argparse.Namespace, directory: Path, stopping: list) -> dict:
     for number, path in enumerate(args.paths):
         by_target = results["paths"][path] = {}
         for target, (base, target_headers) in bases.items():
+            if target in PAIR and not args.profile:
+                continue  # measured together below
             profiled = args.profile and target.startswith("tollgate")
             profile_path = directory / f"py-spy-{number}-{target}.txt" if profiled else None
             by_target[target] = measure_one(base + path, target_headers, args, roots[target], profile_path)
-            found = by_target[target]["wrk"]
-            print(f"  {path:<20} {target:<15} {found['requests_per_s']:>9,.0f} req/s"
-                  f"  p50 {found['latency_p50_ms']:.2f} ms  p99 {found['latency_p99_ms']:.2f} ms", flush=True)
+        if not args.profile:
+            by_target.update(pairs.measure(
+                {target: (bases[target][0] + path, bases[target][1]) for target in PAIR}, rounds=args.rounds,
+                seconds=args.seconds, warmup_seconds=args.warmup_seconds, threads=args.threads,
+                connections=args.connections, roots=roots["tollgate"]))
+        for target, found in by_target.items():
+            print(f"  {path:<20} {target:<15} {found['wrk']['requests_per_s']:>9,.0f} req/s"
+                  f"  p50 {found['wrk']['latency_p50_ms']:.2f} ms  p99 {found['wrk']['latency_p99_ms']:.2f} ms",
+                  flush=True)
         results["ratios"][path] = report.ratios(by_target)
     results["run"]["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     return results

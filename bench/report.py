@@ -91,6 +91,8 @@ def markdown(results: dict) -> str:
              f" · {run['cpus']} CPUs · wrk -t{run['threads']} -c{run['connections']}, {run['seconds']} s per"
              f" target after {run['warmup_seconds']} s warm-up · tollgate and nginx with {run['workers']} worker(s)"
             f" · load average before/after {run['load_average_1m_before']}/{run['load_average_1m_after']}"
+            + (f" · tollgate with headers and with the cookie in {run['pair_rounds']} alternating slices"
+               if run.get("pair_rounds") and not run.get("profiled") else "")
             + (" · **profiled with py-spy (tollgate slowed by the sampler)**" if run.get("profiled") else ""))
     return (f"# Latest proxy benchmark\n\n{facts}\n\n"
             "Produced by `python -m bench.proxy`; compare ratios, not absolute numbers (wrk shares the cores"
