@@ -1,4 +1,5 @@
-"""Proxy benchmark: the mock upstream direct, behind nginx and behind tollgate, in one run on loopback.
+"""Proxy benchmark: the mock upstream direct, behind nginx and behind tollgate (its desktop path with the
+headers, and with a browser session's cookie), in one run on loopback.
 
     python -m bench.proxy [--seconds 10] [--connections 64] [--workers 1]
 
@@ -19,10 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import profile, report, wrk
+from bench import pairs, profile, report, wrk
 from bench.nginx import start_nginx
 from bench.processes import BenchError, cpu_seconds, ensure_packages, get, wait_ready
-from bench.stack import DEVICE_ID, database_pids, start_database, start_mock, start_tollgate
+from bench.stack import DEVICE_ID, database_pids, open_browser_session, start_database, start_mock, start_tollgate
 from devkit.embedded import EmbeddedError, free_port, postgres_bin_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,8 @@ WORKERS_MAX = 16
 PATHS_MAX = 10
 BODY_SHOWN_CHARS = 2000
 PACKAGES = {"wrk": "wrk", "nginx": "nginx", "redis-server": "redis-server"}
+# tollgate's desktop path with the headers and with a browser session's cookie: measured in turns.
+PAIR = ("tollgate", "tollgate-cookie")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk -t")
     parser.add_argument("--workers", type=int, default=1, help="tollgate serve --workers, nginx worker_processes")
     parser.add_argument("--paths", default=",".join(DEFAULT_PATHS), help="comma-separated upstream paths")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="slices in which tollgate's header and cookie variants take turns (bench/pairs.py)")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (logs)")
     parser.add_argument("--profile", action="store_true",
@@ -56,6 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
               "--warmup-seconds": 0 <= args.warmup_seconds <= SECONDS_MAX,
               "--connections": args.threads <= args.connections <= CONNECTIONS_MAX,
               "--threads": 1 <= args.threads <= 64, "--workers": 1 <= args.workers <= WORKERS_MAX,
+              "--rounds": 1 <= args.rounds <= 20,
               "--paths": 1 <= len(args.paths) <= PATHS_MAX and all(p.startswith("/") for p in args.paths)}
     for name, ok in checks.items():
         if not ok:
@@ -84,6 +90,7 @@ def run_facts(args: argparse.Namespace) -> dict:
         "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.platform(),
         "seconds": args.seconds, "warmup_seconds": args.warmup_seconds, "connections": args.connections,
         "threads": args.threads, "workers": args.workers, "paths": args.paths, "profiled": args.profile,
+        "pair_rounds": args.rounds,
         # Other work on the machine skews everything; a high value before the run says so.
         "load_average_1m_before": round(os.getloadavg()[0], 2),
     }
@@ -142,21 +149,34 @@ def measure(args: argparse.Namespace, directory: Path, stopping: list) -> dict:
     stopping.append(tollgate.stop)
     wait_ready(tollgate, tollgate_url + "/health")
     headers = {"X-Access-Token": database.token, "X-Device-ID": DEVICE_ID}
+    # The same desktop path through a browser session's cookie instead of the headers (decision 0020).
+    cookie = {"Cookie": open_browser_session(tollgate_url, database.token)}
     bases = {"direct": (mock_url, {}), "nginx": (f"http://127.0.0.1:{nginx_port}", {}),
-             "tollgate": (tollgate_url + PROXY_PREFIX, headers)}
+             "tollgate": (tollgate_url + PROXY_PREFIX, headers),
+             "tollgate-cookie": (tollgate_url + PROXY_PREFIX, cookie)}
     checks = verify(bases, args.paths, mock_url, tollgate_url)
     roots = {"direct": {"mock": mock.process.pid},
              "nginx": {"proxy": nginx.process.pid, "mock": mock.process.pid},
              "tollgate": {"proxy": tollgate.process.pid, "mock": mock.process.pid, **database_pids(database)}}
+    roots["tollgate-cookie"] = roots["tollgate"]
     results: dict = {"run": run_facts(args), "checks": checks, "paths": {}, "ratios": {}}
     for number, path in enumerate(args.paths):
         by_target = results["paths"][path] = {}
         for target, (base, target_headers) in bases.items():
-            profile_path = directory / f"py-spy-{number}.txt" if args.profile and target == "tollgate" else None
+            if target in PAIR and not args.profile:
+                continue  # measured together below
+            profiled = args.profile and target.startswith("tollgate")
+            profile_path = directory / f"py-spy-{number}-{target}.txt" if profiled else None
             by_target[target] = measure_one(base + path, target_headers, args, roots[target], profile_path)
-            found = by_target[target]["wrk"]
-            print(f"  {path:<20} {target:<9} {found['requests_per_s']:>9,.0f} req/s"
-                  f"  p50 {found['latency_p50_ms']:.2f} ms  p99 {found['latency_p99_ms']:.2f} ms", flush=True)
+        if not args.profile:
+            by_target.update(pairs.measure(
+                {target: (bases[target][0] + path, bases[target][1]) for target in PAIR}, rounds=args.rounds,
+                seconds=args.seconds, warmup_seconds=args.warmup_seconds, threads=args.threads,
+                connections=args.connections, roots=roots["tollgate"]))
+        for target, found in by_target.items():
+            print(f"  {path:<20} {target:<15} {found['wrk']['requests_per_s']:>9,.0f} req/s"
+                  f"  p50 {found['wrk']['latency_p50_ms']:.2f} ms  p99 {found['wrk']['latency_p99_ms']:.2f} ms",
+                  flush=True)
         results["ratios"][path] = report.ratios(by_target)
     results["run"]["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     return results
@@ -168,8 +188,8 @@ def _interrupt(_signum, _frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    minutes = len(args.paths) * 3 * (args.seconds + args.warmup_seconds) / 60
-    print(f"tollgate proxy bench: {len(args.paths)} path(s) × 3 targets, about {minutes:.1f} min of load",
+    minutes = len(args.paths) * 4 * (args.seconds + args.warmup_seconds) / 60
+    print(f"tollgate proxy bench: {len(args.paths)} path(s) × 4 targets, about {minutes:.1f} min of load",
           flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
     stopping: list = []

@@ -7,7 +7,9 @@ import datetime as dt
 import os
 import secrets
 import sys
+import urllib.request
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 import asyncpg
@@ -158,3 +160,14 @@ def database_pids(database: Database) -> dict[str, int]:
     if redis_pid.exists():
         pids["redis"] = int(redis_pid.read_text().strip())
     return pids
+
+
+def open_browser_session(tollgate_url: str, token: str) -> str:
+    """A browser session of the bench token, as the desktop client opens one: the Cookie header to send."""
+    request = urllib.request.Request(tollgate_url + "/api/v1/proxy/session", method="POST",
+                                     headers={"X-Access-Token": token, "X-Device-ID": DEVICE_ID})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        jar: SimpleCookie = SimpleCookie()
+        for value in response.headers.get_all("Set-Cookie") or []:
+            jar.load(value)
+    return f"tollgate_session={jar['tollgate_session'].value}"

@@ -177,6 +177,20 @@ Buy credits (fake Stripe, CryptoCloud and Robokassa on loopback; nothing leaves 
 """
 
 
+def browser_banner(settings: Settings, token: str) -> str:
+    """The lines that open the target in a browser: a one-time link (the token stays in headers)."""
+    base = settings.public_url
+    make_link = (f"curl -s -X POST {base}/api/v1/proxy/session/link -H 'X-Access-Token: {token}' "
+                 "-H 'X-Device-ID: laptop-1' -H 'Content-Type: application/json' -d '{\"path\": \"/browser\"}'")
+    link = f"$({make_link} | sed -E 's/.*\"url\":\"([^\"]+)\".*/\\1/')"
+    return f"""
+Open the target in a browser (decision 0020: a one-time link, {settings.browser_link_ttl_s} s and single use, sets an HttpOnly session cookie):
+  {make_link}   # open its "url" in the system browser
+  curl -si "{link}"   # what the browser gets: 303 to the page, with the cookie
+  curl -sL -b '' "{link}" | head -4   # the page, through the cookie alone
+"""
+
+
 def banner(settings: Settings, facts: dict[str, str], fake_urls: dict[str, str] | None = None) -> str:
     base = settings.public_url
     token, key = facts["demo_token"], facts["demo_api_key"]
@@ -215,7 +229,7 @@ Try it:
   curl -s {base}/gemini/v1beta/models/gemini-2.0-flash:generateContent -H 'x-goog-api-key: {key}' -H 'Content-Type: application/json' -d '{{"contents": [{{"parts": [{{"text": "Hello"}}]}}]}}'
   curl -s {base}/api/v1/balance -H 'Authorization: Bearer {key}'
   {metrics_curl(settings)} | grep tollgate_http_requests
-{payments_banner(settings, demo_jwt, fake_urls or {})}
+{payments_banner(settings, demo_jwt, fake_urls or {})}{browser_banner(settings, token)}
 SDKs work unchanged, e.g. OpenAI(base_url="{base}/openai/v1", api_key="{key}"),
 Anthropic(base_url="{base}/anthropic", ...), genai.Client(http_options={{"base_url": "{base}/gemini"}}, ...).
 

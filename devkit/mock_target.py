@@ -1,6 +1,7 @@
 """A real aiohttp upstream for the dev run, the tests and bench: an HTML target with awkward edges."""
 
 import asyncio
+import base64
 import contextlib
 import gzip
 import hashlib
@@ -28,6 +29,10 @@ ECHO_READ_CHUNK_BYTES = 64 * 1024
 
 # One precomputed 64 KiB block, sliced for the last chunk, keeps /big free of per-request allocation.
 BIG_BLOCK = bytes(range(256)) * (BIG_CHUNK_BYTES // 256)
+
+# A 1x1 PNG: the image the pages show (a browser must decode it for the browser tests to pass).
+LOGO_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA"
+                            "60e6kgAAAABJRU5ErkJggg==")
 
 # Hop-by-hop headers (RFC 9110 section 7.6.1), including one named by Connection, for the gateway to strip.
 HOP_BY_HOP_HEADERS = {
@@ -84,8 +89,35 @@ def build_pages(public_base_url: str) -> TargetPages:
             "/page2": (page2_html.encode(), "text/html"),
             "/static/site.css": (site_css.encode(), "text/css"),
             "/static/app.js": (app_js.encode(), "application/javascript"),
+            **browser_bodies(base),
         },
     )
+
+
+def browser_bodies(base: str) -> dict[str, tuple[bytes, str]]:
+    """A page for a real browser: a stylesheet, a script, an image, and a fetch the script makes
+    (a POST, which a cookie session must let through from the gateway's own pages)."""
+    page = (
+        "<!doctype html>\n<html><head><title>tollgate browser page</title>\n"
+        f'<link rel="stylesheet" href="{base}/static/browser.css">\n'
+        f'<script src="{base}/static/browser.js" defer></script>\n'
+        "</head><body>\n<h1>Browser page</h1>\n"
+        f'<img id="logo" src="{base}/img/logo.png" alt="logo" width="16" height="16">\n'
+        '<pre id="fetched">waiting</pre>\n'
+        f'<p><a href="{base}/page2">Page 2</a></p>\n'
+        "</body></html>\n"
+    )
+    css = f"h1 {{ color: rgb(0, 128, 0); }}\nbody {{ background: url({base}/img/logo.png) repeat-x; }}\n"
+    script = (
+        "window.scriptRan = true;\n"
+        f'fetch("{base}/api/data", {{method: "POST", headers: {{"Content-Type": "application/json"}},\n'
+        '                          body: JSON.stringify({hello: "target"})})\n'
+        "  .then(function (response) { return response.text().then(function (text) {\n"
+        '    document.getElementById("fetched").textContent = response.status + " " + text; }); })\n'
+        '  .catch(function (error) { document.getElementById("fetched").textContent = "failed " + error; });\n'
+    )
+    return {"/browser": (page.encode(), "text/html"), "/static/browser.css": (css.encode(), "text/css"),
+            "/static/browser.js": (script.encode(), "application/javascript")}
 
 
 def read_integer(request: web.Request, name: str, *, default: int, maximum: int) -> int:
@@ -134,7 +166,23 @@ async def write_frames(
 
 async def fixed_body(request: web.Request) -> web.Response:
     body, content_type = request.app[PAGES_KEY].fixed_bodies[request.path]
-    return web.Response(body=body, content_type=content_type, charset="utf-8")
+    response = web.Response(body=body, content_type=content_type, charset="utf-8")
+    if request.path == "/browser":
+        # A cookie of the target's own, and one that tries to take the gateway's session cookie's place.
+        response.headers.add("Set-Cookie", "theme=dark; Path=/")
+        response.headers.add("Set-Cookie", "tollgate_session=from-the-target; Path=/")
+    return response
+
+
+async def logo(request: web.Request) -> web.Response:
+    return web.Response(body=LOGO_PNG, content_type="image/png")
+
+
+async def api_data(request: web.Request) -> web.Response:
+    """What a page's fetch reaches: the method, the JSON it sent and the cookies the target received."""
+    received = await request.json() if request.body_exists else None
+    return web.json_response({"method": request.method, "received": received,
+                              "cookie": request.headers.get("Cookie", "")})
 
 
 async def redirect(request: web.Request) -> web.Response:
@@ -262,6 +310,8 @@ def build_target_app(*, public_base_url: str) -> web.Application:
     app[PAGES_KEY] = build_pages(public_base_url)
     for path in app[PAGES_KEY].fixed_bodies:
         app.router.add_get(path, fixed_body)
+    app.router.add_get("/img/logo.png", logo)
+    app.router.add_route("*", "/api/data", api_data)
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/redirect-relative", redirect_relative)
     app.router.add_get("/cookie", cookie)

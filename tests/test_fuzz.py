@@ -177,6 +177,11 @@ async def _seed_people(live: Live) -> None:
             key = (await response.json())["key"]
     issued = await access_tokens.issue(pool, user_id=client_id, hours=24, scope="full",
                                 now=dt.datetime.now(dt.timezone.utc))
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{live.port}") as session:
+        async with session.post("/api/v1/proxy/session", headers={"X-Access-Token": issued.token,
+                                                                  "X-Device-ID": "fuzz-device"}) as response:
+            assert response.status == 201, await response.text()
+            cookie = response.cookies["tollgate_session"].value
     live.auth = {
         "none": [],
         "client": [(b"Authorization", f"Bearer {jwts['client']}".encode())],
@@ -185,6 +190,8 @@ async def _seed_people(live: Live) -> None:
         "x-api-key": [(b"x-api-key", key.encode())],
         "goog": [(b"x-goog-api-key", key.encode())],
         "proxy": [(b"X-Access-Token", issued.token.encode()), (b"X-Device-ID", b"fuzz-device")],
+        "cookie": [(b"Cookie", b"tollgate_session=" + cookie.encode()),
+                   (b"Origin", f"http://127.0.0.1:{live.port}".encode())],
     }
 
 
@@ -391,6 +398,10 @@ ENDPOINTS = [
     (b"POST", b"/api/v1/webhooks/robokassa/result", ("OutSum", "InvId", "SignatureValue", "Shp_item"), "none"),
     (b"GET", b"/api/v1/webhooks/robokassa/result?OutSum={id}&InvId={id}&SignatureValue={id}&Shp_a={id}", (), "none"),
     (b"POST", b"/api/v1/auth/password", ("password", "current_password"), "client"),
+    (b"POST", b"/api/v1/proxy/session", (), "proxy"),
+    (b"POST", b"/api/v1/proxy/session/link", ("path",), "proxy"),
+    (b"GET", b"/api/v1/proxy/session/link?code={id}", (), "none"),
+    (b"DELETE", b"/api/v1/proxy/session", (), "cookie"),
 ]
 
 MESSAGES = st.one_of(JSON, st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", 1]),
@@ -428,14 +439,17 @@ PREFIX = st.sampled_from([b"/api/v1/proxy", b"/openai/v1", b"/openai/v1/models",
                           b"/gemini/v1beta/models", b"/gemini/v1/models", b"/api/v1/admin/users", b"/api/v1/tokens",
                           b"/api/v1/keys", b"/api/v1/bundles", b"/api/v1/auth", b"", b"/health", b"/api/v1"])
 METHOD = st.sampled_from([b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"HEAD", b"OPTIONS"])
-AUTH = st.sampled_from(["none", "client", "admin", "key", "x-api-key", "goog", "proxy", "proxy"])
+AUTH = st.sampled_from(["none", "client", "admin", "key", "x-api-key", "goog", "proxy", "proxy", "cookie"])
 HEADER_VALUE = st.one_of(st.binary(max_size=20).filter(lambda raw: b"\r" not in raw and b"\n" not in raw),
                          st.sampled_from([b"Bearer \xff\xfe", b"Bearer ", b"bearer tg_" + b"A" * 43, b"\x00",
-                                          b"Basic YWRtaW4=", b"Bearer " + b"a" * 9000]))
+                                          b"Basic YWRtaW4=", b"Bearer " + b"a" * 9000, b"null",
+                                          b"tollgate_session=" + b"a" * 64 + b"." + b"b" * 43,
+                                          b"a=1; tollgate_session; tollgate_session=\xff"]))
 ODD_HEADERS = st.lists(st.tuples(st.sampled_from([b"Authorization", b"X-Access-Token", b"X-Device-ID",
                                                   b"X-Forwarded-For", b"X-Request-Id", b"Idempotency-Key",
                                                   b"Content-Encoding", b"Transfer-Encoding", b"Expect",
-                                                  b"X-Api-Key", b"Accept-Encoding", b"Range"]),
+                                                  b"X-Api-Key", b"Accept-Encoding", b"Range", b"Cookie",
+                                                  b"Origin", b"Referer"]),
                                  HEADER_VALUE), max_size=3)
 
 

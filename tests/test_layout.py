@@ -34,6 +34,7 @@ WHOLE_SYSTEM = {
     "tests/test_layout.py": "this guard: the layout of tests/ itself",
     "tests/test_architecture.py": "the house's guards: wing layering, sizes, ruff and mypy over all the code",
     "tests/admin_ui/test_browser.py": "the admin UI in headless Chromium: a staff member's session across its pages",
+    "tests/proxy/test_browser.py": "the desktop path in headless Chromium: a browser session's pages, fetches and end",
 }
 
 # Helpers are imported from tests/support/; fixtures come by name from a conftest.py, never by import.

@@ -26,7 +26,7 @@ BATCH_MAX = 500
 BATCHES_PER_PUSH_MAX = 20
 
 SELECT_QUEUE = """
-SELECT id, kind, credential_hash, state FROM credential_cache_outbox ORDER BY id LIMIT $1"""
+SELECT id, kind, credential_hash, state, token_hash FROM credential_cache_outbox ORDER BY id LIMIT $1"""
 DELETE_PUSHED = "DELETE FROM credential_cache_outbox WHERE id = ANY($1::bigint[])"
 ANY_QUEUED = "SELECT EXISTS (SELECT 1 FROM credential_cache_outbox)"
 LOCK_QUEUE = "SELECT pg_advisory_xact_lock(hashtext('credential_cache_outbox'))"
@@ -41,6 +41,19 @@ def api_key_record_key(key_hash: bytes) -> str:
     return f"tg:{{{key_hash.hex()}}}:key"
 
 
+def browser_session_key(token_hash: bytes, session_hash: bytes) -> str:
+    # Tagged with its token's hash: resolved in the token's own script call, in the token's slot.
+    return f"tg:{{{token_hash.hex()}}}:bs:{session_hash.hex()}"
+
+
+def record_key(row: asyncpg.Record) -> str:
+    """The Redis key an outbox row changes."""
+    credential_hash = bytes(row["credential_hash"])
+    if row["kind"] == "browser_session":
+        return browser_session_key(bytes(row["token_hash"]), credential_hash)
+    return RECORD_KEYS[row["kind"]](credential_hash)
+
+
 RECORD_KEYS = {"token": token_record_key, "api_key": api_key_record_key}
 
 
@@ -51,7 +64,8 @@ class CredentialOutbox:
         self.redis = redis
         # A tombstone outlives any record it replaces (records live at most auth_cache_ttl_s).
         self.tombstone_ttl_s = tombstone_ttl_s
-        self.pending: dict[bytes, str] = {}  # credential hash -> 'revoked' | 'disabled'
+        # credential hash (a token's, an API key's, a browser session's) -> 'revoked' | 'disabled'
+        self.pending: dict[bytes, str] = {}
         self.lock = asyncio.Lock()
 
     def refusal(self, credential_hash: bytes) -> str | None:
@@ -106,7 +120,7 @@ class CredentialOutbox:
         # No MULTI: each credential's key lives in its own Redis Cluster slot.
         async with self.redis.pipeline(transaction=False) as pipe:
             for row in rows:
-                key = RECORD_KEYS[row["kind"]](bytes(row["credential_hash"]))
+                key = record_key(row)
                 pipe.delete(key)
                 if row["state"] != "refresh":
                     pipe.hset(key, mapping={"state": row["state"]})

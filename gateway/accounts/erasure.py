@@ -39,6 +39,10 @@ STEPS = (
     "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2), name = '', ip_allowlist = '{}' WHERE user_id = $1",
     """UPDATE proxy_sessions SET ip = '', user_agent = '', device_id = 'erased', ended_at = coalesce(ended_at, $2)
        WHERE token_id IN (SELECT id FROM access_tokens WHERE user_id = $1)""",
+    # Ended already by the tokens' revocation (migration 0014), which also queued their tombstones.
+    """UPDATE browser_sessions SET device_id = 'erased', ended_at = coalesce(ended_at, $2),
+                                  end_reason = coalesce(end_reason, 'token_revoked')
+       WHERE token_id IN (SELECT id FROM access_tokens WHERE user_id = $1)""",
     # A payment keeps its money facts; the email a guest paid with and the link that carried it go.
     "UPDATE payments SET guest_email = NULL, payment_url = '' WHERE user_id = $1 AND $2::timestamptz IS NOT NULL",
 )

@@ -11,10 +11,13 @@ from typing import Any, Mapping
 
 from gateway.core import payment_settings
 # DEFAULT_TOKEN_PRICES and PLANS are read through this module too.
-from gateway.core.setting_values import (DEFAULT_PLAN_LIMITS_PER_MIN, DEFAULT_TOKEN_PRICES, PLANS,  # noqa: F401
-                                         parse_plan_limits, parse_token_prices)
+from gateway.core.plan_settings import (DEFAULT_PLAN_LIMITS_PER_MIN, DEFAULT_TOKEN_PRICES, PLANS,  # noqa: F401
+                                        parse_plan_limits, parse_token_prices)
 
 PREFIX = "TOLLGATE_"
+# TOLLGATE_COOKIE_SECURE: None = auto (Secure when the public URL is https).
+COOKIE_SECURE_VALUES = {"auto": None, "true": True, "1": True, "yes": True, "on": True,
+                        "false": False, "0": False, "no": False, "off": False}
 
 
 class ConfigError(Exception):
@@ -222,6 +225,15 @@ class Settings:
     # requests from, with credentials; empty = none. Preflight answers are cached this long, in seconds.
     cors_origins: str = ""
     cors_max_age_s: int = 600
+    # -- Browser sessions of the desktop path (decision 0020) --
+    # The session cookie's Secure attribute: auto (on when TOLLGATE_PUBLIC_URL is https), true or
+    # false; its SameSite: lax, strict or none (none needs Secure). Always HttpOnly and Path=/.
+    cookie_secure: str = "auto"
+    cookie_samesite: str = "lax"
+    # A browser session lasts at most this long, and never past its access token, in seconds.
+    browser_session_ttl_s: int = 12 * 3600
+    # A one-time link opens a browser session within this long of being made, once, in seconds.
+    browser_link_ttl_s: int = 60
 
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).
@@ -244,6 +256,7 @@ class Settings:
         if not 0 <= self.referral_bonus_percent <= 100:
             raise ConfigError(f"{PREFIX}REFERRAL_BONUS_PERCENT must be within 0..100")
         self._check_serving()
+        self._check_cookies()
 
     def _check_payments(self) -> None:
         try:
@@ -267,6 +280,22 @@ class Settings:
             raise ConfigError(f"{PREFIX}METRICS_PORT must differ from {PREFIX}PORT (or be 0)")
 
         self.default_ai_price_micro()  # a malformed price stops start-up, naming the setting
+
+    def _check_cookies(self) -> None:
+        if self.cookie_secure.strip().lower() not in COOKIE_SECURE_VALUES:
+            raise ConfigError(f"{PREFIX}COOKIE_SECURE must be auto, true or false")
+        if self.cookie_samesite.strip().lower() not in ("lax", "strict", "none"):
+            raise ConfigError(f"{PREFIX}COOKIE_SAMESITE must be lax, strict or none")
+        if self.cookie_samesite.strip().lower() == "none" and not self.cookie_is_secure():
+            raise ConfigError(f"{PREFIX}COOKIE_SAMESITE=none needs a Secure cookie (browsers refuse it "
+                              f"otherwise): set {PREFIX}COOKIE_SECURE=true or an https {PREFIX}PUBLIC_URL")
+        if self.browser_session_ttl_s <= 0 or self.browser_link_ttl_s <= 0:
+            raise ConfigError(f"{PREFIX}BROWSER_SESSION_TTL_S and {PREFIX}BROWSER_LINK_TTL_S must be > 0")
+
+    def cookie_is_secure(self) -> bool:
+        """The session cookie's Secure attribute, TOLLGATE_COOKIE_SECURE=auto resolved against the public URL."""
+        value = COOKIE_SECURE_VALUES[self.cookie_secure.strip().lower()]
+        return self.public_url.lower().startswith("https://") if value is None else value
 
     def api_keys(self, provider: str) -> tuple[str, ...]:
         """A provider's upstream keys (TOLLGATE_<PROVIDER>_API_KEYS, comma-separated), used round-robin."""

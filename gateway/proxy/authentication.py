@@ -8,28 +8,36 @@ import os
 from dataclasses import dataclass
 from typing import NoReturn
 from importlib import resources
+import logging
 
 import asyncpg
 import redis.asyncio as redis_asyncio
 
-from gateway.proxy import device_bindings
+from gateway.proxy import browser_sessions, device_bindings
 from gateway.core import metrics
 from gateway.accounts import access_tokens
 from gateway.core.call import Principal
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
-from gateway.accounts.credential_cache import CredentialOutbox, token_record_key
+from gateway.accounts.credential_cache import CredentialOutbox, browser_session_key, token_record_key
 from gateway.core.failures import POSTGRES_FAILURES, REDIS_FAILURES
 from gateway.core.errors import Conflict, Forbidden, ServiceUnavailable, Unauthenticated
+from gateway.proxy.browser_sessions import SessionId
 from gateway.proxy.rate_limits import LocalWindows, plan_limit, rate_limited
 
+log = logging.getLogger(__name__)
 SCRIPT = resources.files("gateway.proxy").joinpath("lua/authenticate.lua").read_text()
 record_key = token_record_key
+# The script's answers that PostgreSQL must complete: the token's record, a browser session's.
+MISSES = frozenset(("miss", "session_miss"))
 
 
-def _keys(token_hash: bytes, client_ip: str) -> list[str]:
+def _keys(token_hash: bytes, client_ip: str, session: SessionId | None) -> list[str]:
     tag = token_hash.hex()
-    return [f"tg:{{{tag}}}:rec", f"tg:{{{tag}}}:dev", f"tg:{{{tag}}}:rl", f"tg:rl:ip:{client_ip}"]
+    keys = [f"tg:{{{tag}}}:rec", f"tg:{{{tag}}}:dev", f"tg:{{{tag}}}:rl", f"tg:rl:ip:{client_ip}"]
+    if session is not None:
+        keys.append(browser_session_key(token_hash, session.session_hash))
+    return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,13 @@ class DeviceState:
 
     holder: str
     last_seen_ms: int
+
+
+SESSION_REFUSALS = {
+    "session_unknown": ("invalid_session", "unknown browser session"),
+    "session_ended": ("session_ended", "browser session ended"),
+    "session_expired": ("session_expired", "browser session expired"),
+}
 
 
 def _refuse(state: str, detail: list) -> NoReturn:
@@ -55,6 +70,8 @@ def _refuse(state: str, detail: list) -> NoReturn:
                        headers={"Retry-After": str(retry_s)})
     if state == "rate_limited":
         raise rate_limited(str(detail[0]), int(detail[1]), int(detail[2]))
+    if state in SESSION_REFUSALS:
+        raise Unauthenticated(SESSION_REFUSALS[state][1], code=SESSION_REFUSALS[state][0])
     raise AssertionError(f"unexpected authentication state {state!r}")
 
 
@@ -85,7 +102,24 @@ class Authenticator:
         reply = await self._run(token_hash, client_ip, [device_id, "use", os.urandom(12).hex()])
         if reply is None:
             return await self._authenticate_from_database(token_hash, device_id, client_ip)
+        if reply[0] != "ok":
+            _refuse(reply[0], reply[1:])
         return self._principal(reply)
+
+    async def authenticate_session(self, session: SessionId, client_ip: str) -> tuple[Principal, str]:
+        """A browser session's request: the same checks and costs as the token's own, for the device
+        that opened the session, resolved in the same round trip. Returns who and which device."""
+        self._refuse_queued(session.token_hash)
+        if self.outbox.refusal(session.session_hash) is not None:
+            _refuse("session_ended", [])
+        reply = await self._run(session.token_hash, client_ip, ["", "session", os.urandom(12).hex()], session)
+        if reply is None:
+            return await self._authenticate_session_from_database(session, client_ip)
+        if reply[0] == "device_conflict":
+            await self._end_session(session)
+        if reply[0] != "ok":
+            _refuse(reply[0], reply[1:])
+        return self._principal(reply), str(reply[8])
 
     async def peek(self, token: str, device_id: str, client_ip: str) -> tuple[Principal, DeviceState]:
         """Validate a token without binding a device; counts only in the client IP's window."""
@@ -96,6 +130,8 @@ class Authenticator:
             row = await self._database_row(token_hash)
             active = self.clock.now_ms() - row.bound_ms < self.device_idle_ms
             return self._row_principal(row), DeviceState(row.bound_device if active else "", row.bound_ms)
+        if reply[0] != "ok":
+            _refuse(reply[0], reply[1:])
         principal = self._principal(reply)
         return principal, DeviceState(str(reply[8]), int(reply[9]))
 
@@ -123,28 +159,30 @@ class Authenticator:
         if refusal is not None:
             _refuse(refusal, [])
 
-    async def _run(self, token_hash: bytes, client_ip: str, args: list[str]) -> list | None:
-        """Run the script (filling the cache on a miss); None means Redis is unreachable."""
+    async def _run(self, token_hash: bytes, client_ip: str, args: list[str],
+                   session: SessionId | None = None) -> list | None:
+        """Run the script (filling the cache on a miss); its answer, or None when Redis is unreachable."""
         if self.clock.now_s() < self.redis_skip_until_s:
             metrics.labelled(metrics.AUTH_CACHE, "redis_unavailable").inc()
             return None
-        keys = _keys(token_hash, client_ip)
+        keys = _keys(token_hash, client_ip, session)
         base = [self.clock.now_ms(), args[0], self.device_idle_ms, self.window_ms,
                 self.settings.ip_limit_per_min, args[2], args[1]]
         try:
             reply = await self._call_script(keys, base)
-            if reply[0] != "miss":
+            if reply[0] not in MISSES:
                 metrics.labelled(metrics.AUTH_CACHE, "redis_hit").inc()
             else:
                 metrics.labelled(metrics.AUTH_CACHE, "postgres_fallback").inc()
                 fill = await self._fill_values(token_hash)
+                if reply[0] == "session_miss":
+                    assert session is not None
+                    fill += await self._session_fill(session)
                 reply = await self._call_script(keys, base + fill)
         except REDIS_FAILURES:
             self.redis_skip_until_s = self.clock.now_s() + self.settings.redis_retry_after_s
             metrics.labelled(metrics.AUTH_CACHE, "redis_unavailable").inc()
             return None
-        if reply[0] != "ok":
-            _refuse(reply[0], reply[1:])
         return reply
 
     async def _call_script(self, keys: list[str], args: list) -> list:
@@ -230,3 +268,48 @@ class Authenticator:
         )
         principal.rate_limit, principal.rate_remaining, principal.rate_reset_ms = limit, remaining, reset_ms
         return principal
+
+    # -- browser sessions (decision 0020) ---------------------------------------------------
+
+    async def _session_row(self, session: SessionId) -> browser_sessions.SessionRow | None:
+        try:
+            return await browser_sessions.find(self.pool, session)
+        except POSTGRES_FAILURES as error:
+            raise ServiceUnavailable("credential store unavailable") from error
+
+    async def _session_fill(self, session: SessionId) -> list:
+        """The session's record for Redis: state, device, expires_ms, ttl_ms (ARGV[17..20])."""
+        row = await self._session_row(session)
+        if row is None:
+            return ["unknown", "", 0, self.settings.auth_negative_ttl_s * 1000]
+        if row.ended:
+            return ["ended", "", 0, self.settings.auth_cache_ttl_s * 1000]
+        ttl_ms = min(self.settings.auth_cache_ttl_s * 1000, max(1, row.expires_ms - self.clock.now_ms()))
+        return ["ok", row.device_id, row.expires_ms, ttl_ms]
+
+    async def _authenticate_session_from_database(self, session: SessionId,
+                                                  client_ip: str) -> tuple[Principal, str]:
+        row = await self._session_row(session)
+        if row is None:
+            _refuse("session_unknown", [])
+        if row.ended:
+            _refuse("session_ended", [])
+        if row.expires_ms <= self.clock.now_ms():
+            _refuse("session_expired", [])
+        try:
+            principal = await self._authenticate_from_database(session.token_hash, row.device_id, client_ip)
+        except Conflict:
+            await self._end_session(session)
+            raise
+        return principal, row.device_id
+
+    async def _end_session(self, session: SessionId) -> None:
+        """Another device holds the token: its browser session ends for good (the outbox takes the
+        tombstone to Redis). Never fails the refusal it goes with."""
+        now = dt.datetime.fromtimestamp(self.clock.now_s(), dt.timezone.utc)
+        try:
+            await browser_sessions.end(self.pool, session, "device_conflict", now)
+        except POSTGRES_FAILURES as error:
+            log.warning("browser session not ended after a device conflict (%s)", type(error).__name__)
+            return
+        await self.outbox.push_from(self.pool)

@@ -17,6 +17,7 @@ from gateway.core.call import Call
 from gateway.core.errors import CLIENT_CLOSED_REQUEST, ClientDisconnected, PayloadTooLarge
 from gateway.core.failures import upstream_error
 from gateway.core.outcomes import Outcome
+from gateway.proxy.cookies import COOKIE, names_gateway_cookie, without_gateway_cookie
 from gateway.proxy.rewriting import BodyRewriter, UrlMap, is_rewritable, rewrite_location, rewrite_set_cookie
 
 # RFC 9110 section 7.6.1: connection-specific fields never cross a proxy.
@@ -101,6 +102,11 @@ def _quality(parameters: str) -> float:
 def upstream_headers(request: web.Request, may_rewrite: bool, url_map: UrlMap) -> CIMultiDict[str]:
     dropped = REQUEST_DROP | _connection_listed(request.headers)
     headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
+    cookies = headers.getall("cookie", ())
+    if any(COOKIE in cookie for cookie in cookies):  # the gateway's own session cookie stays here
+        del headers["cookie"]
+        for cookie in filter(None, map(without_gateway_cookie, cookies)):
+            headers.add("Cookie", cookie)
     # Bodies we may rewrite must arrive in an encoding the standard library can undo.
     accept = request.headers.get("accept-encoding")
     if accept is not None:
@@ -128,6 +134,8 @@ def client_headers(upstream: aiohttp.ClientResponse, url_map: UrlMap,
         if lower == "location":
             value = rewrite_location(value, url_map)
         elif lower == "set-cookie":
+            if names_gateway_cookie(value):
+                continue  # the target can never overwrite (or shadow) the gateway's session cookie
             value = rewrite_set_cookie(value, url_map)
         headers.add(name, value)
     return headers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 from aiohttp import web
 
@@ -14,27 +13,11 @@ from gateway.core.json_body import json_response
 from gateway.core.app_keys import SETTINGS
 from gateway.core.middleware import CALL
 from gateway.proxy.rate_limits import limit_headers
-from gateway.proxy.resources import AUTHENTICATOR, SESSIONS, TARGET_SESSION, URL_MAPS, proxy_ctx
+from gateway.proxy import credentials, session_endpoints
+from gateway.proxy.cookies import public_origin
+from gateway.proxy.credentials import access_token_of, device_id_of
+from gateway.proxy.resources import AUTHENTICATOR, PUBLIC_ORIGIN, SESSIONS, TARGET_SESSION, URL_MAPS, proxy_ctx
 from gateway.proxy.rewriting import UrlMap
-
-# Visible ASCII only: the id is echoed in logs and stored per session.
-DEVICE_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
-
-
-def device_id_of(request: web.Request) -> str:
-    values = request.headers.getall("x-device-id", [])
-    if not values:
-        raise BadRequest("missing X-Device-ID header", code="missing_device_id")
-    if len(values) > 1 or not DEVICE_ID_PATTERN.match(values[0]):
-        raise BadRequest("X-Device-ID must be 1-128 visible ASCII characters", code="invalid_device_id")
-    return values[0]
-
-
-def access_token_of(request: web.Request) -> str:
-    values = request.headers.getall("x-access-token", [])
-    if len(values) > 1:
-        raise BadRequest("more than one X-Access-Token header", code="invalid_token_header")
-    return values[0] if values else ""
 
 
 def make_proxy_handler(prefix: str):
@@ -44,10 +27,7 @@ def make_proxy_handler(prefix: str):
         app = request.app
         call = request[CALL]
         call.route = "proxy"
-        token = access_token_of(request)
-        call.device_id = device_id_of(request)
-        principal = await app[AUTHENTICATOR].authenticate(token, call.device_id, call.client_ip)
-        call.principal = principal
+        principal = call.principal = await credentials.authenticate(request, call)
         call.extra_headers.update(limit_headers(principal))
         try:
             if not request.raw_path.startswith(prefix):
@@ -110,7 +90,10 @@ def add_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(proxy_ctx)
     app[URL_MAPS] = {prefix: UrlMap.from_urls(settings.target_url, settings.public_url, prefix)
                      for prefix in settings.target_prefixes}
+    app[PUBLIC_ORIGIN] = public_origin(settings.public_url)
     app.router.add_get("/api/v1/proxy/status", status)
+    # Before the mount's catch-all: these paths (with these methods) are the gateway's own.
+    session_endpoints.add_routes(app)
     for prefix in settings.target_prefixes:
         proxy = make_proxy_handler(prefix)
         for method in PROXY_METHODS:

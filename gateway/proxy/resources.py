@@ -20,6 +20,8 @@ TARGET_SESSION = web.AppKey("target_session", aiohttp.ClientSession)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 SESSIONS = web.AppKey("sessions", SessionRecorder)
 URL_MAPS = web.AppKey("url_maps", dict[str, UrlMap])  # mount prefix -> UrlMap, precomputed at start-up
+# The gateway's origin as browsers write it in Origin, for the cookie session's cross-site rule.
+PUBLIC_ORIGIN = web.AppKey("public_origin", str)
 
 
 def _target_session(settings) -> aiohttp.ClientSession:

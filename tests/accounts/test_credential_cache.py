@@ -10,9 +10,11 @@ import subprocess
 import sys
 
 from gateway.accounts import access_tokens
-from gateway.accounts.credential_cache import token_record_key
+from gateway.accounts.credential_cache import browser_session_key, token_record_key
 from gateway.core.app_keys import REDIS
+from gateway.proxy import browser_sessions
 from tests.support.accounts import make_token, proxy_headers, register
+from tests.support.proxy import cookie_headers, open_browser_session
 from tests.support.store_faults import start_gateway
 
 ECHO = "/api/v1/proxy/echo/x"
@@ -145,3 +147,27 @@ async def test_the_cli_revokes_while_redis_is_down_and_says_the_refusal_is_queue
     for _ in range(5):
         assert (await gateway.get(ECHO, headers=headers)).status == 401
         await asyncio.sleep(0.1)
+
+
+async def test_a_browser_session_ended_during_a_network_blip_stays_ended(gateway_factory, database, partition):
+    relay, url = partition
+    gateway = await start_gateway(gateway_factory, url)
+    issued = await make_token(database)
+    value = await open_browser_session(gateway, issued.token)
+    assert (await gateway.get(ECHO, headers=cookie_headers(value))).status == 200  # 'ok' cached in Redis
+    relay.set_cut(True)
+    # Ended the way any writer may do it: straight in PostgreSQL (its trigger queues the tombstone).
+    await database.execute("UPDATE browser_sessions SET ended_at = now(), end_reason = 'logout'")
+    await asyncio.sleep(0.5)  # the gateway heard of it (NOTIFY) and could not write it to Redis
+    relay.set_cut(False)
+    # Redis is back with the stale 'ok' session record: the gateway refuses from its memory.
+    assert (await gateway.get(ECHO, headers=cookie_headers(value))).status == 401
+    for _ in range(40):
+        if await database.fetchval("SELECT count(*) FROM credential_cache_outbox") == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await database.fetchval("SELECT count(*) FROM credential_cache_outbox") == 0
+    session = browser_sessions.parse(value)
+    key = browser_session_key(session.token_hash, session.session_hash)
+    assert await gateway.app[REDIS].hget(key, "state") == "revoked"
+    assert (await gateway.get(ECHO, headers=cookie_headers(value))).status == 401

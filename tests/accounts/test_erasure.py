@@ -48,6 +48,14 @@ async def leave_traces(gateway, database) -> dict:
     proxied = await gateway.get("/api/v1/proxy/echo/x", headers={
         "X-Access-Token": access_token, "X-Device-ID": DEVICE, "User-Agent": AGENT, **from_address(OFFICE)})
     assert proxied.status == 200
+    # A browser session of that device, used once (its Redis record names the device too).
+    opened = await gateway.post("/api/v1/proxy/session", headers={
+        "X-Access-Token": access_token, "X-Device-ID": DEVICE, **from_address(OFFICE)})
+    assert opened.status == 201
+    cookie = {"Cookie": f"tollgate_session={opened.cookies['tollgate_session'].value}"}
+    gateway.session.cookie_jar.clear()
+    assert (await gateway.get("/api/v1/proxy/echo/x", headers={**cookie, "User-Agent": AGENT,
+                                                              **from_address(OFFICE)})).status == 200
     await gateway.app[SESSIONS].flush()
     return {"id": alice["id"], "token": access_token, "key": (await key.json())["key"], "tokens": tokens}
 

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 
 import ledger
-from gateway.core.config import DEFAULT_TOKEN_PRICES, Settings
+from gateway.core.config import Settings
+from gateway.core.plan_settings import DEFAULT_TOKEN_PRICES
 from tests.support.accounts import balance_of, deposit
 from tests.support.purchases import CREDIT, buy, buy_bundle, revoke, use_for
 

@@ -14,34 +14,14 @@ import pytest
 import ledger
 from tests.support.accounts import deposit, make_token, proxy_headers
 from tests.support.admin_ui import PASSWORD, person
-
-CHROMIUM = Path("/usr/bin/chromium")
-# As /work/shared/ENVIRONMENT.md measured them for this kind of machine.
-FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
-         "--disable-dev-shm-usage"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
+from tests.support.browser import ARTIFACTS, chromium_page, shot
 
 
 @pytest.fixture
 async def browser_page():
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: scripts/bootstrap.sh installs it (apt-get install chromium)")
-    from playwright.async_api import async_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots: {ARTIFACTS}")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        context = await browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(15_000)
+    async with chromium_page(accept_downloads=True, viewport={"width": 1280, "height": 900}) as page:
         yield page
-        await browser.close()
-
-
-async def shot(page, name: str) -> None:
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 async def test_a_staff_members_session_end_to_end(gateway, database, browser_page):

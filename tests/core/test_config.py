@@ -77,3 +77,21 @@ def test_the_default_ai_price_and_provider_keys_are_parsed_by_the_settings():
     assert config.Settings().default_ai_price_micro() is None
     assert settings.api_keys("openai") == ("sk-a", "sk-b") and settings.api_keys("gemini") == ()
     assert (settings.read_timeout_s("anthropic"), settings.read_timeout_s("openai")) == (7.0, 30.0)
+
+
+@pytest.mark.parametrize("secure, public_url, expected", [
+    ("auto", "http://127.0.0.1:8080", False), ("auto", "https://gw.example", True),
+    ("true", "http://127.0.0.1:8080", True), ("off", "https://gw.example", False)])
+def test_the_session_cookie_is_secure_as_set_or_as_the_public_url_says(secure, public_url, expected):
+    settings = config.load({"TOLLGATE_COOKIE_SECURE": secure, "TOLLGATE_PUBLIC_URL": public_url})
+    assert settings.cookie_is_secure() is expected
+
+
+@pytest.mark.parametrize("environ, named", [
+    ({"TOLLGATE_COOKIE_SECURE": "maybe"}, "TOLLGATE_COOKIE_SECURE"),
+    ({"TOLLGATE_COOKIE_SAMESITE": "sometimes"}, "TOLLGATE_COOKIE_SAMESITE"),
+    ({"TOLLGATE_COOKIE_SAMESITE": "none"}, "TOLLGATE_COOKIE_SAMESITE=none needs a Secure cookie"),
+    ({"TOLLGATE_BROWSER_LINK_TTL_S": "0"}, "TOLLGATE_BROWSER_LINK_TTL_S")])
+def test_a_cookie_setting_browsers_would_refuse_stops_start_up_naming_it(environ, named):
+    with pytest.raises(config.ConfigError, match=named):
+        config.load(environ)

@@ -71,6 +71,12 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert json.loads(outputs[16])["items"][0]["amount"] == "10"
         guest = json.loads(outputs[17])
         assert guest["result"]["status"] == 200 and guest["result"]["body"].startswith("OK"), outputs[17]
+        # A browser session through a one-time link: the link, the cookie it sets, the page behind it.
+        assert json.loads(outputs[18])["url"].startswith(f"http://127.0.0.1:{port}/api/v1/proxy/session/link?code=")
+        assert "HTTP/1.1 303" in outputs[19] and "Set-Cookie: tollgate_session=" in outputs[19]
+        assert "HttpOnly" in outputs[19] and facts_token(banner) not in outputs[19]
+        assert "tollgate browser page" in outputs[20]
+        assert f"127.0.0.1:{port}/api/v1/proxy/static/browser.css" in outputs[20]
         # The admin UI's address, as printed, answers with its login form.
         admin_ui = re.search(r"admin UI +(\S+)", banner).group(1)
         assert admin_ui == f"http://127.0.0.1:{port}/admin/"
@@ -91,6 +97,10 @@ async def test_the_dev_run_prints_curl_lines_that_work():
     finally:
         await stop(process)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def facts_token(banner: str) -> str:
+    return re.search(r"demo token +(\S+)", banner).group(1)
 
 
 def test_a_later_dev_start_names_the_password_files_instead_of_printing_them():

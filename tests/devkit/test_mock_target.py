@@ -156,3 +156,27 @@ async def test_one_server_serves_the_target_and_the_ai_apis(client: TestClient) 
     page = await client.get("/")
     models = await client.get("/openai/v1/models", headers={"Authorization": "Bearer sk-mock-1"})
     assert (page.content_type, models.status, (await models.json())["object"]) == ("text/html", 200, "list")
+
+
+async def test_the_browser_page_links_its_resources_absolutely_and_each_answers(client: TestClient, base_url: str):
+    """/browser names its stylesheet, script and image by absolute URL; each is served."""
+    page = await client.get("/browser")
+    html = await page.text()
+    resources = {"/static/browser.css": "text/css", "/static/browser.js": "application/javascript",
+                 "/img/logo.png": "image/png"}
+    assert all(f'"{base_url}{path}"' in html for path in resources)
+    for path, content_type in resources.items():
+        response = await client.get(path)
+        assert (response.status, response.content_type) == (200, content_type)
+    assert f'fetch("{base_url}/api/data"' in await (await client.get("/static/browser.js")).text()
+
+
+async def test_the_browser_page_sets_a_cookie_named_like_the_gateways(client: TestClient):
+    """/browser tries to write tollgate_session, which the gateway must never let through."""
+    cookies = (await client.get("/browser")).headers.getall("Set-Cookie")
+    assert cookies == ["theme=dark; Path=/", "tollgate_session=from-the-target; Path=/"]
+
+
+async def test_api_data_echoes_the_method_the_json_and_the_cookies_received(client: TestClient):
+    response = await client.post("/api/data", json={"hello": "target"}, headers={"Cookie": "theme=dark"})
+    assert await response.json() == {"method": "POST", "received": {"hello": "target"}, "cookie": "theme=dark"}

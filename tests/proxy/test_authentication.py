@@ -11,7 +11,7 @@ from gateway.core.app_keys import DATABASE
 from gateway.proxy.resources import AUTHENTICATOR
 from tests.support.accounts import make_token, proxy_headers
 from tests.support.metrics import database_queries, settle
-from tests.support.proxy import error_of
+from tests.support.proxy import cookie_headers, error_of, open_browser_session
 
 # The auth cache: zero PostgreSQL queries on a warm hit, and what happens when Redis or PostgreSQL is down.
 
@@ -26,6 +26,18 @@ async def test_a_warm_cache_makes_zero_postgres_queries(gateway, database):
     before = database_queries()
     for _ in range(5):
         assert (await gateway.get(ECHO, headers=proxy_headers(issued.token))).status == 200
+    await settle()
+    assert database_queries() == before
+
+
+async def test_a_warm_browser_session_makes_zero_postgres_queries(gateway, database):
+    issued = await make_token(database)
+    value = await open_browser_session(gateway, issued.token)
+    assert (await gateway.get(ECHO, headers=cookie_headers(value))).status == 200  # fills Redis
+    await settle()
+    before = database_queries()
+    for _ in range(5):
+        assert (await gateway.get(ECHO, headers=cookie_headers(value))).status == 200
     await settle()
     assert database_queries() == before
 

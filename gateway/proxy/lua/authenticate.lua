@@ -1,11 +1,15 @@
 -- One round trip for the desktop hot path: token record, device binding, rate-limit windows.
 -- KEYS[1] record hash  KEYS[2] device binding  KEYS[3] token window  KEYS[4] ip window
--- ARGV[1] now_ms  ARGV[2] device_id  ARGV[3] device_idle_ms  ARGV[4] window_ms
--- ARGV[5] ip_limit  ARGV[6] member (unique per request, made by the gateway)  ARGV[7] mode: 'use' | 'peek'
+-- KEYS[5] in mode 'session': the browser session's record (tagged like the token's keys: decision 0020)
+-- ARGV[1] now_ms  ARGV[2] device_id ('' in mode 'session')  ARGV[3] device_idle_ms  ARGV[4] window_ms
+-- ARGV[5] ip_limit  ARGV[6] member (unique per request, made by the gateway)
+-- ARGV[7] mode: 'use' | 'peek' | 'session' (a use whose device is the browser session's)
 -- ARGV[8..14] optional fill: state user_id token_id scope expires_ms limit ttl_ms
 --   (written only if no record exists, so a revocation tombstone is never overwritten)
 -- ARGV[15..16] with a fill: a device binding made while Redis was down (device, last_ms; '' = none),
 --   seeded only if Redis holds no binding (it came back empty)
+-- ARGV[17..20] optional session fill (after a token fill): state ('ok' | 'unknown' | 'ended') device
+--   expires_ms ttl_ms, written only if no session record exists (an ended session's tombstone stays)
 local now = tonumber(ARGV[1])
 local device = ARGV[2]
 local idle_ms = tonumber(ARGV[3])
@@ -47,6 +51,26 @@ if ARGV[8] and redis.call('EXISTS', KEYS[1]) == 0 then
       redis.call('PEXPIRE', KEYS[2], left_ms)
     end
   end
+end
+
+-- A browser session stands for a device: the one that opened it (decision 0020).
+if mode == 'session' then
+  if ARGV[17] and redis.call('EXISTS', KEYS[5]) == 0 then
+    redis.call('HSET', KEYS[5], 'state', ARGV[17], 'device', ARGV[18], 'expires_ms', ARGV[19])
+    redis.call('PEXPIRE', KEYS[5], ARGV[20])
+  end
+  local session = redis.call('HMGET', KEYS[5], 'state', 'device', 'expires_ms')
+  if not session[1] then return {'session_miss'} end
+  local refusal = nil
+  if session[1] == 'unknown' then refusal = 'session_unknown'
+  elseif session[1] ~= 'ok' then refusal = 'session_ended'
+  elseif tonumber(session[3]) <= now then refusal = 'session_expired' end
+  if refusal then
+    record(KEYS[4], ip_limit)
+    return {refusal}
+  end
+  device = session[2]
+  mode = 'use'
 end
 
 local rec = redis.call('HMGET', KEYS[1], 'state', 'user_id', 'token_id', 'scope', 'expires_ms', 'limit')

@@ -1,4 +1,4 @@
-"""Setting values with a grammar of their own (plan limits, token prices), parsed for gateway.core.config."""
+"""Plan settings read once: requests per minute by plan, and access-token prices by duration."""
 
 from __future__ import annotations
 
