@@ -27,6 +27,7 @@ PROVIDER_ANSWER = {"200": answer("the provider's answer (JSON, or an event strea
 SSE = {"text/event-stream": {"schema": obj({"data": TEXT}, {"event": TEXT, "id": TEXT})}}
 GEMINI_BODY = obj({"contents": array(obj({"parts": array(obj({"text": {"type": "string", "maxLength": 2000}}))}))},
                   {"generationConfig": obj({}, {"maxOutputTokens": OUTPUT})})
+SESSION = obj({"device_id": TEXT, "expires_at": TIME, "expires_in_s": INTEGER})
 PROXIED = ("get", "post", "put", "patch", "delete", "options")
 
 
@@ -85,6 +86,25 @@ PATHS: dict[str, dict[str, Schema]] = {
         {200: answer("the token's state", obj({"valid": BOOLEAN, "token": obj(
             {"id": ID, "scope": TEXT, "expires_at": TIME, "expires_in_s": INTEGER}), "session": nullable(obj())}))},
         security="accessToken")},
+    "/api/v1/proxy/session": {
+        "post": operation(
+            "Open a browser session: the tollgate_session cookie (HttpOnly, Path=/), never the token itself",
+            "desktop proxy", {201: answer("the session (the cookie in Set-Cookie)", SESSION)},
+            security="accessToken"),
+        "delete": operation(
+            "Log out: with the cookie, that browser session (204); with the headers, every one of the token's",
+            "desktop proxy", {200: answer("how many sessions ended", obj({"ended": INTEGER})),
+                              204: answer("the cookie's session ended")},
+            security="accessToken")},
+    "/api/v1/proxy/session/link": {
+        "post": operation(
+            "A one-time link for the system browser (single use, short-lived)", "desktop proxy",
+            {201: answer("the link", obj({"url": TEXT, "expires_at": TIME, "expires_in_s": INTEGER}))},
+            security="accessToken", body=json_body(obj({}, {"path": TEXT}), required=False)),
+        "get": operation(
+            "Follow a one-time link: the cookie is set and the browser sent on to the target page", "desktop proxy",
+            {303: answer("to the target page, with the cookie")}, security=None,
+            parameters=[{"name": "code", "in": "query", "required": True, "schema": TEXT}])},
     "/api/v1/proxy/{path}": {method: operation(
         "The proxied target (X-Access-Token and X-Device-ID)", "desktop proxy",
         {200: answer("the target's answer, streamed")}, security="accessToken",
