@@ -203,7 +203,7 @@ async def test_a_budget_patch_while_the_keys_call_settles_neither_deadlocks_nor_
                                        json={"name": "capped", "budget": {"limit": "500", "period": "day"}})
     key, key_id = (body := await created.json())["key"], body["id"]
     budget_id = await database.fetchval("SELECT id FROM budgets WHERE api_key_id = $1", key_id)
-    await stack.control("latency", {"ms": 300, "chunk_ms": 10})
+    await stack.control("latency", {"ms": 1500, "chunk_ms": 10})  # in flight while the test takes its lock
     call = asyncio.ensure_future(stack.gateway.post(
         "/openai/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
         json={"model": "gpt-4o-mini", "max_tokens": 20, "stream": True, "messages": MESSAGES}))
