@@ -27,10 +27,13 @@ async def span_of(request: web.Request) -> usage_report.Span:
         await directory.get_user(request.app[DATABASE], pages.scope(request), user_id)
     today = pages.now(request).date()
     end = pages.query_day(request, "to") or today
-    start = pages.query_day(request, "from") or end - dt.timedelta(days=DEFAULT_DAYS - 1)
-    if not 0 <= (end - start).days < DAYS_MAX:
-        raise BadRequest(f"the range must run forward and span at most {DAYS_MAX} days", code="invalid_query")
-    return usage_report.Span(pages.midnight(start), pages.midnight(end + dt.timedelta(days=1)), user_id)
+    try:  # the default start before 0001-01-01, or the end of 9999-12-31, is past what a date holds
+        start = pages.query_day(request, "from") or end - dt.timedelta(days=DEFAULT_DAYS - 1)
+        if not 0 <= (end - start).days < DAYS_MAX:
+            raise BadRequest(f"the range must run forward and span at most {DAYS_MAX} days", code="invalid_query")
+        return usage_report.Span(pages.midnight(start), pages.midnight(end + dt.timedelta(days=1)), user_id)
+    except OverflowError as error:
+        raise BadRequest("the range must lie between 0001-01-01 and 9999-12-30", code="invalid_query") from error
 
 
 @pages.staff_page()

@@ -27,6 +27,8 @@ async def filters_of(request: web.Request) -> ledger_entries.Filters:
     if user_id is not None:
         await directory.get_user(request.app[DATABASE], pages.scope(request), user_id)
     start, end = pages.query_day(request, "from"), pages.query_day(request, "to")
+    if end == dt.date.max:  # the filter ends the day after `to`, which no date holds
+        raise BadRequest("query parameter 'to' must be before 9999-12-31", code="invalid_query")
     return ledger_entries.Filters(user_id, query_choice(request, "type", ledger.KINDS),
                                   pages.midnight(start) if start else None,
                                   pages.midnight(end + dt.timedelta(days=1)) if end else None)

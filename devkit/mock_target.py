@@ -171,6 +171,8 @@ async def fixed_body(request: web.Request) -> web.Response:
         # A cookie of the target's own, and one that tries to take the gateway's session cookie's place.
         response.headers.add("Set-Cookie", "theme=dark; Path=/")
         response.headers.add("Set-Cookie", "tollgate_session=from-the-target; Path=/")
+        # A nameless cookie: the browser sends its value alone, which reads as the gateway's cookie.
+        response.headers.add("Set-Cookie", "=tollgate_session=nameless-from-the-target; Path=/")
     return response
 
 

@@ -40,11 +40,14 @@ def _span(request: web.Request, user_id: int | None) -> usage_report.Span:
     """from..to, whole UTC days (to included); by default the last DEFAULT_DAYS days up to today."""
     today = now(request).date()
     end = query_day(request, "to") or today
-    start = query_day(request, "from") or end - dt.timedelta(days=DEFAULT_DAYS - 1)
-    if not 0 <= (end - start).days < DAYS_MAX:
-        raise BadRequest(f"from..to must run forward and span at most {DAYS_MAX} days", code="invalid_query")
-    midnight = dt.datetime.combine(start, dt.time(), dt.timezone.utc)
-    return usage_report.Span(midnight, midnight + dt.timedelta(days=(end - start).days + 1), user_id)
+    try:  # the default start before 0001-01-01, or the end of 9999-12-31, is past what a date holds
+        start = query_day(request, "from") or end - dt.timedelta(days=DEFAULT_DAYS - 1)
+        if not 0 <= (end - start).days < DAYS_MAX:
+            raise BadRequest(f"from..to must run forward and span at most {DAYS_MAX} days", code="invalid_query")
+        midnight = dt.datetime.combine(start, dt.time(), dt.timezone.utc)
+        return usage_report.Span(midnight, midnight + dt.timedelta(days=(end - start).days + 1), user_id)
+    except OverflowError as error:
+        raise BadRequest("from..to must lie between 0001-01-01 and 9999-12-30", code="invalid_query") from error
 
 
 def _plain(value: object) -> object:

@@ -63,8 +63,16 @@ def without_gateway_cookie(cookie_header: str) -> str:
 
 
 def names_gateway_cookie(set_cookie_value: str) -> bool:
-    """Whether a target's Set-Cookie would write (or shadow) the gateway's cookie: it is dropped."""
-    return _pair_name(set_cookie_value.partition(";")[0]) == COOKIE
+    """Whether a target's Set-Cookie would write (or shadow) the gateway's cookie: it is dropped.
+
+    A cookie with an empty name (`=tollgate_session=x`) is stored by browsers that follow RFC 6265bis
+    and sent as its value alone, `tollgate_session=x`: it reads as ours, so it is judged by its value.
+    """
+    pair = set_cookie_value.partition(";")[0]
+    name, equals, value = pair.partition("=")
+    if equals and not name.strip():
+        pair = value
+    return _pair_name(pair) == COOKIE
 
 
 def _pair_name(pair: str) -> str:

@@ -52,3 +52,10 @@ async def test_long_ranges_read_the_daily_roll_up_and_agree_with_the_calls(gatew
         assert 'id="by-key-note"' in page and 'id="by-key"' not in page  # longer than 7 days: no key table
     one_user = await (await as_admin.get(path + f"&user={people.client}")).text()
     assert 'id="by-key"' in one_user
+
+
+async def test_a_range_at_the_ends_of_the_calendar_is_a_400_not_a_500(as_admin, database):
+    """The span's edges are computed: past 9999-12-31 or before 0001-01-01 they were an OverflowError (a 500)."""
+    for query in ("to=9999-12-31", "to=0001-01-01"):
+        response = await as_admin.get(f"/admin/ai-usage?{query}")
+        assert response.status == 400, (query, response.status)

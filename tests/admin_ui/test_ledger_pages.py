@@ -63,3 +63,10 @@ async def test_text_that_a_spreadsheet_would_run_is_defused(as_admin, database, 
         "csrf_token": as_admin.csrf, "credits": "1", "reason": "=HYPERLINK(\"x\")", "idempotency_key": "f" * 20})
     table = list(csv.reader(io.StringIO(await (await as_admin.get("/admin/ledger.csv")).text())))
     assert table[1][9] == "'=HYPERLINK(\"x\")"
+
+
+async def test_a_date_at_the_end_of_the_calendar_is_a_400_not_a_500(as_admin, database):
+    """The day after `to` is the filter's end: past 9999-12-31 it was an OverflowError (a 500)."""
+    for path in ("/admin/ledger", "/admin/ledger.csv"):
+        response = await as_admin.get(f"{path}?to=9999-12-31")
+        assert response.status == 400, (path, response.status)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
 
 from tests.support.accounts import register
-from tests.support.ai import start
+from tests.support.ai import MESSAGES, start
 from tests.support.api import error_code
 
 KEYS = "/api/v1/keys"
@@ -174,3 +175,53 @@ async def test_another_users_key_cannot_be_patched_or_rotated(gateway_factory, m
                      await stack.gateway.post(f"{KEYS}/{key_id}/rotate", headers=other["headers"])):
         assert (response.status, await error_code(response)) == (404, "key_not_found")
     assert await database.fetchval("SELECT name FROM api_keys WHERE id = $1", key_id) == "tests"
+
+
+async def _lock_waiters(database, fragment: str) -> int:
+    """Backends of the test's database waiting on a row lock while running a statement containing `fragment`."""
+    return await database.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        " AND position($1 in query) > 0", fragment)
+
+
+async def _until(predicate, timeout_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await predicate():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_budget_patch_while_the_keys_call_settles_neither_deadlocks_nor_loses_the_charge(
+        gateway_factory, mock_target, database):
+    """The settlement locks the call's budget rows (the hold's resolution trigger) and then, writing its
+    usage row, takes a key-share lock on the key (the row's foreign key); a PATCH that locked the key
+    FOR UPDATE and then wanted the budget row closed a cycle: PostgreSQL aborted one of them (the
+    settlement: an unbilled call, its hold left to the expiry sweep; or the PATCH)."""
+    stack = await start(gateway_factory, mock_target, database, credits=1000)
+    created = await stack.gateway.post(KEYS, headers=stack.user["headers"],
+                                       json={"name": "capped", "budget": {"limit": "500", "period": "day"}})
+    key, key_id = (body := await created.json())["key"], body["id"]
+    budget_id = await database.fetchval("SELECT id FROM budgets WHERE api_key_id = $1", key_id)
+    await stack.control("latency", {"ms": 1500, "chunk_ms": 10})  # in flight while the test takes its lock
+    call = asyncio.ensure_future(stack.gateway.post(
+        "/openai/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+        json={"model": "gpt-4o-mini", "max_tokens": 20, "stream": True, "messages": MESSAGES}))
+    await _until(lambda: database.fetchval("SELECT count(*) = 1 FROM budget_holds"))
+    async with database.acquire() as blocker:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("SELECT 1 FROM budgets WHERE id = $1 FOR UPDATE", budget_id)
+        await _until(lambda: _lock_waiters(database, "ledger_resolve"))  # the settlement waits for the budget
+        patch = asyncio.ensure_future(stack.gateway.patch(
+            f"{KEYS}/{key_id}", headers=stack.user["headers"], json={"budget": {"limit": "400", "period": "day"}}))
+        await _until(lambda: _lock_waiters(database, "INSERT INTO budgets"))  # so does the PATCH, key locked
+        await transaction.commit()
+    patched, answered = await patch, await call
+    assert patched.status == 200, await patched.text()
+    assert answered.status == 200 and b"[DONE]" in await answered.read()
+    await _until(lambda: database.fetchval("SELECT count(*) = 0 FROM budget_holds"))
+    charged = await database.fetchval("SELECT charged_micro FROM ai_usage WHERE api_key_id = $1", key_id)
+    assert charged > 0 and await stack.open_holds() == 0
+    row = await database.fetchrow("SELECT held_micro, spent_micro, limit_micro FROM budgets WHERE id = $1", budget_id)
+    assert (row["held_micro"], row["spent_micro"], row["limit_micro"]) == (0, charged, 400_000_000)

@@ -143,3 +143,12 @@ async def test_staff_reports_keep_to_their_scope_and_unknown_parameters_are_400(
                   "from=2020-01-01&to=2026-01-01"):
         assert (await gateway.get(f"{USAGE}?{query}", headers=staff.client["headers"])).status == 400, query
     assert (await gateway.get(USAGE)).status == 401
+
+
+@pytest.mark.parametrize("query", ["to=9999-12-31", "from=9999-12-31&to=9999-12-31", "to=0001-01-01"])
+async def test_dates_at_the_ends_of_the_calendar_are_a_400_not_a_500(gateway, database, query):
+    """The span's edges are computed as datetimes: a day past 9999-12-31 or before 0001-01-01 was a 500."""
+    staff = await managed(gateway, database)
+    for path in (USAGE, f"{USAGE}/calls", f"{USAGE}/sessions"):
+        response = await gateway.get(f"{path}?{query}", headers=staff.client["headers"])
+        assert await error_of(response, 400) == "invalid_query", (path, query)

@@ -48,6 +48,10 @@ def test_the_gateway_cookie_is_found_in_the_cookie_headers(headers, values):
     ("theme=dark; Path=/", False),
     ("tollgate_sessions=1", False),
     ("x=tollgate_session", False),
+    # Nameless (RFC 6265bis 5.6): the browser sends the value alone, "tollgate_session=evil".
+    ("=tollgate_session=evil; Path=/", True),
+    (" = tollgate_session=evil", True),
+    ("=theme=dark", False),
 ])
 def test_a_target_cookie_that_would_write_the_gateways_is_recognised(set_cookie, dropped):
     assert names_gateway_cookie(set_cookie) is dropped
