@@ -62,6 +62,13 @@ async def test_the_per_token_and_per_user_limits_hold_over_both_instances(fleet,
         assert len(set(passed)) == 2  # both instances served some of the five
         assert all(body["error"]["code"] == "rate_limited" for status, _, body in answers if status == 429)
 
+        # Per user on the desktop path: two tokens of one premium user, each on both instances.
+        tokens = [await make_token(database, email="two-tokens@example.com", plan="premium") for _ in range(2)]
+        answers = [await _get(session, "/api/v1/proxy/echo/x", proxy_headers(tokens[index // 2 % 2].token))
+                   for index in range(12)]
+        assert [status for status, _, _ in answers] == [200] * 5 + [429] * 7
+        assert len({backend for status, backend, _ in answers if status == 200}) == 2
+
         # Per user on the AI routes: two keys of one premium user, calls alternating over instances.
         user = await register(session, "ai-premium@example.com")
         await database.execute("UPDATE users SET plan = 'premium' WHERE id = $1", user["id"])
