@@ -123,50 +123,39 @@ async def _open_holds(database) -> int:
                                    "AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)")
 
 
+async def _capped_key(session, user: dict, limit_micro: int) -> dict:
+    async with session.post("/api/v1/keys", headers=user["headers"], json={
+            "name": "capped", "budget": {"limit": ledger.format_micro(limit_micro), "period": "day"}}) as response:
+        assert response.status == 201, await response.text()
+        return await response.json()
+
+
 async def test_budgets_and_balances_are_never_overshot_by_calls_spread_over_both_instances(
         fleet, database, mock_target):
     async with aiohttp.ClientSession(base_url=fleet.url) as session:
         user = await register(session, "budget@example.com")
         await deposit(database, user["id"], 1000)
         async with session.post("/api/v1/keys", headers=user["headers"], json={"name": "probe"}) as response:
-            probe_key = (await response.json())["key"]
-        await _mock(mock_target, "reset")
-        assert (await _call(session, probe_key))[0] == 200
-        hold = await database.fetchval("SELECT amount_micro FROM transfers WHERE phase = 'pending' "
-                                       "ORDER BY id DESC LIMIT 1")
-        async with session.post("/api/v1/keys", headers=user["headers"], json={
-                "name": "capped", "budget": {"limit": ledger.format_micro(6 * hold), "period": "day"}}) as response:
-            assert response.status == 201, await response.text()
-            created = await response.json()
-        await _mock(mock_target, "latency", {"ms": 800, "chunk_ms": 1})  # every call is in flight at once
-        results = await asyncio.gather(*(_call(session, created["key"]) for _ in range(24)))
-    succeeded = [backend for status, backend, _ in results if status == 200]
-    assert 0 < len(succeeded) <= 6 and {status for status, _, _ in results} <= {200, 402}
-    assert len({backend for _, backend, _ in results}) == 2  # the calls went to both instances
-    row = await database.fetchrow("SELECT * FROM budgets WHERE api_key_id = $1", created["id"])
-    assert row["held_micro"] == 0 and row["spent_micro"] <= 6 * hold
-    assert row["spent_micro"] == await database.fetchval(
-        "SELECT coalesce(sum(charged_micro), 0)::bigint FROM ai_usage WHERE api_key_id = $1", created["id"])
-    assert await _open_holds(database) == 0
-
-
-async def test_a_balance_for_a_few_holds_places_no_more_than_those_over_both_instances(
-        fleet, database, mock_target):
-    async with aiohttp.ClientSession(base_url=fleet.url) as session:
-        user = await register(session, "balance@example.com")
-        await deposit(database, user["id"], 1000)
-        async with session.post("/api/v1/keys", headers=user["headers"], json={"name": "key"}) as response:
             key = (await response.json())["key"]
         await _mock(mock_target, "reset")
         assert (await _call(session, key))[0] == 200
         hold = await database.fetchval("SELECT amount_micro FROM transfers WHERE phase = 'pending' "
                                        "ORDER BY id DESC LIMIT 1")
-        # Leave the user exactly four holds' worth (a correction is a new transfer).
+        capped = await _capped_key(session, user, 6 * hold)
+        await _mock(mock_target, "latency", {"ms": 800, "chunk_ms": 1})  # every call is in flight at once
+        on_budget = await asyncio.gather(*(_call(session, capped["key"]) for _ in range(24)))
+        # Then the balance: exactly four holds' worth left (a correction is a new transfer).
         balance = (await ledger.balance(database, user["id"])).available_micro
         await _withdraw(database, user["id"], balance - 4 * hold)
-        await _mock(mock_target, "latency", {"ms": 800, "chunk_ms": 1})
-        results = await asyncio.gather(*(_call(session, key) for _ in range(16)))
-    statuses = [status for status, _, _ in results]
+        on_balance = await asyncio.gather(*(_call(session, key) for _ in range(16)))
+    statuses = [status for status, _, _ in on_budget]
+    assert 0 < statuses.count(200) <= 6 and set(statuses) <= {200, 402}, statuses
+    assert len({backend for _, backend, _ in on_budget}) == 2  # the calls went to both instances
+    row = await database.fetchrow("SELECT * FROM budgets WHERE api_key_id = $1", capped["id"])
+    assert row["held_micro"] == 0 and row["spent_micro"] <= 6 * hold
+    assert row["spent_micro"] == await database.fetchval(
+        "SELECT coalesce(sum(charged_micro), 0)::bigint FROM ai_usage WHERE api_key_id = $1", capped["id"])
+    statuses = [status for status, _, _ in on_balance]
     assert 0 < statuses.count(200) <= 4 and set(statuses) <= {200, 402}, statuses
     assert (await ledger.balance(database, user["id"])).available_micro >= 0
     assert await _open_holds(database) == 0
