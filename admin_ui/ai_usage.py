@@ -10,7 +10,7 @@ from aiohttp import web
 from admin_ui import charts, pages
 from gateway.accounts import directory
 from gateway.ai import usage_report
-from gateway.core.app_keys import DATABASE
+from gateway.core.app_keys import DATABASE, REPORTS_DATABASE
 from gateway.core.errors import BadRequest
 from gateway.core.query_params import query_id
 
@@ -40,9 +40,9 @@ async def span_of(request: web.Request) -> usage_report.Span:
 async def report(request: web.Request) -> web.Response:
     """GET /admin/ai-usage?from&to&user."""
     span = await span_of(request)
-    database, scope, today = request.app[DATABASE], pages.scope(request), pages.now(request).date()
-    models = await usage_report.by_model(database, scope, span, today)
-    days = await usage_report.by_day(database, scope, span, today)
+    database, scope, today = request.app[REPORTS_DATABASE], pages.scope(request), pages.now(request).date()
+    models = await usage_report.by_model(database, scope, span, today, request.app[DATABASE])
+    days = await usage_report.by_day(database, scope, span, today, request.app[DATABASE])
     show_keys = span.user_id is not None or (span.end - span.start).days <= KEY_DAYS_MAX
     micro = 1_000_000
     return pages.render(request, "ai_usage.html", {

@@ -11,7 +11,7 @@ from admin_ui import charts, pages
 from admin_ui.traffic import TRAFFIC
 from gateway.accounts import statistics
 from gateway.ai import usage_report
-from gateway.core.app_keys import DATABASE
+from gateway.core.app_keys import DATABASE, REPORTS_DATABASE
 from gateway.proxy import session_reports
 
 DAYS = 30
@@ -40,11 +40,11 @@ def _traffic(request: web.Request) -> dict | None:
 @pages.staff_page()
 async def dashboard(request: web.Request) -> web.Response:
     """GET /admin/."""
-    database, scope, at = request.app[DATABASE], pages.scope(request), pages.now(request)
-    days = await statistics.daily_credits(database, scope, at.date(), DAYS)
+    database, scope, at = request.app[REPORTS_DATABASE], pages.scope(request), pages.now(request)
+    days = await statistics.daily_credits(database, scope, at.date(), DAYS, request.app[DATABASE])
     span = usage_report.Span(pages.midnight(at.date() - dt.timedelta(days=AI_DAYS - 1)),
                              pages.midnight(at.date() + dt.timedelta(days=1)))
-    models = await usage_report.by_model(database, scope, span, at.date())
+    models = await usage_report.by_model(database, scope, span, at.date(), request.app[DATABASE])
     top = await statistics.top_spenders(database, scope)
     micro = 1_000_000
     labels = [day.day.strftime("%m-%d") for day in days]

@@ -11,7 +11,7 @@ from aiohttp import web
 import ledger
 from admin_ui import pages
 from gateway.accounts import directory, ledger_entries
-from gateway.core.app_keys import DATABASE
+from gateway.core.app_keys import DATABASE, REPORTS_DATABASE
 from gateway.core import exports
 from gateway.core.errors import BadRequest
 from gateway.core.query_params import NUMBER, query_choice, query_id
@@ -49,7 +49,7 @@ def _cursor(request: web.Request) -> ledger_entries.Cursor | None:
 async def explorer(request: web.Request) -> web.Response:
     """GET /admin/ledger?user&type&from&to&before."""
     filters = await filters_of(request)
-    rows = await ledger_entries.page(request.app[DATABASE], pages.scope(request), filters,
+    rows = await ledger_entries.page(request.app[REPORTS_DATABASE], pages.scope(request), filters,
                                      cursor=_cursor(request), limit=PAGE_SIZE + 1)
     last = rows[PAGE_SIZE - 1] if len(rows) > PAGE_SIZE else None
     query = {name: value for name, value in request.query.items() if name not in ("before", "notice")}
@@ -66,7 +66,7 @@ def _csv_row(row) -> list[str]:
 
 
 async def _csv_rows(request: web.Request, filters: ledger_entries.Filters) -> AsyncIterator[list[str]]:
-    async for row in ledger_entries.stream(request.app[DATABASE], pages.scope(request), filters):
+    async for row in ledger_entries.stream(request.app[REPORTS_DATABASE], pages.scope(request), filters):
         yield _csv_row(row)
 
 

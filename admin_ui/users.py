@@ -12,7 +12,7 @@ import ledger
 from admin_ui import pages
 from gateway.accounts import directory, user_credentials, users
 from gateway.payments import store as payment_store
-from gateway.core.app_keys import DATABASE, SETTINGS
+from gateway.core.app_keys import DATABASE, REPORTS_DATABASE, SETTINGS
 from gateway.core.json_body import database_id
 from gateway.core.query_params import NUMBER, query_bool, query_choice, query_id, query_text
 from gateway.proxy import session_reports
@@ -31,7 +31,7 @@ async def user_list(request: web.Request) -> web.Response:
     """GET /admin/users?search&role&plan&is_active&after."""
     filters = filters_of(request)
     after = query_id(request, "after")
-    rows = await directory.find_users(request.app[DATABASE], pages.scope(request), filters, limit=PAGE_SIZE + 1,
+    rows = await directory.find_users(request.app[REPORTS_DATABASE], pages.scope(request), filters, limit=PAGE_SIZE + 1,
                                       after_id=after)
     query = {name: value for name, value in request.query.items() if name not in ("after", "notice")}
     return pages.render(request, "users.html", {

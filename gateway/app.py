@@ -17,7 +17,7 @@ from gateway.api import (admin_keys, admin_tokens, admin_users, auth, budgets, b
                          payments, prices, referrals, tokens, usage, webhooks)
 from gateway.core import health, metrics
 from gateway.core.app_keys import (BROWSER_POLICY, CLOCK, DATABASE, ERROR_SHAPE_PREFIXES, READINESS_PROBES, REDIS,
-                                   SETTINGS)
+                                   REPORTS_DATABASE, SETTINGS)
 from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
@@ -31,13 +31,26 @@ async def _count_queries(connection: asyncpg.Connection) -> None:
     connection.add_query_logger(lambda _query: metrics.DATABASE_QUERIES.inc())
 
 
+# How the reports' connections name themselves (pg_stat_activity on the replica shows them).
+REPORTS_APPLICATION_NAME = "tollgate-reports"
+
+
+async def _pool(settings: Settings, url: str, min_size: int, **connect: object) -> asyncpg.Pool:
+    return await asyncpg.create_pool(url, min_size=min_size, max_size=settings.database_pool_max,
+                                     init=_count_queries, command_timeout=settings.database_timeout_s, **connect)
+
+
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[DATABASE] = await asyncpg.create_pool(
-        settings.database_url.value, min_size=settings.database_pool_min,
-        max_size=settings.database_pool_max, init=_count_queries,
-        command_timeout=settings.database_timeout_s)
+    app[DATABASE] = await _pool(settings, settings.database_url.value, settings.database_pool_min)
+    replica_url = settings.database_replica_url.value
+    # min_size=0: no connection at start-up, so the gateway starts and serves everything but the
+    # reports while the replica is down (they answer 503 until it is back).
+    app[REPORTS_DATABASE] = (await _pool(settings, replica_url, 0, server_settings={
+        "application_name": REPORTS_APPLICATION_NAME}) if replica_url else app[DATABASE])
     yield
+    if app[REPORTS_DATABASE] is not app[DATABASE]:
+        await app[REPORTS_DATABASE].close()
     await app[DATABASE].close()
 
 

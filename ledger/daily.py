@@ -55,15 +55,20 @@ async def system_ids(connection: asyncpg.Connection | asyncpg.Pool) -> list[int]
 
 
 async def totals(connection: asyncpg.Connection | asyncpg.Pool, first_day: dt.date,
-                 today: dt.date) -> list[DayTotal]:
+                 today: dt.date, primary: asyncpg.Connection | asyncpg.Pool | None = None) -> list[DayTotal]:
     """Every (day, kind, side) total from first_day to today (UTC days), rolling up closed days
-    that are not yet rolled up."""
+    that are not yet rolled up.
+
+    `connection` may be a read replica's; then `primary` is where a missing day is rolled up, and
+    the call reads its totals there too (the replica has not seen that roll-up yet)."""
     assert first_day <= today
     systems = await system_ids(connection)
     last_closed = today - dt.timedelta(days=2)
     rows: list[asyncpg.Record] = []
     if first_day <= last_closed:
         missing = await connection.fetch(MISSING_DAYS, first_day, last_closed)
+        if missing and primary is not None:
+            connection = primary
         for row in missing[:DAYS_PER_CALL_MAX]:
             await connection.execute(ROLL_UP, row["day"], row["day"] + dt.timedelta(days=1), systems)
         rows += await connection.fetch(ROLLED, first_day, last_closed)

@@ -1,16 +1,24 @@
-"""The aiohttp application's wiring: request bodies reach handlers as sent (H1), every PostgreSQL query counted."""
+"""The aiohttp application's wiring: request bodies reach handlers as sent (H1), every PostgreSQL query counted,
+the reports' reads on a read replica when there is one."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 
+import asyncpg
 import pytest
 
-from tests.support.accounts import make_token, proxy_headers
+from gateway.app import REPORTS_APPLICATION_NAME
+from gateway.core.app_keys import REPORTS_DATABASE
+from devkit.embedded import free_port
+from tests.support.accounts import make_token, proxy_headers, register
 from tests.support.bodies import deflate
 from tests.support.metrics import database_queries, settle
+from tests.support.admin_ui import logged_in, person
+from tests.support.ai import GPT, MESSAGES, start
 from tests.support.raw_targets import EarlyTarget
+from tests.support.replica import caught_up, start_replica
 
 ECHO = "/api/v1/proxy/echo/x"
 
@@ -108,3 +116,79 @@ async def test_a_compressed_body_cannot_smuggle_a_request_past_the_scope(gateway
     assert answer.startswith(b"HTTP/1.1 200")
     await asyncio.sleep(0.2)  # anything smuggled would be parsed by now
     assert not [line for line in target.request_lines if line.startswith(b"GET /admin")]
+
+
+# -- A read replica for the reports (TOLLGATE_DATABASE_REPLICA_URL, decision 0024) -------------------
+
+
+@pytest.fixture(scope="module")
+def replica(servers):
+    """A real streaming replica of the test server for this module's tests."""
+    made = start_replica(servers.admin_database_url)
+    yield made
+    made.stop()
+
+
+async def _calls_reported(stack, export: bool = False) -> int:
+    path = "/api/v1/usage/calls" + ("?format=csv" if export else "")
+    response = await stack.gateway.get(path, headers=stack.user["headers"])
+    assert response.status == 200, await response.text()
+    if export:
+        return len((await response.text()).splitlines()) - 1  # without the header line
+    return len((await response.json())["items"])
+
+
+async def _chat(stack) -> None:
+    answer = await stack.openai().chat.completions.create(model=GPT, max_tokens=5, messages=MESSAGES)
+    assert answer.usage.total_tokens > 0
+
+
+async def test_the_usage_reports_are_read_from_the_replica_and_every_write_goes_to_the_primary(
+        gateway_factory, mock_target, database, replica):
+    replica_url = replica.url("tollgate_test")
+    stack = await start(gateway_factory, mock_target, database, database_replica_url=replica_url)
+    await _chat(stack)
+    await caught_up(database, replica_url)
+    assert await _calls_reported(stack) == 1
+    standby = await asyncpg.connect(replica_url)
+    try:
+        # The reports' pool is the standby's, and it is the one that answered.
+        reports = stack.gateway.server.app[REPORTS_DATABASE]
+        assert await reports.fetchval("SELECT pg_is_in_recovery()") is True
+        assert await standby.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                                      REPORTS_APPLICATION_NAME) >= 1
+        assert await database.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                                       REPORTS_APPLICATION_NAME) == 0
+        # With replay paused the replica stands still: the call is written to the primary, and the
+        # report (JSON and export alike) still shows what the replica holds.
+        await standby.execute("SELECT pg_wal_replay_pause()")
+        await _chat(stack)
+        assert await database.fetchval("SELECT count(*) FROM ai_usage") == 2
+        assert await _calls_reported(stack) == 1 and await _calls_reported(stack, export=True) == 1
+        await standby.execute("SELECT pg_wal_replay_resume()")
+        await caught_up(database, replica_url)
+        assert await _calls_reported(stack) == 2 and await _calls_reported(stack, export=True) == 2
+    finally:
+        await standby.close()
+
+
+async def test_the_admin_pages_on_a_replica_roll_up_closed_days_on_the_primary(gateway_factory, database, replica):
+    gateway = await gateway_factory(database_replica_url=replica.url("tollgate_test"))
+    await person(database, "root@example.com", role="admin")
+    await logged_in(gateway, "root@example.com")  # opens the dashboard: the ledger's 30 days
+    response = await gateway.get("/admin/ai-usage")  # the AI usage's last 7 days
+    assert response.status == 200, await response.text()
+    # A standby refuses every write: the missing days were rolled up on the primary.
+    assert await database.fetchval("SELECT count(*) FROM ledger_days_rolled") == 28
+    assert await database.fetchval("SELECT count(*) FROM ai_usage_days_rolled") == 5
+
+
+async def test_a_gateway_whose_replica_is_down_starts_and_serves_all_but_the_reports(gateway_factory, database):
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/tollgate_test"
+    gateway = await gateway_factory(database_replica_url=dead)
+    issued = await make_token(database)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token))).status == 200
+    user = await register(gateway, "reader@example.com")
+    response = await gateway.get("/api/v1/usage", headers=user["headers"])
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "service_unavailable"

@@ -31,6 +31,8 @@ FUTURE_MODULES: dict[str, set[str]] = {}
 # Test files that mirror no single module, each with the reason.
 WHOLE_SYSTEM = {
     "tests/test_fuzz.py": "hypothesis fuzz of the whole HTTP surface: JSON API, proxy and AI routes at once",
+    "tests/test_fleet.py": "two `tollgate serve` processes behind a load balancer, sharing Redis and PostgreSQL",
+    "tests/test_kubernetes.py": "the Kubernetes manifests of deploy/kubernetes/, validated offline against the gateway",
     "tests/test_layout.py": "this guard: the layout of tests/ itself",
     "tests/test_architecture.py": "the house's guards: wing layering, sizes, ruff and mypy over all the code",
     "tests/admin_ui/test_browser.py": "the admin UI in headless Chromium: a staff member's session across its pages",

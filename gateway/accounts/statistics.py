@@ -128,13 +128,14 @@ def _measure(amounts: dict[tuple[str, str], int], name: str) -> int:
 
 
 async def daily_credits(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, today: dt.date,
-                        days: int) -> list[DayCredits]:
+                        days: int, primary: asyncpg.Pool | None = None) -> list[DayCredits]:
     """Credits per UTC day for the `days` days up to today, oldest first: an admin's from the
-    ledger's daily roll-up, a manager's summed live over their clients' transfers."""
+    ledger's daily roll-up, a manager's summed live over their clients' transfers. `db` may be a read
+    replica's: `primary` then rolls up the closed days it lacks (ledger.daily.totals)."""
     first = today - dt.timedelta(days=days - 1)
     amounts: dict[dt.date, dict[tuple[str, str], int]] = {first + dt.timedelta(days=i): {} for i in range(days)}
     if scope is None:
-        rows = [(t.day, t.kind, t.side, t.amount_micro) for t in await ledger.daily.totals(db, first, today)]
+        rows = [(t.day, t.kind, t.side, t.amount_micro) for t in await ledger.daily.totals(db, first, today, primary)]
     else:
         fetched = await db.fetch(SCOPED_DAILY, scope, first, await system_account_ids(db))
         rows = [(r["day"], r["kind"], r["side"], r["amount_micro"]) for r in fetched]

@@ -33,13 +33,18 @@ DAYS_PER_CALL_MAX = 92
 
 
 async def totals(db: asyncpg.Pool | asyncpg.Connection, first_day: dt.date, last_day: dt.date,
-                 today: dt.date) -> list[asyncpg.Record]:
+                 today: dt.date, primary: asyncpg.Pool | None = None) -> list[asyncpg.Record]:
     """(day, provider, model, calls, tokens, credits) rows for every day from first_day to last_day,
-    rolling up the closed days (before yesterday) that are not yet rolled up."""
+    rolling up the closed days (before yesterday) that are not yet rolled up.
+
+    `db` may be a read replica's; then `primary` is where a missing day is rolled up, and the call
+    reads there too (the replica has not seen that roll-up yet)."""
     last_closed = min(last_day, today - dt.timedelta(days=2))
     rows: list[asyncpg.Record] = []
     if first_day <= last_closed:
         missing = await db.fetch(MISSING_DAYS, first_day, last_closed)
+        if missing and primary is not None:
+            db = primary
         for row in missing[:DAYS_PER_CALL_MAX]:
             await db.execute(ROLL_UP, row["day"], row["day"] + dt.timedelta(days=1))
         rows += await db.fetch(ROLLED, first_day, last_closed)

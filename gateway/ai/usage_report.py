@@ -112,12 +112,12 @@ async def stream(pool: asyncpg.Pool, statement: str, arguments: list[object]) ->
 
 
 async def _rolled_up(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, span: Span,
-                     today: dt.date) -> list[asyncpg.Record] | None:
+                     today: dt.date, primary: asyncpg.Pool | None) -> list[asyncpg.Record] | None:
     """The roll-up's rows for an admin's whole-day span over everyone; None when it does not apply."""
     days = span.whole_days()
     if scope is not None or span.user_id is not None or days is None:
         return None
-    return await usage_daily.totals(db, days[0], days[1], today)
+    return await usage_daily.totals(db, days[0], days[1], today, primary)
 
 
 def _summed(rows: list[asyncpg.Record], key: str) -> list[dict[str, Any]]:
@@ -132,9 +132,10 @@ def _summed(rows: list[asyncpg.Record], key: str) -> list[dict[str, Any]]:
 
 
 async def by_model(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, span: Span,
-                   today: dt.date) -> list[Any]:
-    """Per provider and model, the costliest first (at most ROWS_MAX)."""
-    rolled = await _rolled_up(db, scope, span, today)
+                   today: dt.date, primary: asyncpg.Pool | None = None) -> list[Any]:
+    """Per provider and model, the costliest first (at most ROWS_MAX); `db` may be a read replica's,
+    `primary` then rolls up the closed days the replica lacks (usage_daily.totals)."""
+    rolled = await _rolled_up(db, scope, span, today, primary)
     if rolled is None:
         return await _fetch(db, BY_MODEL, scope, span)
     summed = _summed(rolled, "provider,model")
@@ -147,9 +148,9 @@ async def by_key(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, span:
 
 
 async def by_day(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, span: Span,
-                 today: dt.date) -> list[Any]:
-    """Per UTC day with usage, oldest first."""
-    rolled = await _rolled_up(db, scope, span, today)
+                 today: dt.date, primary: asyncpg.Pool | None = None) -> list[Any]:
+    """Per UTC day with usage, oldest first (`primary` as for by_model)."""
+    rolled = await _rolled_up(db, scope, span, today, primary)
     if rolled is None:
         return await _fetch(db, BY_DAY, scope, span)
     return sorted(_summed(rolled, "day"), key=lambda row: row["day"])[:ROWS_MAX]

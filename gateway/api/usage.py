@@ -16,7 +16,7 @@ from gateway.accounts import directory, session_usage
 from gateway.ai import usage_report
 from gateway.api.web_auth import current_user, now, require_role
 from gateway.core import exports
-from gateway.core.app_keys import DATABASE
+from gateway.core.app_keys import DATABASE, REPORTS_DATABASE
 from gateway.core.errors import BadRequest, Unprocessable
 from gateway.core.json_body import json_response
 from gateway.core.middleware import CALL
@@ -76,8 +76,9 @@ def _session_row(record: Any) -> Row:
 
 async def _answer(request: web.Request, statement: str, arguments: list[object], fields: tuple[str, ...],
                   convert: Callable[[Any], Row], meta: Row, export_format: str) -> web.StreamResponse:
-    """JSON (with totals of the measures) or a streamed export of the statement's rows."""
-    database = request.app[DATABASE]
+    """JSON (with totals of the measures) or a streamed export of the statement's rows, read from the
+    replica when there is one (decision 0024): the caller and their scope were checked on the primary."""
+    database = request.app[REPORTS_DATABASE]
     if export_format == "json":
         records = await database.fetch(f"{statement} LIMIT {JSON_ROWS_MAX + 1}", *arguments)
         if len(records) > JSON_ROWS_MAX:

@@ -40,6 +40,9 @@ class Settings:
     # Where the gateway's state lives; empty means "embedded default" (dev command only).
     database_url: Secret = Secret("")
     redis_url: Secret = Secret("")
+    # A streaming replica of database_url for the admin UI's and the usage reports' reads (decision
+    # 0024); empty = those reads go to the primary too. Writes never go there.
+    database_replica_url: Secret = Secret("")
     host: str = "127.0.0.1"
     port: int = 8080
     # The desktop clients' upstream, e.g. http://127.0.0.1:9000 (may carry a base path).
@@ -237,8 +240,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Secrets stay Secret however the object was built (replace(), tests, TOML).
-        for name in ("database_url", "redis_url", "jwt_secret", "smtp_password", "openai_api_keys",
-                     "anthropic_api_keys", "gemini_api_keys", "metrics_token", "stripe_api_key",
+        for name in ("database_url", "database_replica_url", "redis_url", "jwt_secret", "smtp_password",
+                     "openai_api_keys", "anthropic_api_keys", "gemini_api_keys", "metrics_token", "stripe_api_key",
                      "stripe_webhook_secret", "cryptocloud_api_key", "cryptocloud_secret",
                      "robokassa_password1", "robokassa_password2"):
             value = getattr(self, name)
