@@ -82,6 +82,8 @@ async def test_docs_render_offline_from_the_description(gateway, database):
     assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
 
+# ~40 s on a quiet 2-core machine; the suite's 120 s limit is too tight when the cores are shared.
+@pytest.mark.timeout(600)
 async def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_description(gateway_factory, mock_target,
                                                                                        database):
     stack = await start(gateway_factory, mock_target, database, credits=1000)
