@@ -3,6 +3,7 @@
 The gateway and the admin UI use only what this module exports.
 """
 
+from ledger.batches import Batcher
 from ledger.debts import TakeBack, repay, take_back
 from ledger import daily, history
 from ledger.accounts import SYSTEM as SYSTEM_ACCOUNTS
@@ -15,7 +16,7 @@ from ledger.transfers import (KINDS, AmountOutOfRange, HoldExpired, HoldNotFound
                               Transfer, expire_holds, move, resolve)
 
 __all__ = [
-    "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "HoldExpired", "HoldNotFound",
+    "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "Batcher", "HoldExpired", "HoldNotFound",
     "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
     "LimitExceeded",
     "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",
