@@ -16,8 +16,9 @@ from ledger.transfers import (KINDS, AmountOutOfRange, HoldExpired, HoldNotFound
                               Transfer, expire_holds, move, resolve)
 
 __all__ = [
-    "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "Batcher", "HoldExpired", "HoldNotFound",
-    "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
+    "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "Batcher", "HoldExpired",
+    "HoldNotFound", "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS",
+    "LedgerError",
     "LimitExceeded",
     "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",
     "daily", "format_micro", "history", "lock_available", "move", "Report", "parse_credits", "reconcile", "resolve",

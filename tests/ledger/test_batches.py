@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import subprocess
 
+import aiohttp
 import asyncpg
 import pytest
 
 import ledger
+from devkit.embedded import free_port
+from gateway.accounts import api_keys
+from tests.support.accounts import deposit
+from tests.support.ai import GPT, MESSAGES
+from tests.support.ai import PRICE_MICRO as AI_PRICE_MICRO
 from tests.support.ledger import NOW, PRICE_MICRO, move, new_account, posted, sums
+from tests.support.processes import TOLLGATE, gateway_env, stop, wait_until_up
 
 LATER = NOW + dt.timedelta(minutes=5)
 CONNECTIONS_MAX = 20
@@ -219,3 +227,164 @@ async def test_an_outage_fails_every_item_of_the_batch(servers, database):
                      kind="purchase", now=NOW) for number in range(3))
     assert all(isinstance(o, asyncpg.InterfaceError) for o in outcomes), outcomes
     assert await posted(database, buyer) == 10 * PRICE_MICRO
+
+
+# A gateway killed (kill -9) while batches are in flight (DESIGN: "gateway killed mid-load"): after the
+# restart no transfer is lost or doubled. A whole AI answer is sent only after its settlement's batch
+# committed, so every 200 the client got is charged exactly once, with its usage row; a hold whose
+# settlement never committed is voided by the expiry sweep of the restarted gateway; a purchase the
+# client saw is replayed, not repeated, when retried with its Idempotency-Key; reconcile passes.
+
+HOLD_TTL_S = 4
+AI_CALLS, AI_CONCURRENCY, PURCHASES = 400, 48, 300
+
+
+async def serve(servers, mock_target: str, port: int, log):
+    env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port),
+                      TOLLGATE_OPENAI_BASE_URL=f"{mock_target}/openai/v1", TOLLGATE_OPENAI_API_KEYS="sk-mock-a",
+                      TOLLGATE_AI_HOLD_TTL_S=str(HOLD_TTL_S), TOLLGATE_HOLD_EXPIRY_INTERVAL_S="0.2",
+                      TOLLGATE_LEDGER_BATCH_WINDOW_S="0.002", TOLLGATE_IP_LIMIT_PER_MIN="0",
+                      TOLLGATE_AUTH_IP_LIMIT_PER_MIN="0", TOLLGATE_PLAN_LIMITS_PER_MIN="free=0,premium=0,enterprise=0")
+    process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "1", env=env,
+                                                   stdout=subprocess.DEVNULL, stderr=log)
+    await wait_until_up(f"http://127.0.0.1:{port}/health", process)
+    return process
+
+
+async def ai_calls(base: str, key: str, answered: dict[str, int], calls: int) -> None:
+    """Whole chat calls, `AI_CONCURRENCY` at a time; each 200's request id is kept."""
+    body = {"model": GPT, "messages": MESSAGES, "max_tokens": 20}
+    queue = iter(range(calls))
+
+    async def caller(session: aiohttp.ClientSession) -> None:
+        for _ in queue:
+            try:
+                async with session.post(f"{base}/openai/v1/chat/completions", json=body,
+                                        headers={"Authorization": f"Bearer {key}"}) as response:
+                    await response.read()
+                    answered[response.headers.get("X-Request-Id", "")] = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                return  # the gateway is gone
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        await asyncio.gather(*(caller(session) for _ in range(AI_CONCURRENCY)))
+
+
+async def buy(session: aiohttp.ClientSession, base: str, headers: dict, number: int) -> dict | None:
+    try:
+        async with session.post(f"{base}/api/v1/tokens/purchase", json={"duration_hours": 1},
+                                headers={**headers, "Idempotency-Key": f"kill-{number}"}) as response:
+            return {"status": response.status, **await response.json()}
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+
+
+async def purchases(session: aiohttp.ClientSession, base: str, headers: dict, answers: list) -> None:
+    """Three buyers at a time, one purchase after another, until the gateway is gone."""
+    numbers = iter(range(len(answers)))
+
+    async def buyer() -> None:
+        for number in numbers:
+            answers[number] = await buy(session, base, headers, number)
+            if answers[number] is None:
+                return
+
+    await asyncio.gather(*(buyer() for _ in range(3)))
+
+
+async def a_batch_in_flight(pool, seconds_max: float = 10.0) -> bool:
+    for _ in range(int(seconds_max * 500)):
+        if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                               " AND query LIKE '%ledger_batch(%' AND pid <> pg_backend_pid()"):
+            return True
+        await asyncio.sleep(0.002)
+    return False
+
+
+async def test_a_gateway_killed_mid_batch_loses_and_doubles_nothing(servers, database, mock_target, tmp_path):
+    await database.execute("UPDATE model_prices SET input_per_mtok_micro = $2, output_per_mtok_micro = $3, "
+                           "cached_input_per_mtok_micro = $4 WHERE model = $1", GPT, *AI_PRICE_MICRO)
+    async with aiohttp.ClientSession() as session:
+        await session.post(f"{mock_target}/_mock/ai/latency", json={"ms": 5, "chunk_ms": 0})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "serve.log", "wb")
+    process = await serve(servers, mock_target, port, log)
+    try:
+        async with aiohttp.ClientSession() as session:
+            user = await register_over_http(session, base)
+        await deposit(database, user["id"], 1000)
+        key = await api_keys.create(database, user_id=user["id"], name="", allowed_models=[], ip_allowlist=[],
+                                    rpm_limit=0, tpm_limit=0, now=dt.datetime.now(dt.timezone.utc), expires_at=None)
+        answered: dict[str, int] = {}
+        load = asyncio.create_task(ai_calls(base, key.key, answered, AI_CALLS))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            first_answers: list = [None] * PURCHASES
+            bought = asyncio.create_task(purchases(session, base, user["headers"], first_answers))
+            while len(answered) < AI_CALLS // 4 and not load.done():
+                await asyncio.sleep(0.005)
+            assert await a_batch_in_flight(database), "no ledger batch was seen in flight"
+            process.kill()  # SIGKILL: no cleanup, no last flush
+            await process.wait()
+            await bought
+        await load
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert 0 < len(answered) < AI_CALLS, "the kill came before or after every call"
+    process = await serve(servers, mock_target, port, log)
+    try:
+        async with aiohttp.ClientSession() as session:
+            retried = [await buy(session, base, user["headers"], n) for n in range(PURCHASES)]
+        for _ in range(int((HOLD_TTL_S + 10) / 0.1)):  # the restarted gateway's sweep voids what was left
+            if not await database.fetchval(OPEN_HOLDS):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await stop(process)
+        log.close()
+    assert await database.fetchval(OPEN_HOLDS) == 0
+    await assert_every_answer_charged_once(database, answered)
+    assert_purchases_replayed(first_answers, retried)
+    assert await database.fetchval("SELECT count(*) FROM transfers WHERE kind = 'purchase'") == PURCHASES
+    assert (await ledger.reconcile(database)).ok
+
+
+OPEN_HOLDS = """SELECT count(*) FROM transfers p WHERE p.phase = 'pending'
+AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)"""
+
+
+async def assert_every_answer_charged_once(database, answered: dict[str, int]) -> None:
+    rows = await database.fetch("""
+        SELECT u.request_id, u.charged_micro, r.amount_micro, r.phase, r.idempotency_key
+        FROM ai_usage u JOIN transfers r ON r.pending_id = u.hold_transfer_id""")
+    by_request = {row["request_id"]: row for row in rows}
+    assert len(by_request) == len(rows), "a call has two usage rows"
+    ok = [request_id for request_id, status in answered.items() if status == 200]
+    assert ok and all(request_id in by_request for request_id in ok), "an answered call is not charged"
+    for row in rows:  # each usage row is its hold's one resolution, by the call's settlement
+        assert row["idempotency_key"].endswith(":settle") and row["amount_micro"] == row["charged_micro"] > 0
+    # Every other resolution is the sweep's void of a hold whose settlement never committed.
+    others = await database.fetch("SELECT r.idempotency_key, r.phase FROM transfers r WHERE r.pending_id IS NOT NULL"
+                                  " AND NOT EXISTS (SELECT 1 FROM ai_usage u WHERE u.hold_transfer_id = r.pending_id)")
+    assert all(o["idempotency_key"].startswith("expire:") and o["phase"] == "void_pending" for o in others)
+
+
+def assert_purchases_replayed(first_answers: list, retried: list) -> None:
+    for first, again in zip(first_answers, retried):
+        assert again is not None and again["status"] in (200, 201), again
+        if first is not None and first["status"] == 201:  # the client saw it: the retry replays it
+            assert (again["status"], again["transfer_id"], again["replayed"]) == (200, first["transfer_id"], True)
+
+
+async def register_over_http(session: aiohttp.ClientSession, base: str) -> dict:
+    body = {"email": "killed@example.com", "username": "killed", "password": "correct horse battery",
+            "full_name": "Test User"}
+    async with session.post(f"{base}/api/v1/auth/register", json=body) as response:
+        assert response.status == 201, await response.text()
+        user = await response.json()
+    async with session.post(f"{base}/api/v1/auth/login",
+                            json={"email": body["email"], "password": body["password"]}) as response:
+        tokens = await response.json()
+    return {**user, "headers": {"Authorization": f"Bearer {tokens['access_token']}"}}
