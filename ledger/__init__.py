@@ -12,12 +12,13 @@ from ledger.reconcile import Report, reconcile
 from ledger.money import (ACCOUNT_SUM_MAX_MICRO, AMOUNT_MAX_MICRO, MICRO_PER_CREDIT, USER_BALANCE_MAX_MICRO,
                           MoneyError, format_micro, parse_credits)
 from ledger.transfers import (KINDS, AmountOutOfRange, HoldExpired, HoldNotFound, HoldResolved,
-                              IdempotencyConflict, InsufficientBalance, InvalidAmount, LedgerError, LimitExceeded,
-                              Transfer, expire_holds, move, resolve)
+                              IdempotencyConflict, InsufficientBalance, InvalidAmount, ItemFailed, LedgerError,
+                              LimitExceeded, Transfer, expire_holds, move, resolve)
 
 __all__ = [
     "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "Batcher", "HoldExpired",
-    "HoldNotFound", "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS",
+    "HoldNotFound", "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "ItemFailed",
+    "KINDS",
     "LedgerError",
     "LimitExceeded",
     "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",

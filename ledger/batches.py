@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ledger.transfers import Transfer, _outcome, move_item, resolve_item
+from ledger.transfers import LedgerError, Transfer, _outcome, move_item, resolve_item
 
 BATCH = """
 SELECT b.item_index, b.status, b.detail, (b.transfer).*
@@ -32,7 +32,7 @@ FROM ledger_batch($1::jsonb) AS b"""
 OUTAGE_CLASSES = ("08", "53", "57", "58")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Pending:
     item: dict[str, Any]
     future: asyncio.Future
@@ -114,6 +114,9 @@ class Batcher:
             return
         for row in rows:
             self._answer(batch[row["item_index"]], row)
+        queued = {id(pending) for pending in self.queue}
+        unanswered = [pending for pending in batch if id(pending) not in queued]  # none, unless a bug
+        self._fail(unanswered, LedgerError("the ledger batch returned no answer for this transfer"))
 
     async def _call(self, items: list[dict[str, Any]]) -> list[asyncpg.Record]:
         payload = orjson.dumps(items, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()

@@ -71,6 +71,12 @@ class LimitExceeded(LedgerError):
         self.detail = detail
 
 
+class ItemFailed(LedgerError):
+    """An item of a batch (ledger.batches) that failed in the database where no check foresaw it (a
+    deadlock, a constraint): rolled back alone, nothing written; a retry may pass."""
+    code = "ledger_unavailable"
+
+
 class AmountOutOfRange(LedgerError):
     """The transfer would take an amount, an account's running sum or a user's balance past its bound."""
     code = "amount_out_of_range"
@@ -161,7 +167,7 @@ def _outcome(row: asyncpg.Record, *, key: str, hold_id: int | None = None) -> Tr
     if status == "limit_exceeded":
         raise LimitExceeded("a spending limit refused the transfer", row["detail"] or "")
     if status == "error":  # an item of a batch that failed alone (ledger.batches); nothing written
-        raise LedgerError(f"the ledger could not write this transfer: {row['detail']}")
+        raise ItemFailed(f"the ledger could not write this transfer: {row['detail']}")
     raise LedgerError(f"unexpected ledger status {status!r}")
 
 

@@ -143,7 +143,7 @@ async def test_an_item_that_fails_in_the_database_fails_alone(pool, batcher):
         batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO, kind="purchase",
                      now=NOW, user_id=10**12 if number == 1 else None) for number in range(3))
     assert batcher.batches == 1
-    assert [type(o).__name__ for o in outcomes] == ["Transfer", "LedgerError", "Transfer"]
+    assert [type(o).__name__ for o in outcomes] == ["Transfer", "ItemFailed", "Transfer"]
     assert "23503" in str(outcomes[1])  # foreign_key_violation
     assert await posted(pool, buyer) == 8 * PRICE_MICRO
     assert await pool.fetchval("SELECT count(*) FROM transfers WHERE idempotency_key = 'buy-1'") == 0
