@@ -194,6 +194,33 @@ async def test_batches_of_two_workers_and_direct_moves_never_deadlock(pool):
     assert (await ledger.reconcile(pool)).ok
 
 
+async def test_a_key_committed_elsewhere_while_a_batch_waits_on_it_is_that_items_conflict(pool, batcher):
+    """The other transfer shares no account with the batch: only the unique key makes them meet. The
+    batch's item waits for it, answers a conflict, and the batch's other item is written."""
+    payer, payee = (await new_account(pool, "payer", deposit_micro=PRICE_MICRO), await new_account(pool, "payee"))
+    other_payer, other_payee = (await new_account(pool, "other-payer", deposit_micro=2 * PRICE_MICRO),
+                                await new_account(pool, "other-payee"))
+    async with pool.acquire() as first:
+        open_transaction = first.transaction()
+        await open_transaction.start()
+        await ledger.move(first, key="one-key", debit=payer, credit=payee, amount_micro=PRICE_MICRO,
+                          kind="adjustment", now=NOW)
+        batched = asyncio.ensure_future(gather_outcomes([
+            batcher.move(key="one-key", debit=other_payer, credit=other_payee, amount_micro=PRICE_MICRO,
+                         kind="adjustment", now=NOW),
+            batcher.move(key="other-key", debit=other_payer, credit=other_payee, amount_micro=PRICE_MICRO,
+                         kind="adjustment", now=NOW)]))
+        for _ in range(500):  # until the batch waits on the uncommitted key
+            if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
+                break
+            await asyncio.sleep(0.01)
+        await open_transaction.commit()
+        outcomes = await batched
+    assert [type(o).__name__ for o in outcomes] == ["IdempotencyConflict", "Transfer"]
+    assert (await posted(pool, payee), await posted(pool, other_payee)) == (PRICE_MICRO, PRICE_MICRO)
+    assert (await ledger.reconcile(pool)).ok
+
+
 async def test_a_batch_racing_the_expiry_sweep_resolves_each_hold_once(pool, batcher):
     buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
     revenue = await ledger.system_id(pool, "revenue")
