@@ -3,6 +3,7 @@
 The gateway and the admin UI use only what this module exports.
 """
 
+from ledger.batches import Batcher
 from ledger.debts import TakeBack, repay, take_back
 from ledger import daily, history
 from ledger.accounts import SYSTEM as SYSTEM_ACCOUNTS
@@ -11,12 +12,14 @@ from ledger.reconcile import Report, reconcile
 from ledger.money import (ACCOUNT_SUM_MAX_MICRO, AMOUNT_MAX_MICRO, MICRO_PER_CREDIT, USER_BALANCE_MAX_MICRO,
                           MoneyError, format_micro, parse_credits)
 from ledger.transfers import (KINDS, AmountOutOfRange, HoldExpired, HoldNotFound, HoldResolved,
-                              IdempotencyConflict, InsufficientBalance, InvalidAmount, LedgerError, LimitExceeded,
-                              Transfer, expire_holds, move, resolve)
+                              IdempotencyConflict, InsufficientBalance, InvalidAmount, ItemFailed, LedgerError,
+                              LimitExceeded, Transfer, expire_holds, move, resolve)
 
 __all__ = [
-    "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "HoldExpired", "HoldNotFound",
-    "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "KINDS", "LedgerError",
+    "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "Batcher", "HoldExpired",
+    "HoldNotFound", "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "ItemFailed",
+    "KINDS",
+    "LedgerError",
     "LimitExceeded",
     "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",
     "daily", "format_micro", "history", "lock_available", "move", "Report", "parse_credits", "reconcile", "resolve",

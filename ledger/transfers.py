@@ -71,6 +71,12 @@ class LimitExceeded(LedgerError):
         self.detail = detail
 
 
+class ItemFailed(LedgerError):
+    """An item of a batch (ledger.batches) that failed in the database where no check foresaw it (a
+    deadlock, a constraint): rolled back alone, nothing written; a retry may pass."""
+    code = "ledger_unavailable"
+
+
 class AmountOutOfRange(LedgerError):
     """The transfer would take an amount, an account's running sum or a user's balance past its bound."""
     code = "amount_out_of_range"
@@ -160,7 +166,28 @@ def _outcome(row: asyncpg.Record, *, key: str, hold_id: int | None = None) -> Tr
         raise AmountOutOfRange(OUT_OF_RANGE.get(row["detail"], "amount out of range"))
     if status == "limit_exceeded":
         raise LimitExceeded("a spending limit refused the transfer", row["detail"] or "")
+    if status == "error":  # an item of a batch that failed alone (ledger.batches); nothing written
+        raise ItemFailed(f"the ledger could not write this transfer: {row['detail']}")
     raise LedgerError(f"unexpected ledger status {status!r}")
+
+
+def move_item(*, key: str, debit: int, credit: int, amount_micro: int, kind: str, now: dt.datetime,
+              user_id: int | None = None, description: str = "", metadata: dict[str, Any] | None = None,
+              hold_until: dt.datetime | None = None) -> dict[str, Any]:
+    """A move checked and hashed: the fields ledger_move takes, as a ledger_batch item (migration 0015)."""
+    assert kind in KINDS, kind
+    _check_key(key)
+    _check_amount(amount_micro)
+    if debit == credit:
+        raise LedgerError("debit and credit accounts must differ")
+    metadata = metadata or {}
+    phase = "pending" if hold_until is not None else "posted"
+    request_hash = _request_hash(op=phase, debit=debit, credit=credit, amount=amount_micro, kind=kind,
+                                 user_id=user_id, hold_until=hold_until, description=description,
+                                 metadata=metadata)
+    return {"op": "move", "key": key, "hash": request_hash, "debit": debit, "credit": credit,
+            "amount": amount_micro, "phase": phase, "kind": kind, "expires_at": hold_until, "user_id": user_id,
+            "description": description, "metadata": metadata, "now": now}
 
 
 async def move(connection: asyncpg.Connection, *, key: str, debit: int, credit: int,
@@ -175,19 +202,27 @@ async def move(connection: asyncpg.Connection, *, key: str, debit: int, credit: 
     (one round trip, one transaction): it takes MOVE's twelve parameters, then `extra`, returns
     MOVE's columns, and may refuse with status 'limit_exceeded' (LimitExceeded).
     """
-    assert kind in KINDS, kind
-    _check_key(key)
-    _check_amount(amount_micro)
-    if debit == credit:
-        raise LedgerError("debit and credit accounts must differ")
-    metadata = metadata or {}
-    phase = "pending" if hold_until is not None else "posted"
-    request_hash = _request_hash(op=phase, debit=debit, credit=credit, amount=amount_micro, kind=kind,
-                                 user_id=user_id, hold_until=hold_until, description=description,
-                                 metadata=metadata)
-    row = await connection.fetchrow(statement, key, request_hash, debit, credit, amount_micro, phase, kind,
-                                    hold_until, user_id, description, orjson.dumps(metadata).decode(), now, *extra)
+    item = move_item(key=key, debit=debit, credit=credit, amount_micro=amount_micro, kind=kind, now=now,
+                     user_id=user_id, description=description, metadata=metadata, hold_until=hold_until)
+    row = await connection.fetchrow(statement, key, item["hash"], debit, credit, amount_micro, item["phase"], kind,
+                                    hold_until, user_id, description, orjson.dumps(item["metadata"]).decode(), now,
+                                    *extra)
     return _outcome(row, key=key)
+
+
+def resolve_item(*, key: str, hold_id: int, now: dt.datetime, post_micro: int | None = None,
+                 expiring: bool = False, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A resolution checked and hashed: the fields ledger_resolve takes, as a ledger_batch item."""
+    _check_key(key)
+    metadata = metadata or {}
+    phase = "void_pending" if post_micro is None else "post_pending"
+    request_hash = _request_hash(op=phase, hold=hold_id, amount=post_micro, metadata=metadata)
+    # An amount that is no integer in range goes as NULL: the function refuses it as InvalidAmount
+    # once the hold is found and unresolved, where the check always came. No hold exceeds the maximum.
+    valid = (not isinstance(post_micro, bool) and isinstance(post_micro, int)
+             and 0 <= post_micro <= AMOUNT_MAX_MICRO)
+    return {"op": "resolve", "key": key, "hash": request_hash, "hold_id": hold_id, "phase": phase,
+            "post": post_micro if valid else None, "expiring": expiring, "metadata": metadata, "now": now}
 
 
 async def resolve(connection: asyncpg.Connection, *, key: str, hold_id: int, now: dt.datetime,
@@ -201,17 +236,10 @@ async def resolve(connection: asyncpg.Connection, *, key: str, hold_id: int, now
     statement (one round trip, one transaction); it takes RESOLVE's eight parameters, then `extra`,
     and returns RESOLVE's columns.
     """
-    _check_key(key)
-    metadata = metadata or {}
-    phase = "void_pending" if post_micro is None else "post_pending"
-    request_hash = _request_hash(op=phase, hold=hold_id, amount=post_micro, metadata=metadata)
-    # An amount that is no integer in range goes as NULL: the function refuses it as InvalidAmount
-    # once the hold is found and unresolved, where the check always came. No hold exceeds the maximum.
-    valid = (not isinstance(post_micro, bool) and isinstance(post_micro, int)
-             and 0 <= post_micro <= AMOUNT_MAX_MICRO)
-    row = await connection.fetchrow(statement, key, request_hash, hold_id, phase,
-                                    post_micro if valid else None, expiring,
-                                    orjson.dumps(metadata).decode(), now, *extra)
+    item = resolve_item(key=key, hold_id=hold_id, now=now, post_micro=post_micro, expiring=expiring,
+                        metadata=metadata)
+    row = await connection.fetchrow(statement, key, item["hash"], hold_id, item["phase"], item["post"], expiring,
+                                    orjson.dumps(item["metadata"]).decode(), now, *extra)
     return _outcome(row, key=key, hold_id=hold_id)
 
 

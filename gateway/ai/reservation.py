@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 
 import ledger
-from gateway.accounts import budgets
 from gateway.ai import authentication
 from gateway.ai.pricing import max_cost_micro
 from gateway.ai.resources import Services
@@ -31,24 +30,23 @@ async def reserve(ai: Services, call: Call, raw_body: bytes, body: dict | None, 
     amount = max(1, max_cost_micro(price.price, call.input_tokens_bound, output_bound))
     now = dt.datetime.fromtimestamp(ai.clock.now_s(), dt.timezone.utc)
     revenue = await ledger.system_id(ai.pool, "revenue")  # cached per process after the first call
-    # No enclosing transaction: the move is one statement that locks, checks the balance and the
-    # budgets, and writes at once (decisions 0012, 0019). The account id comes with the cached key
-    # record (issue 8).
-    async with ai.pool.acquire() as connection:
-        account = call.principal.account_id or await ledger.user_account(connection, call.principal.user_id)
-        try:
-            call.hold = await ledger.move(
-                connection, key=f"ai:{call.call_id}:hold", debit=account, credit=revenue, amount_micro=amount,
-                kind="usage", now=now, user_id=call.principal.user_id, description=f"{spec.provider} {spec.model}",
-                hold_until=now + dt.timedelta(seconds=ai.settings.ai_hold_ttl_s),
-                metadata={"call": call.call_id, "key_id": call.principal.key_id, "model": spec.model},
-                statement=budgets.BUDGETED_MOVE, extra=(call.principal.key_id,))
-        except ledger.LimitExceeded as error:
-            raise _budget_refusal(error.detail, amount) from error
-        except ledger.InsufficientBalance as error:
-            raise PaymentRequired(
-                f"insufficient balance: this call may cost up to {ledger.format_micro(amount)} credits",
-                code="insufficient_balance") from error
+    # One item of the worker's next ledger batch (decision 0021): ledger_batch locks, checks the balance
+    # and the budgets, and writes, as ledger_move_within_budgets did for one call (decisions 0012,
+    # 0019). The account id comes with the cached key record (issue 8).
+    account = call.principal.account_id or await ledger.user_account(ai.pool, call.principal.user_id)
+    try:
+        call.hold = await ai.ledger.move(
+            key=f"ai:{call.call_id}:hold", debit=account, credit=revenue, amount_micro=amount,
+            kind="usage", now=now, user_id=call.principal.user_id, description=f"{spec.provider} {spec.model}",
+            hold_until=now + dt.timedelta(seconds=ai.settings.ai_hold_ttl_s),
+            metadata={"call": call.call_id, "key_id": call.principal.key_id, "model": spec.model},
+            budgeted=True, api_key_id=call.principal.key_id)
+    except ledger.LimitExceeded as error:
+        raise _budget_refusal(error.detail, amount) from error
+    except ledger.InsufficientBalance as error:
+        raise PaymentRequired(
+            f"insufficient balance: this call may cost up to {ledger.format_micro(amount)} credits",
+            code="insufficient_balance") from error
 
 
 def _budget_refusal(detail: str, amount_micro: int) -> BudgetExceeded:

@@ -12,6 +12,8 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+import ledger
+
 from gateway.accounts.resources import CREDENTIAL_OUTBOX
 from gateway.ai.authentication import ApiKeyAuthenticator
 from gateway.ai.price_table import PriceTable
@@ -34,6 +36,7 @@ class Services:
     upstreams: dict[str, Upstream]
     session: aiohttp.ClientSession
     usage: UsageLog
+    ledger: ledger.Batcher  # the holds and settlements of concurrent calls, one database call per batch
 
 
 AI = web.AppKey("ai", Services)
@@ -49,7 +52,10 @@ async def ai_ctx(app: web.Application) -> AsyncIterator[None]:
     await prices.load()
     keys = ApiKeyAuthenticator(settings, app[REDIS], app[DATABASE], app[CLOCK], app[CREDENTIAL_OUTBOX])
     usage_log = UsageLog(app[DATABASE], lambda: prices.prices, settings.usage_pending_max)
-    app[AI] = Services(settings, app[CLOCK], app[DATABASE], keys, prices, upstreams(settings), session, usage_log)
+    batcher = ledger.Batcher(app[DATABASE], window_s=settings.ledger_batch_window_s,
+                             items_max=settings.ledger_batch_items_max)
+    app[AI] = Services(settings, app[CLOCK], app[DATABASE], keys, prices, upstreams(settings), session, usage_log,
+                       batcher)
     tasks = [asyncio.create_task(prices.run(settings.price_refresh_interval_s), name="prices"),
              asyncio.create_task(usage_log.run(settings.usage_flush_interval_s), name="usage-log")]
     yield
@@ -57,6 +63,7 @@ async def ai_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await batcher.close()  # the last settlements out before the pool closes
     with contextlib.suppress(Exception):
         await usage_log.flush()  # the last rows out before the pool closes
     await session.close()

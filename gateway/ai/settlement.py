@@ -70,10 +70,11 @@ async def settle(ai: Services, call: Call) -> int:
     if call.hold is None:
         ai.usage.add(row)  # nothing charged: the row goes with the next batch
         return 0
-    async with ai.pool.acquire() as connection:
-        await usage_log.resolve_with_row(connection, key=f"ai:{call.call_id}:settle", hold_id=call.hold.id,
-                                         now=row.created_at, post_micro=charged if charged else None,
-                                         metadata={"cost_micro": cost, "usage_source": row.usage_source}, row=row)
+    # One item of the worker's next ledger batch, the usage row written in its transaction (decision 0021).
+    await ai.ledger.resolve(key=f"ai:{call.call_id}:settle", hold_id=call.hold.id, now=row.created_at,
+                            post_micro=charged if charged else None, expiring=True,
+                            metadata={"cost_micro": cost, "usage_source": row.usage_source},
+                            usage=usage_log.columns(row))
     ai.usage.observe(row)
     call.charged_micro = charged
     return charged

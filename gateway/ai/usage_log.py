@@ -1,6 +1,6 @@
 """Usage rows, one per AI call; token and credit counters.
 
-A call that held credits writes its row in the statement that settles the hold (`resolve_with_row`),
+A call that held credits writes its row in the transaction that settles the hold (ledger_batch, decision 0021),
 so every posted or voided charge has its row whatever happens to the process after (L6). The few
 calls without a hold (refused before it, free routes) are written off the hot path in batches.
 """
@@ -108,9 +108,15 @@ class UsageLog:
                 log.warning("usage flush failed, retrying: %s", type(error).__name__)
 
 
+def columns(row: UsageRow) -> dict:
+    """The row as ledger_batch writes it with the resolution of its hold (migration 0015)."""
+    return dict(zip(COLUMNS, astuple(row)))
+
+
 async def resolve_with_row(connection: asyncpg.Connection, *, key: str, hold_id: int, now: dt.datetime,
                            post_micro: int | None, metadata: dict, row: UsageRow) -> ledger.Transfer:
-    """Post (or void, `post_micro` None) the call's hold and insert its usage row atomically."""
+    """Post (or void, `post_micro` None) the call's hold and insert its usage row atomically, in a
+    statement of its own: the direct path the batches replaced (bench.ledger measures it as 'before')."""
     assert row.hold_transfer_id == hold_id
     return await ledger.resolve(connection, key=key, hold_id=hold_id, now=now, post_micro=post_micro,
                                 expiring=True, metadata=metadata, statement=RESOLVE_WITH_ROW,

@@ -172,6 +172,10 @@ class Settings:
     ai_default_max_output_tokens: int = 16384
     price_refresh_interval_s: float = 10.0
     usage_flush_interval_s: float = 1.0
+    # Group commit of AI holds and settlements (decision 0021): how long an idle batcher's first item waits
+    # for others, in seconds (0 = one turn of the event loop; 0..0.002), and the most items per batch.
+    ledger_batch_window_s: float = 0.0
+    ledger_batch_items_max: int = 256
     # -- Accounts hygiene (decision 0014) --
     # Requests per minute from one client address (IPv6: one /64) to login, register and magic-link
     # together; 0 = unlimited.
@@ -282,6 +286,8 @@ class Settings:
         if self.metrics_port and self.metrics_port == self.port:
             raise ConfigError(f"{PREFIX}METRICS_PORT must differ from {PREFIX}PORT (or be 0)")
 
+        if not 0 <= self.ledger_batch_window_s <= 0.002 or self.ledger_batch_items_max < 1:
+            raise ConfigError(f"{PREFIX}LEDGER_BATCH_WINDOW_S: 0..0.002; {PREFIX}LEDGER_BATCH_ITEMS_MAX: >= 1")
         self.default_ai_price_micro()  # a malformed price stops start-up, naming the setting
 
     def _check_cookies(self) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from gateway.core.outcomes import Outcome
+
+log = logging.getLogger(__name__)
 
 
 class GatewayError(Exception):
@@ -117,4 +121,7 @@ def from_ledger(error: Exception) -> GatewayError:
         return NotFound(str(error), code=code)
     if isinstance(error, transfers.AmountOutOfRange):
         return Unprocessable(str(error), code=code)
+    if isinstance(error, transfers.ItemFailed):  # its database error is logged, not shown
+        log.warning("ledger item failed: %s", error)
+        return ServiceUnavailable("the ledger could not write this transfer, retry shortly")
     return BadRequest(str(error), code=code)

@@ -10,6 +10,7 @@ import pytest
 
 import ledger
 from gateway.ai.routes import MEDIA_TOKENS_MAX
+from tests.support.accounts import deposit, register
 from tests.support.ai import GPT, MESSAGES, PRICE_MICRO, hold_for, start
 from tests.support.ai_requests import (
     CLAUDE_PATH, GEMINI_PATH, OPENAI_CHAT, RESPONSES, claude, gemini, openai_chat, post, responses,
@@ -123,3 +124,35 @@ async def test_50_parallel_streams_on_a_balance_for_10_holds_never_overspend(gat
     assert 0 < spent <= funded and await stack.balance() >= 0
     assert await stack.open_holds() == 0
     assert (await ledger.reconcile(database)).ok
+
+
+async def test_a_hold_the_database_fails_answers_503_and_the_rest_of_its_batch_goes_through(
+        gateway_factory, mock_target, database):
+    """Group commit (decision 0021): one call's hold breaks in PostgreSQL (here a trigger refuses its
+    user's holds); that call answers 503 in the provider's shape, nothing held for it, while the calls
+    of another user sent at the same moment (in its batch or the next) are held, forwarded and charged."""
+    stack = await start(gateway_factory, mock_target, database)
+    other = await register(stack.gateway, "other@example.com")
+    await deposit(database, other["id"], 100)
+    response = await stack.gateway.post("/api/v1/keys", headers=other["headers"], json={"name": "other"})
+    other_key = (await response.json())["key"]
+    await database.execute(f"""
+        CREATE FUNCTION refuse_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+        CREATE TRIGGER refuse_hold BEFORE INSERT ON transfers FOR EACH ROW
+            WHEN (NEW.user_id = {int(stack.user["id"])} AND NEW.phase = 'pending') EXECUTE FUNCTION refuse_hold();""")
+    try:
+        body = openai_chat()
+        answers = await asyncio.gather(post(stack, OPENAI_CHAT, body),
+                                       *(post(stack, OPENAI_CHAT, body, key=other_key) for _ in range(5)))
+    finally:
+        await database.execute("DROP TRIGGER refuse_hold ON transfers; DROP FUNCTION refuse_hold()")
+    refused, served = answers[0], answers[1:]
+    assert refused.status == 503, refused.body
+    error = orjson.loads(refused.body)["error"]
+    assert error["type"] and "refused by the test" not in refused.body.decode()
+    assert [answer.status for answer in served] == [200] * 5
+    assert await database.fetchval("SELECT count(*) FROM transfers WHERE user_id = $1 AND kind = 'usage'",
+                                   stack.user["id"]) == 0
+    assert await database.fetchval("SELECT count(*) FROM transfers WHERE user_id = $1 AND phase = 'post_pending'",
+                                   other["id"]) == 5

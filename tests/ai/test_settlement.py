@@ -89,7 +89,8 @@ async def test_an_ai_call_holds_in_one_statement_and_settles_in_one(servers, dat
     pool = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=1, init=log_queries)
     try:
         services = Services(settings=make_settings(servers, "http://127.0.0.1:1", 1), clock=ManualClock(),
-                            pool=pool, keys=None, prices=None, upstreams={}, session=None, usage=Collected())
+                            pool=pool, keys=None, prices=None, upstreams={}, session=None, usage=Collected(),
+                            ledger=ledger.Batcher(pool))
         await ledger.system_id(pool, "revenue")  # cached per process after the first call
         statements.clear()
         principal = KeyPrincipal(key_id=key.id, user_id=user_id, allowed_models=frozenset(), ip_networks=(),
@@ -100,13 +101,13 @@ async def test_an_ai_call_holds_in_one_statement_and_settles_in_one(servers, dat
                     price=ModelPrice("gpt-4o-mini", "openai", Price(1_000_000, 2_000_000, 0), 100))
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
         await reservation.reserve(services, call, b'{"model":"gpt-4o-mini"}', body, orjson.dumps(body))
-        # One statement: the hold within the key's and the user's budgets (decision 0019).
-        assert len(statements) == 1 and "ledger_move_within_budgets(" in statements[0], statements
+        # One statement: the hold within the key's and the user's budgets (decisions 0019, 0021).
+        assert len(statements) == 1 and "ledger_batch(" in statements[0], statements
         statements.clear()
         call.charge, call.usage, call.usage_source = True, Usage(5, 0, 5), "upstream"
         assert await settlement.settle(services, call) == 15
         # The usage row is written by that same statement.
-        assert len(statements) == 1 and "ledger_resolve(" in statements[0], statements
+        assert len(statements) == 1 and "ledger_batch(" in statements[0], statements
     finally:
         await pool.close()
     balance = await ledger.balance(database, user_id)

@@ -95,3 +95,10 @@ def test_the_session_cookie_is_secure_as_set_or_as_the_public_url_says(secure, p
 def test_a_cookie_setting_browsers_would_refuse_stops_start_up_naming_it(environ, named):
     with pytest.raises(config.ConfigError, match=named):
         config.load(environ)
+
+
+@pytest.mark.parametrize("changes", [{"ledger_batch_window_s": 0.003}, {"ledger_batch_window_s": -0.001},
+                                     {"ledger_batch_items_max": 0}])
+def test_a_ledger_batch_window_beyond_two_milliseconds_or_an_empty_batch_stops_start_up(changes):
+    with pytest.raises(config.ConfigError, match="TOLLGATE_LEDGER_BATCH"):
+        config.Settings(**changes)

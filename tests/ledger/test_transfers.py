@@ -913,10 +913,18 @@ class Request:
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    def __init__(self, database_url: str) -> None:
+    """`batched`: moves and resolutions go through a ledger.Batcher (ledger_batch, decision 0021), as
+    the AI path sends them, and the `burst` rule sends several in one batch."""
+
+    def __init__(self, database_url: str, batched: bool = False) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.connection: asyncpg.Connection = self.run(asyncpg.connect(database_url))
+        self.batcher: ledger.Batcher | None = None
+        self.pool: asyncpg.Pool | None = None
+        if batched:
+            self.pool = self.run(self.create_pool(database_url))
+            self.batcher = ledger.Batcher(self.pool)
         self.now = NOW
         self.key_number = 0
         self.holds: list[Hold] = []
@@ -928,6 +936,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.expected = {row["id"]: dict.fromkeys(SUMS, 0)
                          for row in self.run(self.connection.fetch("SELECT id FROM accounts"))}
 
+    @staticmethod
+    async def create_pool(database_url: str) -> asyncpg.Pool:
+        return await asyncpg.create_pool(database_url, min_size=1, max_size=1)  # on the machine's loop
+
     async def create_user(self, index: int) -> int:
         user_id = await users.ensure_client(self.connection, email=f"user{index}@example.com")
         await ledger.set_overdraft(self.connection, user_id, OVERDRAFT_MICRO[index])
@@ -937,6 +949,9 @@ class LedgerMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coroutine)
 
     def teardown(self) -> None:
+        if self.batcher is not None and self.pool is not None:
+            self.run(self.batcher.close())
+            self.run(self.pool.close())
         self.run(self.connection.close())
         self.loop.close()
 
@@ -956,28 +971,47 @@ class LedgerMachine(RuleBasedStateMachine):
         return self.available(account) - amount_micro >= -OVERDRAFT_MICRO[self.users.index(account)]
 
     def call(self, function: str, **fields):
-        """Call ledger.move or ledger.resolve; a LedgerError is returned, not raised."""
+        """Call ledger.move or ledger.resolve (batched or not); a LedgerError is returned, not raised."""
+        return self.run(self.outcome(function, fields))
+
+    async def outcome(self, function: str, fields: dict):
         try:
-            return self.run(getattr(ledger, function)(self.connection, now=self.now, **fields))
+            if self.batcher is not None:
+                return await getattr(self.batcher, function)(now=self.now, **fields)
+            return await getattr(ledger, function)(self.connection, now=self.now, **fields)
         except ledger.LedgerError as error:
             return error
 
-    def transfer(self, prefix: str, debit: int, credit: int, amount_micro: int, kind: str,
-                 hold_ttl_s: int | None = None) -> None:
+    @staticmethod
+    async def together(calls: list) -> list:
+        return await asyncio.gather(*calls)  # started in order: queued, and answered, in that order
+
+    def transfer_fields(self, prefix: str, debit: int, credit: int, amount_micro: int, kind: str,
+                        hold_ttl_s: int | None = None) -> dict:
         fields = {"key": self.next_key(prefix), "debit": debit, "credit": credit,
                   "amount_micro": amount_micro, "kind": kind, "metadata": {"step": self.key_number}}
         if hold_ttl_s is not None:
             fields["hold_until"] = self.now + dt.timedelta(seconds=hold_ttl_s)
-        outcome = self.call("move", **fields)
+        return fields
+
+    def transfer(self, prefix: str, debit: int, credit: int, amount_micro: int, kind: str,
+                 hold_ttl_s: int | None = None) -> None:
+        fields = self.transfer_fields(prefix, debit, credit, amount_micro, kind, hold_ttl_s)
+        self.check_transfer(fields, self.call("move", **fields))
+
+    def check_transfer(self, fields: dict, outcome) -> None:
+        """The model's verdict on one move, then its sums advanced by it."""
+        debit, credit, amount_micro = fields["debit"], fields["credit"], fields["amount_micro"]
+        holding = "hold_until" in fields
         if not self.may_spend(debit, amount_micro):
             assert isinstance(outcome, ledger.InsufficientBalance), outcome
             return
         assert isinstance(outcome, ledger.Transfer) and not outcome.replayed, outcome
         self.requests.append(Request("move", fields, outcome.id))
-        side = "posted" if hold_ttl_s is None else "pending"
+        side = "pending" if holding else "posted"
         self.expected[debit]["debits_" + side] += amount_micro
         self.expected[credit]["credits_" + side] += amount_micro
-        if hold_ttl_s is not None:
+        if holding:
             self.holds.append(Hold(outcome.id, debit, credit, amount_micro, fields["hold_until"]))
 
     def release(self, hold: Hold, posted_micro: int) -> None:
@@ -1036,6 +1070,23 @@ class LedgerMachine(RuleBasedStateMachine):
             assert isinstance(outcome, ledger.Transfer) and outcome.phase == "void_pending", outcome
             self.requests.append(Request("resolve", fields, outcome.id))
             self.release(hold, 0)
+
+    @precondition(lambda self: self.batcher is not None)
+    @rule(moves=st.lists(st.tuples(user_indexes, amounts, st.sampled_from(["purchase", "hold", "refund"])),
+                         min_size=2, max_size=8))
+    def burst(self, moves):
+        """Several moves in one batch: each is checked against the sums the ones before it left."""
+        sides = {"purchase": lambda user: (self.users[user], self.revenue),
+                 "hold": lambda user: (self.users[user], self.revenue),
+                 "refund": lambda user: (self.revenue, self.users[user])}
+        batch = [self.transfer_fields(kind, *sides[kind](user), amount_micro,
+                                      "usage" if kind == "hold" else kind, 60 if kind == "hold" else None)
+                 for user, amount_micro, kind in moves]
+        batches_before = self.batcher.batches
+        outcomes = self.run(self.together([self.outcome("move", fields) for fields in batch]))
+        assert self.batcher.batches == batches_before + 1
+        for fields, outcome in zip(batch, outcomes):
+            self.check_transfer(fields, outcome)
 
     @rule(advance_s=st.integers(min_value=0, max_value=90))
     def expire(self, advance_s):
@@ -1105,3 +1156,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
 def test_random_operation_sequences_keep_the_books_exact(servers, database):
     run_state_machine_as_test(lambda: LedgerMachine(servers.database_url), settings=SETTINGS)
+
+
+def test_random_operation_sequences_through_batches_keep_the_books_exact(servers, database):
+    run_state_machine_as_test(lambda: LedgerMachine(servers.database_url, batched=True), settings=SETTINGS)

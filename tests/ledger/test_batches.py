@@ -1,0 +1,417 @@
+"""Group commit (ledger.batches, migration 0015, decision 0021) against real PostgreSQL: many callers'
+moves and resolutions in one call of ledger_batch, each item checked and answered on its own, the
+accounts written once per batch, and no deadlock between batches of several workers and direct moves."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import subprocess
+
+import aiohttp
+import asyncpg
+import pytest
+
+import ledger
+from devkit.embedded import free_port
+from gateway.accounts import api_keys
+from tests.support.accounts import deposit
+from tests.support.ai import GPT, MESSAGES
+from tests.support.ai import PRICE_MICRO as AI_PRICE_MICRO
+from tests.support.ledger import NOW, PRICE_MICRO, move, new_account, posted, sums
+from tests.support.processes import TOLLGATE, gateway_env, stop, wait_until_up
+
+LATER = NOW + dt.timedelta(minutes=5)
+CONNECTIONS_MAX = 20
+
+
+@pytest.fixture
+async def pool(servers, database):
+    wide = await asyncpg.create_pool(servers.database_url, min_size=2, max_size=CONNECTIONS_MAX)
+    yield wide
+    await wide.close()
+
+
+@pytest.fixture
+async def batcher(pool) -> ledger.Batcher:
+    return ledger.Batcher(pool)
+
+
+async def gather_outcomes(calls) -> list:
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+def outcome_names(outcomes: list) -> dict[str, int]:
+    names: dict[str, int] = {}
+    for outcome in outcomes:
+        names[type(outcome).__name__] = names.get(type(outcome).__name__, 0) + 1
+    return names
+
+
+async def test_concurrent_moves_go_as_one_call_and_each_gets_its_own_transfer(pool, batcher):
+    revenue = await ledger.system_id(pool, "revenue")
+    buyers = [await new_account(pool, f"buyer{number}", deposit_micro=PRICE_MICRO) for number in range(50)]
+    outcomes = await gather_outcomes(
+        batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                     kind="purchase", now=NOW) for number, buyer in enumerate(buyers))
+    assert (batcher.batches, batcher.items) == (1, 50)
+    assert [transfer.idempotency_key for transfer in outcomes] == [f"buy-{number}" for number in range(50)]
+    assert await posted(pool, revenue) == 50 * PRICE_MICRO
+    assert all([await posted(pool, buyer) == 0 for buyer in buyers])
+
+
+async def test_a_hundred_batched_purchases_spend_exactly_the_balance_first_come_first_served(pool, batcher):
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    outcomes = await gather_outcomes(
+        batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                     kind="purchase", now=NOW) for number in range(100))
+    assert [type(o).__name__ for o in outcomes] == ["Transfer"] * 10 + ["InsufficientBalance"] * 90
+    assert (await posted(pool, buyer), await posted(pool, revenue)) == (0, 10 * PRICE_MICRO)
+
+
+async def test_a_hundred_batched_holds_reserve_exactly_the_balance(pool, batcher):
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    outcomes = await gather_outcomes(
+        batcher.move(key=f"hold-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                     kind="usage", now=NOW, hold_until=LATER) for number in range(100))
+    assert outcome_names(outcomes) == {"Transfer": 10, "InsufficientBalance": 90}
+    assert (await sums(pool, buyer))["available"] == 0
+    assert (await sums(pool, revenue))["credits_pending"] == 10 * PRICE_MICRO
+
+
+async def test_twins_in_one_batch_write_one_transfer_and_other_content_is_a_conflict(pool, batcher):
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    twins = [batcher.move(key="double-click", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                          kind="purchase", now=NOW) for _ in range(5)]
+    other = batcher.move(key="double-click", debit=buyer, credit=revenue, amount_micro=2 * PRICE_MICRO,
+                         kind="purchase", now=NOW)
+    outcomes = await gather_outcomes([*twins, other])
+    assert batcher.batches == 1
+    assert len({transfer.id for transfer in outcomes[:5]}) == 1
+    assert [transfer.replayed for transfer in outcomes[:5]] == [False, True, True, True, True]
+    assert isinstance(outcomes[5], ledger.IdempotencyConflict)
+    assert await posted(pool, buyer) == 9 * PRICE_MICRO
+
+
+async def test_resolutions_in_one_batch_post_a_hold_once(pool, batcher):
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    held = await batcher.move(key="hold", debit=buyer, credit=revenue, amount_micro=3 * PRICE_MICRO,
+                              kind="usage", now=NOW, hold_until=LATER)
+    outcomes = await gather_outcomes(
+        batcher.resolve(key=f"post-{number}", hold_id=held.id, now=NOW, post_micro=PRICE_MICRO)
+        for number in range(10))
+    assert outcome_names(outcomes) == {"Transfer": 1, "HoldResolved": 9}
+    assert (await posted(pool, buyer), (await sums(pool, buyer))["debits_pending"]) == (9 * PRICE_MICRO, 0)
+    assert (await sums(pool, revenue))["credits_pending"] == 0
+
+
+async def test_every_refusal_of_a_resolution_is_the_items_own(pool, batcher):
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    holds = [await batcher.move(key=f"hold-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                                kind="usage", now=NOW, hold_until=NOW + dt.timedelta(seconds=1))
+             for number in range(3)]
+    purchase = await move(pool, key="bought", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                          kind="purchase")
+    later = NOW + dt.timedelta(seconds=2)
+    outcomes = await gather_outcomes([
+        batcher.resolve(key="too-much", hold_id=holds[0].id, now=NOW, post_micro=PRICE_MICRO + 1),
+        batcher.resolve(key="late", hold_id=holds[1].id, now=later, post_micro=PRICE_MICRO),
+        batcher.resolve(key="no-hold", hold_id=purchase.id, now=NOW),
+        batcher.resolve(key="bought", hold_id=holds[2].id, now=NOW),
+        batcher.resolve(key="late-but-expiring", hold_id=holds[1].id, now=later, post_micro=PRICE_MICRO,
+                        expiring=True),
+        batcher.resolve(key="fine", hold_id=holds[0].id, now=NOW, post_micro=PRICE_MICRO // 2),
+    ])
+    assert [type(o).__name__ for o in outcomes] == [
+        "InvalidAmount", "HoldExpired", "HoldNotFound", "IdempotencyConflict", "Transfer", "Transfer"]
+    assert await posted(pool, buyer) == 10 * PRICE_MICRO - PRICE_MICRO - PRICE_MICRO - PRICE_MICRO // 2
+    assert (await sums(pool, buyer))["debits_pending"] == PRICE_MICRO
+    assert (await ledger.reconcile(pool)).ok
+
+
+async def test_an_item_that_fails_in_the_database_fails_alone(pool, batcher):
+    """A user id no user has breaks the transfer's foreign key: that item answers an error, written
+    nowhere; the items around it go through."""
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    outcomes = await gather_outcomes(
+        batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO, kind="purchase",
+                     now=NOW, user_id=10**12 if number == 1 else None) for number in range(3))
+    assert batcher.batches == 1
+    assert [type(o).__name__ for o in outcomes] == ["Transfer", "ItemFailed", "Transfer"]
+    assert "23503" in str(outcomes[1])  # foreign_key_violation
+    assert await posted(pool, buyer) == 8 * PRICE_MICRO
+    assert await pool.fetchval("SELECT count(*) FROM transfers WHERE idempotency_key = 'buy-1'") == 0
+
+
+async def test_a_batch_writes_each_account_once(pool, batcher):
+    """Fifty holds of fifty users credit revenue fifty times: the revenue row gets one new version."""
+    revenue = await ledger.system_id(pool, "revenue")
+    buyers = [await new_account(pool, f"buyer{number}", deposit_micro=PRICE_MICRO) for number in range(50)]
+    await pool.execute("""
+        CREATE TABLE account_writes (account_id bigint);
+        CREATE FUNCTION account_written() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO account_writes VALUES (NEW.id); RETURN NULL; END $$;
+        CREATE TRIGGER account_written AFTER UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION account_written();""")
+    try:
+        await gather_outcomes(
+            batcher.move(key=f"hold-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                         kind="usage", now=NOW, hold_until=LATER) for number, buyer in enumerate(buyers))
+        writes = await pool.fetch("SELECT account_id, count(*) AS writes FROM account_writes GROUP BY account_id")
+    finally:
+        await pool.execute("DROP TRIGGER account_written ON accounts; DROP FUNCTION account_written();"
+                           " DROP TABLE account_writes")
+    assert {row["account_id"]: row["writes"] for row in writes} == {account: 1 for account in [revenue, *buyers]}
+    assert (await sums(pool, revenue))["credits_pending"] == 50 * PRICE_MICRO
+
+
+async def test_batches_of_two_workers_and_direct_moves_never_deadlock(pool):
+    """Two workers' batches and direct moves, in both directions between the same accounts, at once."""
+    first = await new_account(pool, "first", deposit_micro=100 * PRICE_MICRO)
+    second = await new_account(pool, "second", deposit_micro=100 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    workers = [ledger.Batcher(pool, items_max=7), ledger.Batcher(pool, items_max=5)]
+    calls = []
+    for number in range(120):
+        debit, credit = (first, second) if number % 2 else (second, first)
+        fields = {"key": f"swap-{number}", "debit": debit, "credit": credit, "amount_micro": PRICE_MICRO,
+                  "kind": "adjustment"}
+        if number % 3 == 0:
+            calls.append(move(pool, **fields))
+        else:
+            calls.append(workers[number % 2].move(now=NOW, **fields))
+        calls.append(workers[(number + 1) % 2].move(key=f"hold-{number}", debit=debit, credit=revenue,
+                                                    amount_micro=1, kind="usage", now=NOW, hold_until=LATER))
+    outcomes = await asyncio.wait_for(gather_outcomes(calls), timeout=60)
+    assert outcome_names(outcomes) == {"Transfer": 240}
+    assert sum(worker.batches for worker in workers) > 2
+    assert (await posted(pool, first), await posted(pool, second)) == (100 * PRICE_MICRO, 100 * PRICE_MICRO)
+    assert (await ledger.reconcile(pool)).ok
+
+
+async def test_a_key_committed_elsewhere_while_a_batch_waits_on_it_is_that_items_conflict(pool, batcher):
+    """The other transfer shares no account with the batch: only the unique key makes them meet. The
+    batch's item waits for it, answers a conflict, and the batch's other item is written."""
+    payer, payee = (await new_account(pool, "payer", deposit_micro=PRICE_MICRO), await new_account(pool, "payee"))
+    other_payer, other_payee = (await new_account(pool, "other-payer", deposit_micro=2 * PRICE_MICRO),
+                                await new_account(pool, "other-payee"))
+    async with pool.acquire() as first:
+        open_transaction = first.transaction()
+        await open_transaction.start()
+        await ledger.move(first, key="one-key", debit=payer, credit=payee, amount_micro=PRICE_MICRO,
+                          kind="adjustment", now=NOW)
+        batched = asyncio.ensure_future(gather_outcomes([
+            batcher.move(key="one-key", debit=other_payer, credit=other_payee, amount_micro=PRICE_MICRO,
+                         kind="adjustment", now=NOW),
+            batcher.move(key="other-key", debit=other_payer, credit=other_payee, amount_micro=PRICE_MICRO,
+                         kind="adjustment", now=NOW)]))
+        for _ in range(500):  # until the batch waits on the uncommitted key
+            if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
+                break
+            await asyncio.sleep(0.01)
+        await open_transaction.commit()
+        outcomes = await batched
+    assert [type(o).__name__ for o in outcomes] == ["IdempotencyConflict", "Transfer"]
+    assert (await posted(pool, payee), await posted(pool, other_payee)) == (PRICE_MICRO, PRICE_MICRO)
+    assert (await ledger.reconcile(pool)).ok
+
+
+async def test_a_batch_racing_the_expiry_sweep_resolves_each_hold_once(pool, batcher):
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    holds = [await batcher.move(key=f"hold-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                                kind="usage", now=NOW, hold_until=NOW + dt.timedelta(seconds=1))
+             for number in range(10)]
+    later = NOW + dt.timedelta(seconds=1)
+
+    async def sweep() -> int:
+        async with pool.acquire() as connection:
+            return await ledger.expire_holds(connection, now=later)
+
+    posts = [batcher.resolve(key=f"settle-{hold.id}", hold_id=hold.id, now=later, post_micro=PRICE_MICRO,
+                             expiring=True) for hold in holds]
+    outcomes = await gather_outcomes([*posts, sweep(), sweep()])
+    settled = [o for o in outcomes[:10] if isinstance(o, ledger.Transfer)]
+    assert all(isinstance(o, (ledger.Transfer, ledger.HoldResolved)) for o in outcomes[:10]), outcomes
+    assert len(settled) + sum(outcomes[10:]) == 10
+    assert await pool.fetchval("SELECT count(*) FROM transfers WHERE pending_id IS NOT NULL") == 10
+    assert await posted(pool, buyer) == 10 * PRICE_MICRO - len(settled) * PRICE_MICRO
+
+
+async def test_an_outage_fails_every_item_of_the_batch(servers, database):
+    revenue = await ledger.system_id(database, "revenue")
+    buyer = await new_account(database, "buyer", deposit_micro=10 * PRICE_MICRO)
+    closed = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=1)
+    await closed.close()
+    batcher = ledger.Batcher(closed)
+    outcomes = await gather_outcomes(
+        batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                     kind="purchase", now=NOW) for number in range(3))
+    assert all(isinstance(o, asyncpg.InterfaceError) for o in outcomes), outcomes
+    assert await posted(database, buyer) == 10 * PRICE_MICRO
+
+
+# A gateway killed (kill -9) while batches are in flight (DESIGN: "gateway killed mid-load"): after the
+# restart no transfer is lost or doubled. A whole AI answer is sent only after its settlement's batch
+# committed, so every 200 the client got is charged exactly once, with its usage row; a hold whose
+# settlement never committed is voided by the expiry sweep of the restarted gateway; a purchase the
+# client saw is replayed, not repeated, when retried with its Idempotency-Key; reconcile passes.
+
+HOLD_TTL_S = 4
+AI_CALLS, AI_CONCURRENCY, PURCHASES = 400, 48, 300
+
+
+async def serve(servers, mock_target: str, port: int, log):
+    env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port),
+                      TOLLGATE_OPENAI_BASE_URL=f"{mock_target}/openai/v1", TOLLGATE_OPENAI_API_KEYS="sk-mock-a",
+                      TOLLGATE_AI_HOLD_TTL_S=str(HOLD_TTL_S), TOLLGATE_HOLD_EXPIRY_INTERVAL_S="0.2",
+                      TOLLGATE_LEDGER_BATCH_WINDOW_S="0.002", TOLLGATE_IP_LIMIT_PER_MIN="0",
+                      TOLLGATE_AUTH_IP_LIMIT_PER_MIN="0", TOLLGATE_PLAN_LIMITS_PER_MIN="free=0,premium=0,enterprise=0")
+    process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "1", env=env,
+                                                   stdout=subprocess.DEVNULL, stderr=log)
+    await wait_until_up(f"http://127.0.0.1:{port}/health", process)
+    return process
+
+
+async def ai_calls(base: str, key: str, answered: dict[str, int], calls: int) -> None:
+    """Whole chat calls, `AI_CONCURRENCY` at a time; each 200's request id is kept."""
+    body = {"model": GPT, "messages": MESSAGES, "max_tokens": 20}
+    queue = iter(range(calls))
+
+    async def caller(session: aiohttp.ClientSession) -> None:
+        for _ in queue:
+            try:
+                async with session.post(f"{base}/openai/v1/chat/completions", json=body,
+                                        headers={"Authorization": f"Bearer {key}"}) as response:
+                    await response.read()
+                    answered[response.headers.get("X-Request-Id", "")] = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                return  # the gateway is gone
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        await asyncio.gather(*(caller(session) for _ in range(AI_CONCURRENCY)))
+
+
+async def buy(session: aiohttp.ClientSession, base: str, headers: dict, number: int) -> dict | None:
+    try:
+        async with session.post(f"{base}/api/v1/tokens/purchase", json={"duration_hours": 1},
+                                headers={**headers, "Idempotency-Key": f"kill-{number}"}) as response:
+            return {"status": response.status, **await response.json()}
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+
+
+async def purchases(session: aiohttp.ClientSession, base: str, headers: dict, answers: list) -> None:
+    """Three buyers at a time, one purchase after another, until the gateway is gone."""
+    numbers = iter(range(len(answers)))
+
+    async def buyer() -> None:
+        for number in numbers:
+            answers[number] = await buy(session, base, headers, number)
+            if answers[number] is None:
+                return
+
+    await asyncio.gather(*(buyer() for _ in range(3)))
+
+
+async def a_batch_in_flight(pool, seconds_max: float = 10.0) -> bool:
+    for _ in range(int(seconds_max * 500)):
+        if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                               " AND query LIKE '%ledger_batch(%' AND pid <> pg_backend_pid()"):
+            return True
+        await asyncio.sleep(0.002)
+    return False
+
+
+async def test_a_gateway_killed_mid_batch_loses_and_doubles_nothing(servers, database, mock_target, tmp_path):
+    await database.execute("UPDATE model_prices SET input_per_mtok_micro = $2, output_per_mtok_micro = $3, "
+                           "cached_input_per_mtok_micro = $4 WHERE model = $1", GPT, *AI_PRICE_MICRO)
+    async with aiohttp.ClientSession() as session:
+        await session.post(f"{mock_target}/_mock/ai/latency", json={"ms": 5, "chunk_ms": 0})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "serve.log", "wb")
+    process = await serve(servers, mock_target, port, log)
+    try:
+        async with aiohttp.ClientSession() as session:
+            user = await register_over_http(session, base)
+        await deposit(database, user["id"], 1000)
+        key = await api_keys.create(database, user_id=user["id"], name="", allowed_models=[], ip_allowlist=[],
+                                    rpm_limit=0, tpm_limit=0, now=dt.datetime.now(dt.timezone.utc), expires_at=None)
+        answered: dict[str, int] = {}
+        load = asyncio.create_task(ai_calls(base, key.key, answered, AI_CALLS))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            first_answers: list = [None] * PURCHASES
+            bought = asyncio.create_task(purchases(session, base, user["headers"], first_answers))
+            while len(answered) < AI_CALLS // 4 and not load.done():
+                await asyncio.sleep(0.005)
+            assert await a_batch_in_flight(database), "no ledger batch was seen in flight"
+            process.kill()  # SIGKILL: no cleanup, no last flush
+            await process.wait()
+            await bought
+        await load
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert 0 < len(answered) < AI_CALLS, "the kill came before or after every call"
+    process = await serve(servers, mock_target, port, log)
+    try:
+        async with aiohttp.ClientSession() as session:
+            retried = [await buy(session, base, user["headers"], n) for n in range(PURCHASES)]
+        for _ in range(int((HOLD_TTL_S + 10) / 0.1)):  # the restarted gateway's sweep voids what was left
+            if not await database.fetchval(OPEN_HOLDS):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await stop(process)
+        log.close()
+    assert await database.fetchval(OPEN_HOLDS) == 0
+    await assert_every_answer_charged_once(database, answered)
+    assert_purchases_replayed(first_answers, retried)
+    assert await database.fetchval("SELECT count(*) FROM transfers WHERE kind = 'purchase'") == PURCHASES
+    assert (await ledger.reconcile(database)).ok
+
+
+OPEN_HOLDS = """SELECT count(*) FROM transfers p WHERE p.phase = 'pending'
+AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)"""
+
+
+async def assert_every_answer_charged_once(database, answered: dict[str, int]) -> None:
+    rows = await database.fetch("""
+        SELECT u.request_id, u.charged_micro, r.amount_micro, r.phase, r.idempotency_key
+        FROM ai_usage u JOIN transfers r ON r.pending_id = u.hold_transfer_id""")
+    by_request = {row["request_id"]: row for row in rows}
+    assert len(by_request) == len(rows), "a call has two usage rows"
+    ok = [request_id for request_id, status in answered.items() if status == 200]
+    assert ok and all(request_id in by_request for request_id in ok), "an answered call is not charged"
+    for row in rows:  # each usage row is its hold's one resolution, by the call's settlement
+        assert row["idempotency_key"].endswith(":settle") and row["amount_micro"] == row["charged_micro"] > 0
+    # Every other resolution is the sweep's void of a hold whose settlement never committed.
+    others = await database.fetch("SELECT r.idempotency_key, r.phase FROM transfers r WHERE r.pending_id IS NOT NULL"
+                                  " AND NOT EXISTS (SELECT 1 FROM ai_usage u WHERE u.hold_transfer_id = r.pending_id)")
+    assert all(o["idempotency_key"].startswith("expire:") and o["phase"] == "void_pending" for o in others)
+
+
+def assert_purchases_replayed(first_answers: list, retried: list) -> None:
+    for first, again in zip(first_answers, retried):
+        assert again is not None and again["status"] in (200, 201), again
+        if first is not None and first["status"] == 201:  # the client saw it: the retry replays it
+            assert (again["status"], again["transfer_id"], again["replayed"]) == (200, first["transfer_id"], True)
+
+
+async def register_over_http(session: aiohttp.ClientSession, base: str) -> dict:
+    body = {"email": "killed@example.com", "username": "killed", "password": "correct horse battery",
+            "full_name": "Test User"}
+    async with session.post(f"{base}/api/v1/auth/register", json=body) as response:
+        assert response.status == 201, await response.text()
+        user = await response.json()
+    async with session.post(f"{base}/api/v1/auth/login",
+                            json={"email": body["email"], "password": body["password"]}) as response:
+        tokens = await response.json()
+    return {**user, "headers": {"Authorization": f"Bearer {tokens['access_token']}"}}
