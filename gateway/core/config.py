@@ -9,15 +9,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
-from gateway.core import payment_settings
+from gateway.core import cookie_settings, payment_settings
 # DEFAULT_TOKEN_PRICES and PLANS are read through this module too.
 from gateway.core.plan_settings import (DEFAULT_PLAN_LIMITS_PER_MIN, DEFAULT_TOKEN_PRICES, PLANS,  # noqa: F401
                                         parse_plan_limits, parse_token_prices)
 
 PREFIX = "TOLLGATE_"
-# TOLLGATE_COOKIE_SECURE: None = auto (Secure when the public URL is https).
-COOKIE_SECURE_VALUES = {"auto": None, "true": True, "1": True, "yes": True, "on": True,
-                        "false": False, "0": False, "no": False, "off": False}
 
 
 class ConfigError(Exception):
@@ -291,20 +288,14 @@ class Settings:
         self.default_ai_price_micro()  # a malformed price stops start-up, naming the setting
 
     def _check_cookies(self) -> None:
-        if self.cookie_secure.strip().lower() not in COOKIE_SECURE_VALUES:
-            raise ConfigError(f"{PREFIX}COOKIE_SECURE must be auto, true or false")
-        if self.cookie_samesite.strip().lower() not in ("lax", "strict", "none"):
-            raise ConfigError(f"{PREFIX}COOKIE_SAMESITE must be lax, strict or none")
-        if self.cookie_samesite.strip().lower() == "none" and not self.cookie_is_secure():
-            raise ConfigError(f"{PREFIX}COOKIE_SAMESITE=none needs a Secure cookie (browsers refuse it "
-                              f"otherwise): set {PREFIX}COOKIE_SECURE=true or an https {PREFIX}PUBLIC_URL")
-        if self.browser_session_ttl_s <= 0 or self.browser_link_ttl_s <= 0:
-            raise ConfigError(f"{PREFIX}BROWSER_SESSION_TTL_S and {PREFIX}BROWSER_LINK_TTL_S must be > 0")
+        problem = cookie_settings.problem(self.cookie_secure, self.cookie_samesite, self.public_url,
+                                          self.browser_session_ttl_s, self.browser_link_ttl_s)
+        if problem:
+            raise ConfigError(problem)
 
     def cookie_is_secure(self) -> bool:
         """The session cookie's Secure attribute, TOLLGATE_COOKIE_SECURE=auto resolved against the public URL."""
-        value = COOKIE_SECURE_VALUES[self.cookie_secure.strip().lower()]
-        return self.public_url.lower().startswith("https://") if value is None else value
+        return cookie_settings.is_secure(self.cookie_secure, self.public_url)
 
     def api_keys(self, provider: str) -> tuple[str, ...]:
         """A provider's upstream keys (TOLLGATE_<PROVIDER>_API_KEYS, comma-separated), used round-robin."""
