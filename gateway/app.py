@@ -82,7 +82,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app[READINESS_PROBES] = {}
     app[ERROR_SHAPE_PREFIXES] = []
     # Set up in this order, torn down in reverse: the stores, then what stands on them.
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, accounts_ctx, payments_ctx, worker_ctx])
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, accounts_ctx, payments_ctx, health.watch_ctx, worker_ctx])
     health.add_routes(app)
     for api in (auth, currency, tokens, bundles, referrals, keys, budgets, prices, admin_tokens, admin_users,
                 admin_keys, usage, payments, webhooks, openapi):
