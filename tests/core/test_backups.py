@@ -45,10 +45,10 @@ async def money_in(gateway, database) -> int:
     await buy(gateway, ann, 12)
     account = await ledger.user_account(database, bob["id"])
     now = dt.datetime.now(dt.timezone.utc)
+    revenue = await ledger.system_id(database, "revenue")
     async with database.acquire() as connection:
-        await ledger.move(connection, key="open-hold", debit=account, credit=await ledger.system_id(database, "revenue"),
-                          amount_micro=2_500_000, kind="usage", now=now, user_id=bob["id"],
-                          hold_until=now + dt.timedelta(hours=1))
+        await ledger.move(connection, key="open-hold", debit=account, credit=revenue, amount_micro=2_500_000,
+                          kind="usage", now=now, user_id=bob["id"], hold_until=now + dt.timedelta(hours=1))
     return bob["id"]
 
 
@@ -70,7 +70,8 @@ async def test_a_backup_restored_into_a_fresh_database_reconciles_with_the_same_
 
     copy = await asyncpg.connect(fresh_database)
     try:
-        assert [dict(row) for row in await copy.fetch(ACCOUNTS)] == [dict(row) for row in await database.fetch(ACCOUNTS)]
+        original = [dict(row) for row in await database.fetch(ACCOUNTS)]
+        assert [dict(row) for row in await copy.fetch(ACCOUNTS)] == original
         assert await copy.fetchval("SELECT count(*) FROM transfers") == await database.fetchval(
             "SELECT count(*) FROM transfers")
         # The sequences came along: the restored ledger takes new transfers.
