@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import re
 
 import ledger
 from tests.support.accounts import deposit, register
-
-
-async def gauge(gateway, name: str) -> float | None:
-    text = await (await gateway.get("/metrics")).text()
-    found = re.search(rf"^{name} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else None
-
-
-async def eventually_equals(gateway, name: str, value: float, seconds: float = 5.0) -> float | None:
-    for _ in range(int(seconds / 0.05)):
-        if (seen := await gauge(gateway, name)) == value:
-            return seen
-        await asyncio.sleep(0.05)
-    return await gauge(gateway, name)
+from tests.support.metrics import eventually_equals, gauge
 
 
 async def hold(database, user_id: int, key: str, credits: int, until: dt.datetime) -> ledger.Transfer:
@@ -65,10 +50,3 @@ async def test_a_balance_that_drifts_from_its_transfers_shows_on_the_drift_gauge
         await database.execute("UPDATE accounts SET credits_posted = credits_posted - 1 WHERE user_id = $1",
                                user["id"])
     assert await eventually_equals(gateway, "tollgate_ledger_reconcile_problems", 0.0) == 0.0
-
-
-async def test_backends_are_reported_up(gateway_factory):
-    gateway = await gateway_factory(watch_interval_s=0.05)
-    for backend in ("postgres", "redis"):
-        name = rf'tollgate_backend_up\{{backend="{backend}"\}}'
-        assert await eventually_equals(gateway, name, 1.0) == 1.0
