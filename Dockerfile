@@ -3,6 +3,9 @@
 FROM python:3.11-slim AS base
 WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# pg_dump and pg_restore for `tollgate backup` / `restore` (the same major version as compose's PostgreSQL).
+RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY ledger ./ledger

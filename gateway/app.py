@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -17,11 +18,11 @@ from gateway.api import (admin_keys, admin_tokens, admin_users, auth, budgets, b
                          payments, prices, referrals, tokens, usage, webhooks)
 from gateway.core import health, metrics
 from gateway.core.app_keys import (BROWSER_POLICY, CLOCK, DATABASE, ERROR_SHAPE_PREFIXES, READINESS_PROBES, REDIS,
-                                   REPORTS_DATABASE, SETTINGS)
+                                   REPORTS_DATABASE, SETTINGS, STOPPING)
 from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
-from gateway.core.connections import name_the_server
+from gateway.core.connections import name_the_server, stopping
 from gateway.core.middleware import observe, secure_response
 from gateway.payments.resources import payments_ctx
 from gateway.proxy import handler as proxy_handler
@@ -94,8 +95,10 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app[BROWSER_POLICY] = BrowserPolicy.from_settings(settings)  # a malformed origin stops start-up here
     app[READINESS_PROBES] = {}
     app[ERROR_SHAPE_PREFIXES] = []
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(stopping)  # set once the listeners are closed, before in-flight requests are awaited
     # Set up in this order, torn down in reverse: the stores, then what stands on them.
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, accounts_ctx, payments_ctx, worker_ctx])
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, accounts_ctx, payments_ctx, health.watch_ctx, worker_ctx])
     health.add_routes(app)
     for api in (auth, currency, tokens, bundles, referrals, keys, budgets, prices, admin_tokens, admin_users,
                 admin_keys, usage, payments, webhooks, openapi):

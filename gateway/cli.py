@@ -1,4 +1,5 @@
-"""The `tollgate` command: serve, migrate, create-admin, issue-token, revoke-token, adjust, reconcile.
+"""The `tollgate` command: serve, migrate, create-admin, issue-token, revoke-token, adjust, reconcile,
+backup, restore.
 
 The development run and the mock upstream are the dev kit's: `python -m devkit dev|mock-upstream`.
 """
@@ -52,6 +53,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     settings = _settings()
     settings.require("database_url")
+    if args.check:
+        waiting = asyncio.run(migrate.pending(settings.database_url.value))
+        print(f"{len(waiting)} migration(s) pending: {waiting}" if waiting else "schema is up to date")
+        return 1 if waiting else 0
     applied = asyncio.run(migrate.apply(settings.database_url.value))
     print(f"applied {len(applied)} migration(s): {applied}" if applied else "schema is up to date")
     return 0
@@ -180,6 +185,37 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from gateway.core import backups
+
+    settings = _settings()
+    settings.require("database_url")
+    try:
+        size_bytes = backups.backup(settings.database_url.value, args.output)
+    except backups.BackupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"backup written to {args.output} ({size_bytes} bytes, pg_dump custom format)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore into an empty database, then reconcile it: a restored ledger must balance."""
+    import ledger
+    from gateway.core import backups
+
+    settings = _settings()
+    settings.require("database_url")
+    try:
+        backups.restore(settings.database_url.value, args.input)
+    except backups.BackupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    report = asyncio.run(_with_connection(settings, ledger.reconcile))
+    print(f"restored {args.input}; reconciliation: {report.text()}")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollgate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="apply pending migrations")
+    migrate.add_argument("--check", action="store_true", help="apply nothing; exit 1 if any is pending")
+    migrate.set_defaults(func=cmd_migrate)
 
     admin = sub.add_parser("create-admin", help="create (or reset) an admin account")
     admin.add_argument("--email", required=True)
@@ -216,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("reconcile", help="check every balance against the transfers; non-zero exit on a mismatch"
                    ).set_defaults(func=cmd_reconcile)
+
+    backup = sub.add_parser("backup", help="dump the database to a file (pg_dump custom format)")
+    backup.add_argument("--output", required=True, help="the backup file to write")
+    backup.set_defaults(func=cmd_backup)
+
+    restore = sub.add_parser("restore", help="restore a backup into an empty database, then reconcile it")
+    restore.add_argument("--input", required=True, help="a file written by `tollgate backup`")
+    restore.set_defaults(func=cmd_restore)
 
     return parser
 

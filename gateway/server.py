@@ -14,6 +14,7 @@ import signal
 import tempfile
 import time
 
+from gateway.core import logs
 from gateway.core.config import Settings
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def raise_file_limit(settings: Settings) -> None:
 
 
 def _worker(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(message)s")
+    logs.configure(settings)
     raise_file_limit(settings)
     _install_uvloop()
     asyncio.run(_serve_forever(settings, reuse_port=True))
@@ -185,7 +186,7 @@ def serve(settings: Settings) -> None:
     if settings.workers <= 1:
         _worker(settings)
         return
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(message)s")
+    logs.configure(settings)
     owned_dir = None
     metrics_dir = settings.metrics_dir
     if not metrics_dir:

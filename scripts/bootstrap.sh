@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh machine: system packages (PostgreSQL, Redis, Chromium) and the Python venv.
+# Idempotent set-up for a fresh machine: system packages (PostgreSQL, Redis, Chromium, promtool) and the Python venv.
 # Sourced by scripts/run.sh and scripts/test.sh; safe to run any number of times.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +12,8 @@ if ! command -v redis-server >/dev/null 2>&1; then need_apt+=(redis-server); fi
 # The test command (BOOTSTRAP_BROWSER=1) also needs Debian's Chromium: the admin UI's browser
 # tests drive it with Playwright (never `playwright install`: its download is not reachable).
 if [ "${BOOTSTRAP_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
+# ... and promtool (Debian's `prometheus`), which checks deploy/prometheus/alerts.yml.
+if [ "${BOOTSTRAP_BROWSER:-0}" = 1 ] && ! command -v promtool >/dev/null 2>&1; then need_apt+=(prometheus); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${need_apt[*]} (install them, or run as root so this script can)" >&2

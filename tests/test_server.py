@@ -1,4 +1,5 @@
-"""Serving with --workers N: one port shared, dead workers replaced, a master that gives up."""
+"""Serving with --workers N: one port shared, dead workers replaced, a master that gives up; a SIGTERM
+that drains what is in flight."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import aiohttp
+import pytest
 
 from devkit.embedded import free_port
+from tests.support import ai
 from tests.support.accounts import make_token, proxy_headers
-from tests.support.processes import TOLLGATE, gateway_env, stop, wait_until_up
+from tests.support.processes import TOLLGATE, ai_env, gateway_env, serve, stop, wait_until_up
 
 PROXY_SERIES = re.compile(r'^tollgate_http_requests_total\{[^}]*route="proxy"[^}]*\} (\S+)$', re.M)
 
@@ -135,3 +139,86 @@ async def test_workers_that_keep_failing_at_start_make_the_master_exit_non_zero(
         await stop(process)
     assert process.returncode == 1
     assert b"giving up" in errors
+
+
+# -- graceful shutdown: SIGTERM under load --------------------------------------------------------
+
+GRACE_S = 2.5
+STREAM = {"model": ai.GPT, "messages": ai.MESSAGES, "max_tokens": 20, "stream": True,
+          "stream_options": {"include_usage": True}}
+
+
+async def stream_call(session, url: str, headers: dict, started: asyncio.Event) -> tuple[bytes, bool]:
+    """An OpenAI stream read to its end: (the bytes received, whether it ended cleanly)."""
+    received = b""
+    try:
+        async with session.post(url, json=STREAM, headers=headers) as response:
+            assert response.status == 200
+            async for chunk in response.content.iter_any():
+                received += chunk
+                started.set()
+        return received, True
+    except aiohttp.ClientPayloadError:
+        return received, False
+    finally:
+        started.set()
+
+
+async def proxy_call(session, url: str, headers: dict) -> int:
+    async with session.get(url, headers=headers) as response:
+        await response.read()
+        return response.status
+
+
+async def test_sigterm_drains_requests_and_streams_settles_the_cut_ones_and_exits_zero(
+        servers, gateway_factory, mock_target, database, tmp_path):
+    """Two long streams (beyond the grace), three short ones and two slow proxied requests are in
+    flight when SIGTERM comes: the listener closes at once, the short ones finish, the long ones are
+    cut at the grace and charged for what they delivered, every hold is resolved, every usage row
+    and the proxy session's counters are written, and the process exits 0 soon after the grace."""
+    stack = await ai.start(gateway_factory, mock_target, database)
+    issued = await make_token(database, email="desktop@example.com")
+    await stack.control("latency", {"ms": 0, "chunk_ms": 40})
+    await stack.control("faults", {"mode": "slow_stream", "count": 2, "delay_ms": 1000, "provider": "openai"})
+    port = free_port()
+    env = gateway_env(servers, TOLLGATE_PORT=str(port), TOLLGATE_SHUTDOWN_GRACE_S=str(GRACE_S),
+                      TOLLGATE_SESSION_FLUSH_INTERVAL_S="3600", TOLLGATE_HOLD_EXPIRY_INTERVAL_S="3600",
+                      **ai_env(mock_target))
+    process = await serve(env, tmp_path / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    chat, key = base + "/openai/v1/chat/completions", {"Authorization": f"Bearer {stack.key}"}
+    try:
+        await wait_until_up(base + "/health", process)
+        async with aiohttp.ClientSession() as session:
+            long_started = [asyncio.Event() for _ in range(2)]
+            long = [asyncio.create_task(stream_call(session, chat, key, event)) for event in long_started]
+            await asyncio.wait_for(asyncio.gather(*(event.wait() for event in long_started)), 10)
+            short_started = [asyncio.Event() for _ in range(3)]
+            short = [asyncio.create_task(stream_call(session, chat, key, event)) for event in short_started]
+            slow = [asyncio.create_task(proxy_call(session, base + "/api/v1/proxy/slow?delay_ms=1200",
+                                                   proxy_headers(issued.token))) for _ in range(2)]
+            await asyncio.wait_for(asyncio.gather(*(event.wait() for event in short_started)), 10)
+            await asyncio.sleep(0.1)  # the proxied requests are under way too
+            signalled_s = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            with pytest.raises(aiohttp.ClientConnectionError):  # the listener is closed at once
+                await proxy_call(session, base + "/health", {})
+            short_results = await asyncio.gather(*short)
+            assert await asyncio.gather(*slow) == [200, 200]
+            long_results = await asyncio.gather(*long)
+        assert await asyncio.wait_for(process.wait(), GRACE_S + 10) == 0
+        stopped_s = time.monotonic() - signalled_s
+    finally:
+        await stop(process)
+    assert stopped_s < GRACE_S + 2.5
+    assert all(whole and received.endswith(b"data: [DONE]\n\n") for received, whole in short_results)
+    assert all(not whole and b"[DONE]" not in received for received, whole in long_results)
+    assert await stack.open_holds() == 0
+    rows = await database.fetch("SELECT outcome, usage_source, charged_micro, hold_transfer_id FROM ai_usage")
+    assert sorted(row["outcome"] for row in rows) == ["ok", "ok", "ok", "shutdown", "shutdown"]
+    for row in rows:
+        held = await database.fetchval("SELECT amount_micro FROM transfers WHERE id = $1", row["hold_transfer_id"])
+        assert 0 < row["charged_micro"] <= held
+        assert row["usage_source"] == ("upstream" if row["outcome"] == "ok" else "estimated")
+    assert await database.fetchval("SELECT sum(requests) FROM proxy_sessions WHERE token_id = $1", issued.id) == 2

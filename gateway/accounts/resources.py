@@ -1,6 +1,6 @@
 """The accounts wing's resources: the credential outbox and the mailer (app keys), and the
 background work every worker owns — pushing queued refusals, voiding expired holds, paying the
-referral bonuses of final purchases, giving the budget alerts that are due."""
+referral bonuses of final purchases, giving the budget alerts that are due, watching the ledger."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway.accounts import budgets, hold_expiry, referral_bonuses
+from gateway.accounts import budgets, hold_expiry, ledger_watch, referral_bonuses
 from gateway.accounts.credential_cache import CredentialOutbox
 from gateway.accounts.mail import Sender
 from gateway.core.app_keys import CLOCK, DATABASE, REDIS, SETTINGS
@@ -31,6 +31,8 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
                             name="referral-bonuses"),
         asyncio.create_task(budgets.run(app[DATABASE], app[CLOCK], settings.budget_alert_interval_s),
                             name="budget-alerts"),
+        asyncio.create_task(ledger_watch.run(app[DATABASE], app[CLOCK], settings.watch_interval_s,
+                                             settings.reconcile_interval_s), name="ledger-watch"),
     ]
     yield
     for task in tasks:

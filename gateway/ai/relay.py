@@ -21,6 +21,7 @@ from gateway.ai import usage as usage_mod
 from gateway.ai.pricing import cost_micro
 from gateway.ai.resources import Services
 from gateway.ai.sse import FRAME_BYTES_MAX_DEFAULT, SseDecoder, SseEvent, SseFrameTooLarge
+from gateway.core.app_keys import STOPPING
 from gateway.core.call import Call
 from gateway.core.errors import RateLimited, UpstreamUnreachable
 from gateway.core.failures import upstream_error
@@ -164,12 +165,16 @@ async def _relay_stream(ai: Services, request: web.Request, call: Call, upstream
         stream.tail.append(provider_errors.stream_error_frame(spec.provider, UpstreamUnreachable(
             f"the {spec.provider} upstream broke off the stream"), call.request_id))
     if not listening:
-        call.fail(Outcome.CLIENT_DISCONNECTED)
+        # Cut by a stopping gateway (past the grace, or its client left meanwhile): settled for
+        # what was metered at once, with no drain that would outlast the shutdown's bound.
+        stopping = request.app[STOPPING].is_set()
+        call.fail(Outcome.SHUTDOWN if stopping else Outcome.CLIENT_DISCONNECTED)
         try:
             # Shielded, so a cancellation on disconnect does not stop it. Cancelled again (a
             # shutdown), the caller settles what was metered by then; forwarding's cleanup closes
             # the upstream, which ends the drain, whose own settlement then finds the call settled.
-            await asyncio.shield(_finish_unheard(ai, call, upstream, stream))
+            drain_s = 0.0 if stopping else ai.settings.ai_drain_timeout_s
+            await asyncio.shield(_finish_unheard(ai, call, upstream, stream, drain_s))
         finally:
             if not call.settled:
                 call.usage, call.usage_source = stream.usage(call)
@@ -216,9 +221,11 @@ async def _relay_events(response: web.StreamResponse, events: list[SseEvent], st
     return True
 
 
-async def _finish_unheard(ai: Services, call: Call, upstream: aiohttp.ClientResponse, stream: _Stream) -> None:
-    """The client left: read the upstream on to its usage report, then settle."""
-    await _drain(upstream, call, stream, ai.settings.ai_drain_timeout_s)
+async def _finish_unheard(ai: Services, call: Call, upstream: aiohttp.ClientResponse, stream: _Stream,
+                          drain_s: float) -> None:
+    """The client left: read the upstream on to its usage report (for up to drain_s), then settle."""
+    if drain_s > 0:
+        await _drain(upstream, call, stream, drain_s)
     call.usage, call.usage_source = stream.usage(call)
     await settlement.settle_logged(ai, call)
 

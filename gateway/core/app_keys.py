@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import asyncio
+
 import asyncpg
 import redis.asyncio as redis_asyncio
 from aiohttp import web
@@ -28,3 +30,6 @@ READINESS_PROBES = web.AppKey("readiness_probes", dict[str, Callable[[web.Applic
 ERROR_SHAPE_PREFIXES = web.AppKey("error_shape_prefixes", list[tuple[str, str]])
 # CORS origins and security-header choices, precomputed from the settings (gateway/core/browser.py).
 BROWSER_POLICY = web.AppKey("browser_policy", BrowserPolicy)
+# Set once the gateway is stopping (after SIGTERM the listener is closed and in-flight requests get
+# TOLLGATE_SHUTDOWN_GRACE_S): a stream cut then is settled at once, without waiting for its upstream.
+STOPPING = web.AppKey("stopping", asyncio.Event)

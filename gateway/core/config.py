@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
-from gateway.core import cookie_settings, payment_settings
+from gateway.core import cookie_settings, payment_settings, setting_values
 # DEFAULT_TOKEN_PRICES and PLANS are read through this module too.
 from gateway.core.plan_settings import (DEFAULT_PLAN_LIMITS_PER_MIN, DEFAULT_TOKEN_PRICES, PLANS,  # noqa: F401
                                         parse_plan_limits, parse_token_prices)
@@ -107,8 +107,8 @@ class Settings:
     access_token_ttl_s: int = 1800
     refresh_token_ttl_s: int = 7 * 24 * 3600
     magic_link_ttl_s: int = 24 * 3600
-    # Access-token prices by duration in hours (credits, decimal strings); the server's, never the client's.
-    # (Given in credits as decimal strings, as in DEFAULT_TOKEN_PRICES; kept in micro-credits.)
+    # Access-token prices by duration in hours (credits, decimal strings as in DEFAULT_TOKEN_PRICES;
+    # kept in micro-credits); the server's, never the client's.
     token_prices: Mapping[int, int] = field(default_factory=lambda: parse_token_prices(DEFAULT_TOKEN_PRICES))
     # A referrer earns this share of a referred user's first purchase above the threshold.
     referral_bonus_percent: int = 10
@@ -139,6 +139,16 @@ class Settings:
     worker_restarts_max: int = 5
     worker_restart_window_s: float = 60.0
     log_level: str = "INFO"
+    # Log lines as "json" (one object a line, with the request's id) or "text"; an access-log line
+    # for "all" requests, "errors" (answers of 500 and above) or "off".
+    log_format: str = "json"
+    access_log: str = "errors"
+    # After SIGTERM, in-flight requests and AI streams get this long to finish (then cut and settled), in s.
+    shutdown_grace_s: float = 30.0
+    # How often each worker probes PostgreSQL and Redis and counts open holds, and how often it
+    # reconciles the ledger (0 = never), for the operator's gauges, in seconds.
+    watch_interval_s: float = 15.0
+    reconcile_interval_s: float = 600.0
     # AI upstreams: base URLs and comma-separated keys, used round-robin.
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_keys: Secret = Secret("")
@@ -274,17 +284,19 @@ class Settings:
 
     def _check_serving(self) -> None:
         for name in ("request_head_timeout_s", "idle_timeout_s", "request_body_timeout_s",
-                     "worker_restart_window_s"):
+                     "worker_restart_window_s", "watch_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be > 0")
-        for name in ("connections_max", "connections_per_ip_max", "worker_restarts_max", "metrics_port"):
+        for name in ("connections_max", "connections_per_ip_max", "worker_restarts_max", "metrics_port",
+                     "shutdown_grace_s", "reconcile_interval_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be >= 0")
         if self.metrics_port and self.metrics_port == self.port:
             raise ConfigError(f"{PREFIX}METRICS_PORT must differ from {PREFIX}PORT (or be 0)")
-
         if not 0 <= self.ledger_batch_window_s <= 0.002 or self.ledger_batch_items_max < 1:
             raise ConfigError(f"{PREFIX}LEDGER_BATCH_WINDOW_S: 0..0.002; {PREFIX}LEDGER_BATCH_ITEMS_MAX: >= 1")
+        if self.log_format not in ("json", "text") or self.access_log not in ("all", "errors", "off"):
+            raise ConfigError(f"{PREFIX}LOG_FORMAT must be json or text, {PREFIX}ACCESS_LOG all, errors or off")
         self.default_ai_price_micro()  # a malformed price stops start-up, naming the setting
 
     def _check_cookies(self) -> None:
@@ -324,18 +336,13 @@ class Settings:
 
     @property
     def target_prefixes(self) -> tuple[str, ...]:
-        prefixes = ["/api/v1/proxy"]
-        if self.target_prefix:
-            prefixes.append("/" + self.target_prefix.strip("/"))
-        return tuple(prefixes)
+        extra = ("/" + self.target_prefix.strip("/"),) if self.target_prefix else ()
+        return ("/api/v1/proxy", *extra)
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
         if missing:
-            raise ConfigError(
-                "missing required setting(s): "
-                + ", ".join(PREFIX + n.upper() for n in missing)
-            )
+            raise ConfigError("missing required setting(s): " + ", ".join(PREFIX + n.upper() for n in missing))
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -343,26 +350,7 @@ class Settings:
 
 def _coerce(name: str, annotation: str, raw: Any) -> Any:
     try:
-        if annotation == "Secret":
-            return Secret(str(raw))
-        if annotation == "int":
-            return int(raw)
-        if annotation == "float":
-            return float(raw)
-        if annotation == "bool":
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
-                raise ValueError(raw)
-            return text in {"1", "true", "yes", "on"}
-        if annotation == "Mapping[int, int]":
-            return parse_token_prices(raw)
-        if annotation == "Mapping[str, Decimal]":
-            return payment_settings.parse_credit_prices(raw)
-        if annotation.startswith("Mapping"):
-            return parse_plan_limits(raw)
-        return str(raw)
+        return Secret(str(raw)) if annotation == "Secret" else setting_values.coerce(annotation, raw)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{PREFIX}{name.upper()}: cannot read {raw!r} as {annotation}") from error
 

@@ -20,13 +20,16 @@ from aiohttp.web_protocol import RequestHandler
 from gateway.core import metrics
 from gateway.core.addresses import address_group
 from gateway.core.errors import ExpectationFailed, GatewayError
-from gateway.core.app_keys import ERROR_SHAPE_PREFIXES, SETTINGS
+from gateway.core.app_keys import ERROR_SHAPE_PREFIXES, SETTINGS, STOPPING
 from gateway.core.error_shapes import error_response, shape_for_path
 from gateway.core.outcomes import Outcome
 
 log = logging.getLogger(__name__)
 # What every response says in its Server header: no software version for anyone to match.
 SERVER_NAME = "tollgate"
+# At shutdown, how long a request cancelled at the end of the grace gets to settle (one statement
+# bounded by TOLLGATE_DATABASE_TIMEOUT_S, normally milliseconds).
+CANCELLED_WAIT_S = 15.0
 
 
 class ConnectionLimits:
@@ -59,11 +62,13 @@ class ConnectionLimits:
 
 
 class GatewayRequestHandler(RequestHandler):
-    """aiohttp's protocol for one client connection, plus admission, a head deadline and JSON errors.
+    """aiohttp's protocol for one client connection, plus admission, a head deadline, JSON errors and
+    a bounded drain at shutdown.
 
     It reads a few of its base class's attributes (_messages, _request_in_progress, _manager) to
-    tell "waiting for a request head" from "serving a request"; tests/test_connections.py covers
-    the behaviour end to end, so a change in aiohttp shows there.
+    tell "waiting for a request head" from "serving a request", and _task_handler and _force_close
+    to drain; tests/core/test_connections.py and tests/test_server.py cover the behaviour end to
+    end, so a change in aiohttp shows there.
     """
 
     __slots__ = ("_address", "_head_deadline", "_limits", "_head_timeout_s")
@@ -121,6 +126,19 @@ class GatewayRequestHandler(RequestHandler):
             metrics.labelled(metrics.CONNECTIONS_CLOSED, "head_timeout").inc()
             self.force_close()
 
+    async def shutdown(self, timeout: float | None = 15.0) -> None:
+        """aiohttp's, except that a request still running when `timeout` (the grace) ends is cancelled
+        at once: aiohttp would fail only its request body, then wait as long again. Cancelled, a
+        handler settles what it metered (shielded); that is awaited, within CANCELLED_WAIT_S."""
+        task = self._task_handler
+        if task is not None and not task.done() and self._request_in_progress:
+            self._force_close = True  # the connection closes once this request is answered
+            done, _ = await asyncio.wait([task], timeout=timeout)
+            if not done:
+                task.cancel()
+                await asyncio.wait([task], timeout=CANCELLED_WAIT_S)
+        await super().shutdown(timeout)
+
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         """The answer to a request the parser refused (400), or to a failure outside the middleware.
@@ -166,6 +184,9 @@ class GatewayRunner(web.AppRunner):
         # The gateway's own log lines and metrics record requests; aiohttp's access log would
         # write a second line per request.
         kwargs.setdefault("access_log", None)
+        # On cleanup aiohttp closes the listeners and idle connections, waits this long for the
+        # requests in flight, then cancels them (each settles what it metered) and waits again.
+        kwargs.setdefault("shutdown_timeout", app[SETTINGS].shutdown_grace_s)
         super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
@@ -177,6 +198,12 @@ class GatewayRunner(web.AppRunner):
                              handler_cancellation=made.handler_cancellation, loop=asyncio.get_running_loop(),
                              limits=ConnectionLimits(settings.connections_max, settings.connections_per_ip_max),
                              head_timeout_s=settings.request_head_timeout_s, **made._kwargs)
+
+
+async def stopping(app: web.Application) -> None:
+    """on_shutdown: runs once the listeners are closed, before the wait for requests in flight."""
+    app[STOPPING].set()
+    log.info("stopping: requests in flight get up to %.1f s to finish", app[SETTINGS].shutdown_grace_s)
 
 
 def _errors_as_json(handle: Any, shape_prefixes: list[tuple[str, str]]) -> Any:

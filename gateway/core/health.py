@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -33,14 +35,29 @@ def _require_operator(request: web.Request) -> None:
                               headers={"WWW-Authenticate": "Bearer"})
 
 
+async def watch_backends(app: web.Application, interval_s: float) -> None:
+    """Keep tollgate_backend_up current: the operator's outage alerts read it between scrapes of /ready."""
+    while True:
+        database, redis = await asyncio.gather(_check(app[DATABASE].fetchval("SELECT 1")), _check(app[REDIS].ping()))
+        metrics.labelled(metrics.BACKEND_UP, "postgres").set(database == "ok")
+        metrics.labelled(metrics.BACKEND_UP, "redis").set(redis == "ok")
+        await asyncio.sleep(interval_s)
+
+
+async def watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(watch_backends(app, app[SETTINGS].watch_interval_s), name="backend-watch")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _check(probe) -> str:
     try:
         await asyncio.wait_for(probe, CHECK_TIMEOUT_S)
         return "ok"
     except Exception as error:  # a readiness probe reports every failure, it never raises
         return f"down: {type(error).__name__}"
-
-
 
 
 async def ready(request: web.Request) -> web.Response:

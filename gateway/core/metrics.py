@@ -73,6 +73,23 @@ PAYMENT_CALLBACKS = Counter("tollgate_payment_callbacks",
 BUDGET_ALERTS = Counter("tollgate_budget_alerts", "Budgets whose spend reached their alert share (once per "
                         "window), by scope (key or user).", ["scope"])
 WORKERS = Gauge("tollgate_workers", "Worker processes serving this port.", multiprocess_mode="livesum")
+# The operator's gauges (deploy/prometheus/alerts.yml), set by background checks every
+# TOLLGATE_WATCH_INTERVAL_S / TOLLGATE_RECONCILE_INTERVAL_S. Any worker that cannot reach a backend
+# makes it 0 (livemin); the ledger's are the same database read by every worker (the latest wins).
+BACKEND_UP = Gauge("tollgate_backend_up", "1 while this gateway reaches the backend (postgres, redis), else 0.",
+                   ["backend"], multiprocess_mode="livemin")
+OPEN_HOLDS = Gauge("tollgate_ledger_open_holds", "Holds placed and not yet posted or voided.",
+                   multiprocess_mode="livemostrecent")
+OPEN_HOLDS_MICRO = Gauge("tollgate_ledger_held_micro", "Micro-credits reserved by open holds.",
+                         multiprocess_mode="livemostrecent")
+EXPIRED_HOLDS = Gauge("tollgate_ledger_expired_open_holds",
+                      "Open holds past their expiry that the sweep has not voided yet (a backlog).",
+                      multiprocess_mode="livemostrecent")
+RECONCILE_PROBLEMS = Gauge("tollgate_ledger_reconcile_problems",
+                           "Problems the last reconciliation found (0 = every balance matches its transfers).",
+                           multiprocess_mode="livemostrecent")
+RECONCILE_CHECKED = Gauge("tollgate_ledger_reconcile_checked_timestamp_seconds",
+                          "When the last reconciliation finished (Unix time).", multiprocess_mode="livemostrecent")
 
 
 Metric = TypeVar("Metric", bound=MetricWrapperBase)

@@ -13,6 +13,7 @@ import time
 from aiohttp import web
 
 from gateway.core import browser, metrics
+from gateway.core.logs import FIELDS, REQUEST_ID
 from gateway.core.app_keys import BROWSER_POLICY, ERROR_SHAPE_PREFIXES, SETTINGS
 from gateway.core.call import Call
 from gateway.core.error_shapes import error_response, shape_for_path
@@ -85,6 +86,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
                 client_ip=client_ip(request, settings.trust_forwarded))
     call.extra_headers["X-Request-Id"] = request_id
     request[CALL] = call
+    context_token = REQUEST_ID.set(request_id)  # every log line of this request carries its id
     try:
         if settings.metrics_port and not _listener_serves(request, settings.metrics_port):
             raise NotFound()
@@ -116,15 +118,27 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         call.fail(Outcome.ERROR)
         response = error_response(call.error_shape, GatewayError(), request_id)
     finally:
-        elapsed = time.perf_counter() - call.started_s
-        method = request.method if request.method in KNOWN_METHODS else "other"  # bounded label values
-        metrics.labelled(metrics.REQUESTS, call.route, method, str(call.status), str(call.outcome)).inc()
-        metrics.labelled(metrics.REQUEST_SECONDS, call.route).observe(elapsed)
-        if call.outcome == Outcome.RATE_LIMITED:
-            metrics.RATE_LIMITED.inc()
+        _record(request, call, settings.access_log)
+        REQUEST_ID.reset(context_token)
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id
     return response
+
+
+def _record(request: web.Request, call: Call, access_log: str) -> None:
+    """The request's metrics, and its access-log line when TOLLGATE_ACCESS_LOG asks for one."""
+    elapsed = time.perf_counter() - call.started_s
+    method = request.method if request.method in KNOWN_METHODS else "other"  # bounded label values
+    metrics.labelled(metrics.REQUESTS, call.route, method, str(call.status), str(call.outcome)).inc()
+    metrics.labelled(metrics.REQUEST_SECONDS, call.route).observe(elapsed)
+    if call.outcome == Outcome.RATE_LIMITED:
+        metrics.RATE_LIMITED.inc()
+    if access_log == "all" or (access_log == "errors" and call.status >= 500):
+        # The path without its query: a query can hold a credential (Gemini's ?key=).
+        log.info("%s %s %d", method, request.path, call.status, extra={FIELDS: {
+            "method": method, "path": request.path, "route": call.route, "status": call.status,
+            "outcome": str(call.outcome), "duration_ms": round(elapsed * 1000, 3), "client_ip": call.client_ip,
+            "bytes_in": call.bytes_in, "bytes_out": call.bytes_out}})
 
 
 async def secure_response(request: web.Request, response: web.StreamResponse) -> None:

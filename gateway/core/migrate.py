@@ -81,3 +81,21 @@ async def apply(database_url: str, migrations: list[Migration] | None = None) ->
             await connection.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
     finally:
         await connection.close()
+
+
+async def pending(database_url: str, migrations: list[Migration] | None = None) -> list[int]:
+    """The versions not applied yet, applying nothing (`tollgate migrate --check`); an applied
+    migration changed since raises MigrationError, as `apply` would."""
+    migrations = discover() if migrations is None else migrations
+    connection = await asyncpg.connect(database_url)
+    try:
+        applied: dict[int, str] = {}
+        if await connection.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+            rows = await connection.fetch("SELECT version, checksum FROM schema_migrations")
+            applied = {row["version"]: row["checksum"] for row in rows}
+    finally:
+        await connection.close()
+    changed = [f"{m.version:04d}_{m.name}" for m in migrations if applied.get(m.version, m.checksum) != m.checksum]
+    if changed:
+        raise MigrationError(f"migration(s) changed after they were applied: {', '.join(changed)}")
+    return [m.version for m in migrations if m.version not in applied]

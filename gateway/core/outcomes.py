@@ -14,6 +14,8 @@ class Outcome(StrEnum):
     # The upstream broke off an answer already under way.
     UPSTREAM_BROKEN = "upstream_broken"
     CLIENT_DISCONNECTED = "client_disconnected"
+    # The gateway was stopping (SIGTERM) and cut the answer at TOLLGATE_SHUTDOWN_GRACE_S.
+    SHUTDOWN = "shutdown"
     RATE_LIMITED = "rate_limited"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"

@@ -1,10 +1,13 @@
-"""Health and readiness endpoints, and the metrics token that guards the operators' ones."""
+"""Health and readiness endpoints, the metrics token that guards the operators' ones, and the
+background probes of PostgreSQL and Redis."""
 
 from __future__ import annotations
 
 import pytest
 
 from devkit.embedded import free_port
+from gateway.core.config import Secret
+from tests.support.metrics import eventually_equals, gauge
 
 
 async def test_health_answers_without_dependencies(gateway):
@@ -58,3 +61,21 @@ async def test_redis_down_makes_ready_degraded(gateway_factory, database):
     body = await response.json()
     assert response.status == 200
     assert body["status"] == "degraded" and body["checks"]["redis"].startswith("down")
+
+
+# -- tollgate_backend_up: the background probes behind the outage alerts --------------------------
+
+def backend_up(backend: str) -> str:
+    return rf'tollgate_backend_up\{{backend="{backend}"\}}'
+
+
+async def test_backends_are_reported_up(gateway_factory):
+    gateway = await gateway_factory(watch_interval_s=0.05)
+    assert await eventually_equals(gateway, backend_up("postgres"), 1.0) == 1.0
+    assert await eventually_equals(gateway, backend_up("redis"), 1.0) == 1.0
+
+
+async def test_a_redis_that_does_not_answer_is_reported_down(gateway_factory):
+    gateway = await gateway_factory(watch_interval_s=0.05, redis_url=Secret(f"redis://127.0.0.1:{free_port()}/0"))
+    assert await eventually_equals(gateway, backend_up("redis"), 0.0) == 0.0
+    assert await gauge(gateway, backend_up("postgres")) == 1.0

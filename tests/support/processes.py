@@ -53,3 +53,19 @@ async def stop(process) -> None:
         except asyncio.TimeoutError:
             process.kill()
             await process.wait()
+
+
+def ai_env(mock_target: str) -> dict[str, str]:
+    """Settings of a served gateway in front of the mock target and its AI mocks (as tests/support/ai.py
+    sets them for an in-process one)."""
+    return {"TOLLGATE_TARGET_URL": mock_target, "TOLLGATE_OPENAI_BASE_URL": f"{mock_target}/openai/v1",
+            "TOLLGATE_OPENAI_API_KEYS": "sk-mock-a", "TOLLGATE_ANTHROPIC_BASE_URL": f"{mock_target}/anthropic",
+            "TOLLGATE_ANTHROPIC_API_KEYS": "sk-mock-claude", "TOLLGATE_GEMINI_BASE_URL": f"{mock_target}/gemini",
+            "TOLLGATE_GEMINI_API_KEYS": "mock-gemini"}
+
+
+async def serve(env: dict[str, str], log_path: Path, *args: str):
+    """`tollgate serve` with its stderr in a file (a pipe nobody reads would stall it once full)."""
+    with open(log_path, "wb") as log:
+        return await asyncio.create_subprocess_exec(*TOLLGATE, "serve", *args, env=env,
+                                                    stdout=subprocess.DEVNULL, stderr=log)

@@ -1,0 +1,34 @@
+"""A setting's raw value (an environment string or a TOML value) read as its field's type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.core import payment_settings
+from gateway.core.plan_settings import parse_plan_limits, parse_token_prices
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+BOOLEAN_WORDS = TRUE_WORDS | {"0", "false", "no", "off"}
+
+
+def coerce(annotation: str, raw: Any) -> Any:
+    """The value for a field annotated `annotation` (Secret is config's own); TypeError or
+    ValueError when it cannot be read."""
+    if annotation == "int":
+        return int(raw)
+    if annotation == "float":
+        return float(raw)
+    if annotation == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text not in BOOLEAN_WORDS:
+            raise ValueError(raw)
+        return text in TRUE_WORDS
+    if annotation == "Mapping[int, int]":
+        return parse_token_prices(raw)
+    if annotation == "Mapping[str, Decimal]":
+        return payment_settings.parse_credit_prices(raw)
+    if annotation.startswith("Mapping"):
+        return parse_plan_limits(raw)
+    return str(raw)
