@@ -13,7 +13,8 @@ from ledger.money import (ACCOUNT_SUM_MAX_MICRO, AMOUNT_MAX_MICRO, MICRO_PER_CRE
                           MoneyError, format_micro, parse_credits)
 from ledger.transfers import (KINDS, AmountOutOfRange, HoldExpired, HoldNotFound, HoldResolved,
                               IdempotencyConflict, InsufficientBalance, InvalidAmount, ItemFailed, LedgerError,
-                              LimitExceeded, Transfer, expire_holds, move, resolve)
+                              LimitExceeded, Transfer, expire_holds, expire_holds_since, move,
+                              resolve)
 
 __all__ = [
     "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "AmountOutOfRange", "Balance", "Batcher", "HoldExpired",
@@ -22,6 +23,7 @@ __all__ = [
     "LedgerError",
     "LimitExceeded",
     "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",
+    "expire_holds_since",
     "daily", "format_micro", "history", "lock_available", "move", "Report", "parse_credits", "reconcile", "resolve",
     "set_overdraft", "system_id", "SYSTEM_ACCOUNTS", "TakeBack", "take_back", "repay", "Totals", "totals",
     "user_account",

@@ -28,9 +28,11 @@ SELECT r.status, r.detail, (r.transfer).*
 FROM ledger_resolve($1, $2, $3, $4, $5, $6, $7, $8) AS r"""
 OPEN_EXPIRED_HOLDS = """
 SELECT p.id FROM transfers p
-WHERE p.phase = 'pending' AND p.expires_at <= $1
+WHERE p.phase = 'pending' AND p.expires_at <= $1 AND p.expires_at > $3
   AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)
 ORDER BY p.id LIMIT $2"""
+# Before every hold ever placed: the first sweep of a process looks at the whole history.
+BEGINNING = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 class LedgerError(Exception):
@@ -248,8 +250,18 @@ async def expire_holds(connection: asyncpg.Connection, *, now: dt.datetime, batc
 
     Safe to run from many processes at once: each hold is voided once, and counted by one caller.
     """
+    expired, _ = await expire_holds_since(connection, now=now, expired_after=BEGINNING, batch_max=batch_max)
+    return expired
+
+
+async def expire_holds_since(connection: asyncpg.Connection, *, now: dt.datetime, expired_after: dt.datetime,
+                             batch_max: int = 500) -> tuple[int, bool]:
+    """expire_holds for the holds that expired after `expired_after` only (a sweep that looks at
+    every hold ever placed costs more with each day of history); returns how many it voided and
+    whether it looked at every such hold (False: `batch_max` cut it short)."""
     expired = 0
-    for row in await connection.fetch(OPEN_EXPIRED_HOLDS, now, batch_max):
+    rows = await connection.fetch(OPEN_EXPIRED_HOLDS, now, batch_max, expired_after)
+    for row in rows:
         try:
             void = await resolve(connection, key=f"expire:{row['id']}", hold_id=row["id"], now=now,
                                  expiring=True, metadata={"reason": "expired"})
@@ -257,4 +269,4 @@ async def expire_holds(connection: asyncpg.Connection, *, now: dt.datetime, batc
             continue  # a post or void resolved it first
         if not void.replayed:  # else another expirer voided it first
             expired += 1
-    return expired
+    return expired, len(rows) < batch_max
