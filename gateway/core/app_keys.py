@@ -9,6 +9,7 @@ import asyncpg
 import redis.asyncio as redis_asyncio
 from aiohttp import web
 
+from gateway.core.admin_origin import AdminOrigin
 from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
@@ -25,3 +26,5 @@ READINESS_PROBES = web.AppKey("readiness_probes", dict[str, Callable[[web.Applic
 ERROR_SHAPE_PREFIXES = web.AppKey("error_shape_prefixes", list[tuple[str, str]])
 # CORS origins and security-header choices, precomputed from the settings (gateway/core/browser.py).
 BROWSER_POLICY = web.AppKey("browser_policy", BrowserPolicy)
+# Which listener serves the admin UI, and its origin (gateway/core/admin_origin.py, decision 0027).
+ADMIN_ORIGIN = web.AppKey("admin_origin", AdminOrigin)

@@ -25,7 +25,7 @@ async def browser_page():
 
 
 async def test_a_staff_members_session_end_to_end(gateway, database, browser_page):
-    page, base = browser_page, str(gateway.make_url("")).rstrip("/")
+    page, base = browser_page, gateway.admin_base  # the admin UI's own origin (decision 0027)
     await person(database, "root@example.com", role="admin")
     alice = await person(database, "alice@example.com", username="alice", full_name="Alice Example")
     eve = await person(database, "eve@example.com", full_name="Eve Leaving")
