@@ -95,10 +95,10 @@ def admit(request: web.Request) -> None:
                         code="scripted_request")
     if request.method == "POST":
         origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
-        if (origin is not None and origin.lower() != request.app[ADMIN_ORIGIN].origin) \
-                or site not in (None, "same-origin"):
-            raise Forbidden("the admin UI's forms post from its own origin only (TOLLGATE_ADMIN_PUBLIC_URL names it)",
-                            code="cross_site_request")
+        own = request.app[ADMIN_ORIGIN].origin
+        if (origin is not None and origin.lower() != own) or site not in (None, "same-origin"):
+            raise Forbidden(f"the admin UI's forms post from its own origin only, {own} (TOLLGATE_ADMIN_PUBLIC_URL "
+                            "names it behind a proxy)", code="cross_site_request")
 
 
 async def isolate(request: web.Request, response: web.StreamResponse) -> None:

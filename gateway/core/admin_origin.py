@@ -46,6 +46,8 @@ def parse_origin(raw: str) -> str:
 def problems(settings: Settings, prefix: str) -> list[str]:
     """What is wrong with the admin UI's settings, each naming its variable (empty: nothing)."""
     found = []
+    if settings.target_prefix and is_admin_path("/" + settings.target_prefix.strip("/")):
+        found.append(f"{prefix}TARGET_PREFIX must not be {PREFIX} or under it: that is the admin UI's path")
     if settings.admin_listen:
         try:
             _, port = parse_listen(settings.admin_listen)

@@ -123,6 +123,7 @@ async def test_on_the_main_origin_when_asked_with_script_made_requests_still_ref
     ({"admin_listen": "127.0.0.1:8081", "admin_on_main_origin": True}, "contradict"),
     ({"admin_public_url": "https://admin.example"}, "which is not set"),
     ({"admin_listen": "127.0.0.1:8081", "admin_public_url": "https://admin.example/admin"}, "must be an origin"),
+    ({"target_prefix": "/admin/"}, "TARGET_PREFIX must not be /admin"),
 ])
 def test_settings_that_cannot_work_stop_start_up_naming_the_setting(changes, named):
     with pytest.raises(ConfigError, match=named):
