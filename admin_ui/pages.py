@@ -108,8 +108,9 @@ async def isolate(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def staff_page(*roles: str) -> Callable[[Handler], Handler]:
-    """A page or action for a logged-in member of `roles` (others: 404). A POST must carry the
-    session's CSRF token in its form, or it is refused (403) before the action runs."""
+    """A page or action for a logged-in member of `roles` (others: 404), once `admit` let the request
+    in. A POST must carry the session's CSRF token in its form, or it is refused (403) before the
+    action runs."""
     allowed = roles or sessions.STAFF_ROLES
 
     def wrap(handler: Handler) -> Handler:
