@@ -7,7 +7,7 @@ from aiohttp import web
 
 from admin_ui import pages, sessions
 from gateway.accounts import audit, email_address, login_throttle, users
-from gateway.core.app_keys import DATABASE, SETTINGS
+from gateway.core.app_keys import ADMIN_ORIGIN, DATABASE, SETTINGS
 from gateway.core.errors import Forbidden
 from gateway.core.middleware import CALL
 
@@ -27,15 +27,14 @@ def _form_page(request: web.Request, token: str, *, error: str = "", email: str 
     response = pages.render(request, "login.html", {
         "login_token": token, "error": error, "email": email,
         "next": _safe_next(request.query.get("next", ""))}, status=status)
-    sessions.set_cookie(response, request.app[SETTINGS], sessions.LOGIN_COOKIE, token,
+    sessions.set_cookie(response, request.app[ADMIN_ORIGIN].https, sessions.LOGIN_COOKIE, token,
                         path="/admin/login", max_age_s=LOGIN_FORM_TTL_S)
     return response
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
     """GET /admin/login: the form (or the dashboard, when already logged in)."""
-    call = request[CALL]
-    call.route, call.error_shape = "admin_ui", "page"
+    pages.admit(request)
     token = request.cookies.get(sessions.COOKIE, "")
     if await sessions.find(request.app[DATABASE], request.app[SETTINGS], token, pages.now(request)):
         return pages.redirect("/admin/")
@@ -44,8 +43,8 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 async def log_in(request: web.Request) -> web.StreamResponse:
     """POST /admin/login {csrf_token, email, password, next}."""
+    pages.admit(request)
     call = request[CALL]
-    call.route, call.error_shape = "admin_ui", "page"
     fields = await pages.form(request)
     expected = request.cookies.get(sessions.LOGIN_COOKIE, "")
     if not expected or not sessions.same_token(fields.get("csrf_token"), expected):
@@ -70,10 +69,10 @@ async def log_in(request: web.Request) -> web.StreamResponse:
     await audit.record(database, actor_id=user.id, action="admin_ui.login", target_type="user",
                        target_id=user.id, ip=call.client_ip)
     response = pages.redirect(_safe_next(fields.get("next", "")))
-    settings = request.app[SETTINGS]
-    sessions.set_cookie(response, settings, sessions.COOKIE, token, path=sessions.PATH,
-                        max_age_s=settings.admin_session_ttl_s)
-    sessions.clear_cookie(response, settings, sessions.LOGIN_COOKIE, path="/admin/login")
+    secure = request.app[ADMIN_ORIGIN].https
+    sessions.set_cookie(response, secure, sessions.COOKIE, token, path=sessions.PATH,
+                        max_age_s=request.app[SETTINGS].admin_session_ttl_s)
+    sessions.clear_cookie(response, secure, sessions.LOGIN_COOKIE, path="/admin/login")
     return response
 
 
@@ -86,5 +85,5 @@ async def log_out(request: web.Request) -> web.StreamResponse:
     await audit.record(database, actor_id=session.user.id, action="admin_ui.logout", target_type="user",
                        target_id=session.user.id, ip=request[CALL].client_ip)
     response = pages.redirect("/admin/login", "logged_out")
-    sessions.clear_cookie(response, request.app[SETTINGS], sessions.COOKIE, path=sessions.PATH)
+    sessions.clear_cookie(response, request.app[ADMIN_ORIGIN].https, sessions.COOKIE, path=sessions.PATH)
     return response

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from admin_ui import sessions
 from gateway.accounts.directory import scope_of
-from gateway.core.app_keys import CLOCK, DATABASE, SETTINGS
+from gateway.core.admin_origin import is_admin_path
+from gateway.core.app_keys import ADMIN_ORIGIN, CLOCK, DATABASE, SETTINGS
 from gateway.core.errors import BadRequest, Forbidden, NotFound
 from gateway.core.json_body import read_form
 from gateway.core.middleware import CALL
@@ -35,6 +36,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+# On every answer under /admin, its errors and static files included (decision 0027): a window that
+# opens a page of ours gets no handle on it, and no other origin may embed what we answer.
+ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Resource-Policy": "same-origin"}
 # Messages a redirect after an action may show (by code: a link cannot make a page say anything else).
 NOTICES = {
     "adjusted": "Credits adjusted.", "updated": "User updated.", "token_revoked": "Access token revoked.",
@@ -78,16 +82,41 @@ async def form(request: web.Request) -> dict[str, str]:
     return request[FORM]
 
 
+def admit(request: web.Request) -> None:
+    """Every page and action answers only what a browser asks for a person: a page load or a form's
+    POST, never a request a script made (decision 0027). The pages run no script, so such a request
+    comes from some other page; Fetch Metadata (Sec-Fetch-*) and Origin name it in today's browsers,
+    older ones send neither and the CSRF token still holds. Refused before the session is read."""
+    call = request[CALL]
+    call.route, call.error_shape = "admin_ui", "page"
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if mode is not None and mode != "navigate":
+        raise Forbidden("the admin UI answers page loads and form posts, not requests made by a script",
+                        code="scripted_request")
+    if request.method == "POST":
+        origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
+        own = request.app[ADMIN_ORIGIN].origin
+        if (origin is not None and origin.lower() != own) or site not in (None, "same-origin"):
+            raise Forbidden(f"the admin UI's forms post from its own origin only, {own} (TOLLGATE_ADMIN_PUBLIC_URL "
+                            "names it behind a proxy)", code="cross_site_request")
+
+
+async def isolate(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: ISOLATION_HEADERS on every answer under /admin."""
+    if is_admin_path(request.path):
+        response.headers.update(ISOLATION_HEADERS)
+
+
 def staff_page(*roles: str) -> Callable[[Handler], Handler]:
-    """A page or action for a logged-in member of `roles` (others: 404). A POST must carry the
-    session's CSRF token in its form, or it is refused (403) before the action runs."""
+    """A page or action for a logged-in member of `roles` (others: 404), once `admit` let the request
+    in. A POST must carry the session's CSRF token in its form, or it is refused (403) before the
+    action runs."""
     allowed = roles or sessions.STAFF_ROLES
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def page(request: web.Request) -> web.StreamResponse:
-            call = request[CALL]
-            call.route, call.error_shape = "admin_ui", "page"
+            admit(request)
             token = request.cookies.get(sessions.COOKIE, "")
             session = await sessions.find(request.app[DATABASE], request.app[SETTINGS], token, now(request))
             if session is None:

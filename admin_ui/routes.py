@@ -11,8 +11,8 @@ import jinja2
 from aiohttp import web
 
 import ledger
-from admin_ui import (ai_usage, audit_page, dashboard, login, ledger_pages, payments, proxy_sessions, settings_pages,
-                      traffic, user_actions, users)
+from admin_ui import (ai_usage, audit_page, dashboard, ledger_pages, login, pages, payments, proxy_sessions,
+                      settings_pages, traffic, user_actions, users)
 from gateway.core.app_keys import ERROR_SHAPE_PREFIXES
 
 HERE = Path(__file__).parent
@@ -34,6 +34,7 @@ def environment(app: web.Application) -> jinja2.Environment:
 
 
 async def _to_dashboard(request: web.Request) -> web.Response:
+    pages.admit(request)
     return web.Response(status=301, headers={"Location": "/admin/"})
 
 
@@ -42,6 +43,7 @@ def add_routes(app: web.Application) -> None:
     environment(app)
     app[ERROR_SHAPE_PREFIXES].append(("/admin", "page"))
     app.cleanup_ctx.append(traffic.traffic_ctx)
+    app.on_response_prepare.append(pages.isolate)
     router = app.router
     router.add_static("/admin/static/", HERE / "static", append_version=False)
     router.add_get("/admin", _to_dashboard)

@@ -88,11 +88,12 @@ def same_token(presented: str | None, expected: str) -> bool:
     return bool(presented) and hmac.compare_digest(str(presented).encode(), expected.encode())
 
 
-def set_cookie(response: web.StreamResponse, settings: Settings, name: str, value: str, *, path: str,
+def set_cookie(response: web.StreamResponse, secure: bool, name: str, value: str, *, path: str,
                max_age_s: int) -> None:
+    """`secure`: the admin UI's origin is https (TOLLGATE_ADMIN_PUBLIC_URL, else the public URL)."""
     response.set_cookie(name, value, path=path, max_age=max_age_s, httponly=True, samesite="Strict",
-                        secure=settings.public_url.lower().startswith("https://"))
+                        secure=secure)
 
 
-def clear_cookie(response: web.StreamResponse, settings: Settings, name: str, *, path: str) -> None:
-    set_cookie(response, settings, name, "", path=path, max_age_s=0)
+def clear_cookie(response: web.StreamResponse, secure: bool, name: str, *, path: str) -> None:
+    set_cookie(response, secure, name, "", path=path, max_age_s=0)

@@ -214,11 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         results["seed"] = {"ai_usage_rows": 300_000}
         port = free_port()
         argv_serve = [*TOLLGATE, "serve", "--workers", "1"]
-        env = tollgate_env(database, target_url="http://127.0.0.1:9", port=port)
+        admin_port = free_port()  # the admin UI on a listener of its own (decision 0027)
+        env = {**tollgate_env(database, target_url="http://127.0.0.1:9", port=port),
+               "TOLLGATE_ADMIN_LISTEN": f"127.0.0.1:{admin_port}"}
         server = start("tollgate", argv_serve, directory / "tollgate.log", cwd=ROOT, env=env)
         stopping.append(server.stop)
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(server, base + "/health")
+        base = f"http://127.0.0.1:{admin_port}"
+        wait_ready(server, base + "/admin/login")
         results.update(asyncio.run(measure(base, worker_pid(server.process.pid), args.repeat)))
     finally:
         for stop in reversed(stopping):

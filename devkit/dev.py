@@ -18,6 +18,7 @@ from devkit.fake_payments import serving as fake_payments
 from devkit.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from gateway.accounts import access_tokens, api_keys, users
 from gateway.core import migrate
+from gateway.core.admin_origin import AdminOrigin
 from gateway.core.config import Secret, Settings
 
 ADMIN_EMAIL = "admin@tollgate.local"
@@ -35,11 +36,12 @@ def _remembered(path: Path, make) -> tuple[str, bool]:
 
 
 def _ports(data_dir: Path) -> dict[str, int]:
+    """The embedded servers' ports and the admin UI's, kept for the next start (a bookmark stays good)."""
     path = data_dir / "ports.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    ports = {"postgres": free_port(), "redis": free_port()}
-    path.write_text(json.dumps(ports))
+    ports = json.loads(path.read_text()) if path.exists() else {}
+    if not {"postgres", "redis", "admin"} <= set(ports):
+        ports = {"postgres": free_port(), "redis": free_port(), "admin": free_port(), **ports}
+        path.write_text(json.dumps(ports))
     return ports
 
 
@@ -68,6 +70,9 @@ async def _prepare(settings: Settings, servers: list[object]) -> tuple[Settings,
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o755)
     ports = _ports(data_dir)
+    if not settings.admin_listen and not settings.admin_on_main_origin:
+        # The admin UI on an origin of its own, as `serve` should run it (decision 0027).
+        settings = settings.replace(admin_listen=f"127.0.0.1:{ports['admin']}")
     if not settings.database_url:
         postgres = EmbeddedPostgres(data_dir / "postgres", ports["postgres"])
         postgres.start()
@@ -209,7 +214,7 @@ tollgate is running (embedded default; data in {settings.data_dir})
   gateway      {base}
   target       {settings.target_url}   (mock upstream)
   admin login  {admin_line}
-  admin UI     {base}/admin/   (log in there as {ADMIN_EMAIL})
+  admin UI     {AdminOrigin.from_settings(settings).origin}/admin/   (its own origin; log in there as {ADMIN_EMAIL})
   demo user    {demo_line}   (100 credits to spend)
   demo token   {token}   (24 h, scope full)
   demo API key {key}   (AI routes; upstreams: {ai_upstreams})

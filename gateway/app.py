@@ -17,8 +17,9 @@ from gateway.ai import handler as ai_handler
 from gateway.api import (admin_keys, admin_tokens, admin_users, auth, budgets, bundles, currency, keys, openapi,
                          payments, prices, referrals, tokens, usage, webhooks)
 from gateway.core import health, metrics
-from gateway.core.app_keys import (BROWSER_POLICY, CLOCK, DATABASE, ERROR_SHAPE_PREFIXES, READINESS_PROBES, REDIS,
-                                   REPORTS_DATABASE, SETTINGS, STOPPING)
+from gateway.core.admin_origin import AdminOrigin
+from gateway.core.app_keys import (ADMIN_ORIGIN, BROWSER_POLICY, CLOCK, DATABASE, ERROR_SHAPE_PREFIXES,
+                                   READINESS_PROBES, REDIS, REPORTS_DATABASE, SETTINGS, STOPPING)
 from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
@@ -93,6 +94,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app[CLOCK] = clock or Clock()
     app[MAILER] = mailer or mail.sender_for(settings)
     app[BROWSER_POLICY] = BrowserPolicy.from_settings(settings)  # a malformed origin stops start-up here
+    app[ADMIN_ORIGIN] = AdminOrigin.from_settings(settings)
     app[READINESS_PROBES] = {}
     app[ERROR_SHAPE_PREFIXES] = []
     app[STOPPING] = asyncio.Event()

@@ -43,11 +43,30 @@ async def start_metrics_site(runner, settings: Settings, reuse_port: bool = Fals
         await web.TCPSite(runner, settings.metrics_host, settings.metrics_port, reuse_port=reuse_port).start()
 
 
+async def start_admin_site(runner, settings: Settings, reuse_port: bool = False) -> None:
+    """The admin UI's own listener (decision 0027): another origin than the proxied target's pages."""
+    from aiohttp import web
+
+    from gateway.core.admin_origin import OFF, AdminOrigin, parse_listen
+
+    admin = AdminOrigin.from_settings(settings)
+    if admin.port:
+        host, port = parse_listen(settings.admin_listen)
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+        log.info("admin UI on %s/admin/ (listening on %s)", admin.origin, settings.admin_listen)
+    elif admin.on_main_origin:
+        log.warning("admin UI on the main origin (TOLLGATE_ADMIN_ON_MAIN_ORIGIN=true), the origin of the proxied "
+                    "target's pages: a script there runs beside it; prefer TOLLGATE_ADMIN_LISTEN")
+    else:
+        log.warning("%s", OFF)
+
+
 async def start_sites(runner, settings: Settings, reuse_port: bool) -> None:
     from aiohttp import web
 
     await web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port, backlog=1024).start()
     await start_metrics_site(runner, settings, reuse_port)
+    await start_admin_site(runner, settings, reuse_port)
 
 
 async def _serve_forever(settings: Settings, reuse_port: bool) -> None:

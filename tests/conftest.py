@@ -22,10 +22,10 @@ from devkit.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from gateway.app import create_app
 from gateway.core import migrate
 from gateway.core.clock import ManualClock
-from gateway.server import start_metrics_site
+from gateway.server import start_admin_site, start_metrics_site
 from tests.support.accounts import deposit, register
 from tests.support.database import RESET_DATABASE, SEED_BUNDLES, SEED_PRICES, Servers
-from tests.support.gateways import GatewayTestServer, Outbox, make_settings
+from tests.support.gateways import GatewayTestClient, GatewayTestServer, Outbox, make_settings
 from tests.support.payments import Fakes, new_fakes
 from tests.support.store_faults import Partition
 
@@ -98,15 +98,25 @@ def outbox() -> Outbox:
 
 
 @pytest.fixture
+def aiohttp_client_cls():
+    """Every test client: paths under /admin go to the admin UI's own listener when it has one."""
+    return GatewayTestClient
+
+
+@pytest.fixture
 def gateway_factory(servers, database, mock_target, clock, outbox, aiohttp_client):
-    """Start a gateway (settings overridable per test) in front of the mock target."""
+    """Start a gateway (settings overridable per test) in front of the mock target; its admin UI on a
+    listener of its own (decision 0027) unless the test says where it goes."""
 
     async def start(target_url: str | None = None, **changes):
         port = free_port()
+        if "admin_on_main_origin" not in changes:
+            changes.setdefault("admin_listen", f"127.0.0.1:{free_port()}")
         settings = make_settings(servers, target_url or mock_target, port, **changes)
         app = create_app(settings, clock=clock, mailer=outbox)
         client = await aiohttp_client(GatewayTestServer(app, port=port))
         await start_metrics_site(client.server.runner, settings)
+        await start_admin_site(client.server.runner, settings)
         client.settings = settings
         return client
 

@@ -36,9 +36,10 @@ async def test_two_workers_share_one_port_and_report_each_others_requests(server
                                                                           mock_target):
     issued = await make_token(database)
     limited = await make_token(database, email="premium@example.com", plan="premium")
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port),
-                      TOLLGATE_PLAN_LIMITS_PER_MIN="free=1000,premium=5,enterprise=0", TOLLGATE_MAIL_SENDER="none")
+                      TOLLGATE_PLAN_LIMITS_PER_MIN="free=1000,premium=5,enterprise=0", TOLLGATE_MAIL_SENDER="none",
+                      TOLLGATE_ADMIN_LISTEN=f"127.0.0.1:{admin_port}")
     process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "2", env=env,
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -62,6 +63,12 @@ async def test_two_workers_share_one_port_and_report_each_others_requests(server
             for _ in range(6):
                 async with session.get(base + "/metrics") as response:
                     scrapes.append(await response.text())
+            # The admin UI on its own listener, shared by the workers like the main port (decision 0027).
+            for _ in range(6):
+                async with session.get(f"http://127.0.0.1:{admin_port}/admin/login") as response:
+                    assert response.status == 200 and 'name="password"' in await response.text()
+                async with session.get(base + "/admin/login") as response:
+                    assert response.status == 404
         # The premium limit (5/min) holds across both workers: Redis keeps one window.
         assert sorted(statuses) == [200] * 5 + [429] * 7
         for text in scrapes:

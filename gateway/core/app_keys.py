@@ -11,6 +11,7 @@ import asyncpg
 import redis.asyncio as redis_asyncio
 from aiohttp import web
 
+from gateway.core.admin_origin import AdminOrigin
 from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
@@ -33,3 +34,5 @@ BROWSER_POLICY = web.AppKey("browser_policy", BrowserPolicy)
 # Set once the gateway is stopping (after SIGTERM the listener is closed and in-flight requests get
 # TOLLGATE_SHUTDOWN_GRACE_S): a stream cut then is settled at once, without waiting for its upstream.
 STOPPING = web.AppKey("stopping", asyncio.Event)
+# Which listener serves the admin UI, and its origin (gateway/core/admin_origin.py, decision 0027).
+ADMIN_ORIGIN = web.AppKey("admin_origin", AdminOrigin)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
-from gateway.core import cookie_settings, payment_settings, setting_values
+from gateway.core import admin_origin, cookie_settings, payment_settings, setting_values
 # DEFAULT_TOKEN_PRICES and PLANS are read through this module too.
 from gateway.core.plan_settings import (DEFAULT_PLAN_LIMITS_PER_MIN, DEFAULT_TOKEN_PRICES, PLANS,  # noqa: F401
                                         parse_plan_limits, parse_token_prices)
@@ -230,6 +230,13 @@ class Settings:
     admin_session_idle_s: int = 3600
     # How often the dashboard samples the request metrics (requests/s, errors, p95; all workers), in seconds.
     admin_traffic_sample_s: float = 5.0
+    # Its origin (decision 0027): a listener of its own, host:port (the main port then answers 404
+    # under /admin), and that listener's URL as browsers see it (Origin checks, Secure cookies;
+    # empty = http://<admin_listen>). Without a listener it is off, unless admin_on_main_origin
+    # accepts that the proxied target's pages, served on the main origin, share its origin.
+    admin_listen: str = ""
+    admin_public_url: str = ""
+    admin_on_main_origin: bool = False
     # -- API controls (decision 0019) --
     # After a rotation an API key's old secret keeps working this long, in seconds (0 = refused at once).
     api_key_rotation_grace_s: int = 24 * 3600
@@ -297,6 +304,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}LEDGER_BATCH_WINDOW_S: 0..0.002; {PREFIX}LEDGER_BATCH_ITEMS_MAX: >= 1")
         if self.log_format not in ("json", "text") or self.access_log not in ("all", "errors", "off"):
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be json or text, {PREFIX}ACCESS_LOG all, errors or off")
+        if problems := admin_origin.problems(self, PREFIX):
+            raise ConfigError("; ".join(problems))
         self.default_ai_price_micro()  # a malformed price stops start-up, naming the setting
 
     def _check_cookies(self) -> None:

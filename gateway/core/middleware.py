@@ -12,9 +12,9 @@ import time
 
 from aiohttp import web
 
-from gateway.core import browser, metrics
+from gateway.core import admin_origin, browser, metrics
+from gateway.core.app_keys import ADMIN_ORIGIN, BROWSER_POLICY, ERROR_SHAPE_PREFIXES, SETTINGS
 from gateway.core.logs import FIELDS, REQUEST_ID
-from gateway.core.app_keys import BROWSER_POLICY, ERROR_SHAPE_PREFIXES, SETTINGS
 from gateway.core.call import Call
 from gateway.core.error_shapes import error_response, shape_for_path
 from gateway.core.errors import CLIENT_CLOSED_REQUEST, GatewayError, NotFound, ServiceUnavailable, from_ledger
@@ -90,6 +90,8 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     try:
         if settings.metrics_port and not _listener_serves(request, settings.metrics_port):
             raise NotFound()
+        if not request.app[ADMIN_ORIGIN].serves(request):  # the admin UI on its own origin (decision 0027)
+            raise NotFound(None if request.app[ADMIN_ORIGIN].served else admin_origin.OFF)
         answered = browser.preflight(request.app[BROWSER_POLICY], request) if browser.is_preflight(request) else None
         if answered is not None:
             call.route = "preflight"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ async def browser_page():
 
 
 async def test_a_staff_members_session_end_to_end(gateway, database, browser_page):
-    page, base = browser_page, str(gateway.make_url("")).rstrip("/")
+    page, base = browser_page, gateway.admin_base  # the admin UI's own origin (decision 0027)
     await person(database, "root@example.com", role="admin")
     alice = await person(database, "alice@example.com", username="alice", full_name="Alice Example")
     eve = await person(database, "eve@example.com", full_name="Eve Leaving")
@@ -87,3 +88,72 @@ async def test_a_staff_members_session_end_to_end(gateway, database, browser_pag
     await page.goto(base + "/admin/users")
     await page.wait_for_selector("input[name=password]")  # the session is over: back to the form
     assert await database.fetchval("SELECT count(*) FROM admin_sessions") == 0
+
+
+# A proxied target's page whose script (the target's own, or an XSS on it) goes for the admin UI the
+# person at this browser is logged in to: reading a page (and with it the CSRF token), directly and
+# through a window it opens.
+ATTACK_PAGE = """<!doctype html><title>target</title><pre id="out">waiting</pre><script>
+const urls = ["/admin/users", "ADMIN/admin/users"];
+async function read(url) {
+  try {
+    const answer = await fetch(url, {credentials: "include"});
+    const text = await answer.text();
+    return answer.status + (text.includes("alice@example.com") ? " READ" : " unread");
+  } catch (error) { return "blocked"; }
+}
+async function peek(url) {
+  const opened = window.open(url);
+  for (let i = 0; i < 30; i++) {
+    await new Promise(done => setTimeout(done, 100));
+    try {
+      if (opened.document.body && opened.document.body.innerText.includes("alice@example.com")) return "READ";
+    } catch (error) { return "blocked"; }
+  }
+  return "unread";
+}
+(async () => {
+  const out = {};
+  for (const url of urls) { out["fetch " + url] = await read(url); out["open " + url] = await peek(url); }
+  document.getElementById("out").textContent = JSON.stringify(out);
+})();
+</script>"""
+
+
+@pytest.mark.parametrize("own_origin", [True, False], ids=["admin-listener", "main-origin-opt-in"])
+async def test_a_proxied_pages_script_cannot_read_the_admin_ui(gateway_factory, database, aiohttp_server,
+                                                               own_origin):
+    from aiohttp import web
+
+    from tests.support.proxy import SESSION_COOKIE
+
+    async def attack_page(request: web.Request) -> web.Response:
+        return web.Response(text=ATTACK_PAGE.replace("ADMIN", gateway.admin_base), content_type="text/html")
+
+    target = web.Application()
+    target.router.add_get("/", attack_page)
+    upstream = await aiohttp_server(target)
+    gateway = await gateway_factory(target_url=str(upstream.make_url("")).rstrip("/"),
+                                    **({} if own_origin else {"admin_on_main_origin": True}))
+    await person(database, "root@example.com", role="admin")
+    await person(database, "alice@example.com")
+    token = await make_token(database)
+    link = await gateway.post("/api/v1/proxy/session/link", headers=proxy_headers(token.token), json={"path": "/"})
+    assert link.status == 201, await link.text()
+    async with chromium_page() as page:
+        await page.goto(gateway.admin_base + "/admin/login")  # the admin logs in ...
+        await page.fill("input[name=email]", "root@example.com")
+        await page.fill("input[name=password]", PASSWORD)
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("h1:has-text('Dashboard')")
+        await page.goto((await link.json())["url"])  # ... then browses the proxied target
+        assert SESSION_COOKIE in {cookie["name"] for cookie in await page.context.cookies()}
+        await page.wait_for_function("document.getElementById('out').textContent !== 'waiting'", timeout=20_000)
+        outcome = json.loads(await page.inner_text("#out"))
+        await shot(page, f"admin-origin-{'own' if own_origin else 'main'}")
+    assert not [what for what, result in outcome.items() if "READ" in result], outcome
+    if own_origin:  # the main origin has no admin UI; the admin origin gives a script nothing to read
+        assert outcome["fetch /admin/users"] == "404 unread"
+        assert outcome[f"fetch {gateway.admin_base}/admin/users"] == "blocked"
+    else:  # on the same origin, its requests are refused (Fetch Metadata), its window is cut off (COOP)
+        assert outcome["fetch /admin/users"] == "403 unread"

@@ -21,7 +21,7 @@ async def test_an_admin_logs_in_and_gets_an_httponly_strict_cookie_scoped_to_the
 
 
 async def test_behind_https_the_session_cookie_is_secure(gateway_factory, database):
-    gateway = await gateway_factory(public_url="https://gateway.example")
+    gateway = await gateway_factory(public_url="https://gateway.example", admin_public_url="https://admin.example")
     await person(database, "root@example.com", role="admin")
     page = await gateway.get("/admin/login")
     token = csrf_of(await page.text())

@@ -77,12 +77,16 @@ async def test_the_dev_run_prints_curl_lines_that_work():
         assert "HttpOnly" in outputs[19] and facts_token(banner) not in outputs[19]
         assert "tollgate browser page" in outputs[20]
         assert f"127.0.0.1:{port}/api/v1/proxy/static/browser.css" in outputs[20]
-        # The admin UI's address, as printed, answers with its login form.
+        # The admin UI's address, as printed, answers with its login form,
+        # on a port of its own (decision 0027): the gateway's port, which serves the target's pages, has none of it.
         admin_ui = re.search(r"admin UI +(\S+)", banner).group(1)
-        assert admin_ui == f"http://127.0.0.1:{port}/admin/"
+        admin_port = json.loads((data_dir / "ports.json").read_text())["admin"]
+        assert admin_ui == f"http://127.0.0.1:{admin_port}/admin/" and admin_port != port
         async with aiohttp.ClientSession() as session:
             async with session.get(admin_ui) as response:
                 assert response.status == 200 and 'name="password"' in await response.text()
+            async with session.get(f"http://127.0.0.1:{port}/admin/") as response:
+                assert response.status == 404
         # A magic link goes to this terminal (stdout), never to the log (stderr): M10.
         async with aiohttp.ClientSession() as session:
             async with session.post(f"http://127.0.0.1:{port}/api/v1/auth/magic-link",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
+from gateway.core.admin_origin import is_admin_path, parse_listen
+from gateway.core.app_keys import SETTINGS
 from gateway.core.config import Secret, Settings
 from gateway.core.connections import GatewayRunner
 from tests.support.database import Servers
@@ -36,3 +39,24 @@ class GatewayTestServer(TestServer):
 
     async def _make_runner(self, **kwargs) -> GatewayRunner:
         return GatewayRunner(self.app, **kwargs)
+
+
+class GatewayTestClient(TestClient):
+    """aiohttp's test client; in front of a gateway whose admin UI has a listener of its own
+    (TOLLGATE_ADMIN_LISTEN, decision 0027), paths under /admin go to that listener, as a browser
+    following the admin UI's address would, and every other path to the main port."""
+
+    @property
+    def admin_base(self) -> str:
+        """http://host:port of the admin UI: its own listener, else the main port."""
+        app = getattr(self.server, "app", None)
+        settings = app.get(SETTINGS) if app is not None else None
+        if settings is None or not settings.admin_listen:
+            return str(self.server.make_url("")).rstrip("/")
+        host, port = parse_listen(settings.admin_listen)
+        return f"http://{host}:{port}"
+
+    def make_url(self, path) -> URL:
+        if isinstance(path, str) and is_admin_path(path.partition("?")[0]):
+            return URL(self.admin_base + path)
+        return super().make_url(path)
