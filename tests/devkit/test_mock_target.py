@@ -172,9 +172,11 @@ async def test_the_browser_page_links_its_resources_absolutely_and_each_answers(
 
 
 async def test_the_browser_page_sets_a_cookie_named_like_the_gateways(client: TestClient):
-    """/browser tries to write tollgate_session, which the gateway must never let through."""
+    """/browser tries to write tollgate_session (named, and nameless as RFC 6265bis browsers read
+    `=tollgate_session=…`), which the gateway must never let through."""
     cookies = (await client.get("/browser")).headers.getall("Set-Cookie")
-    assert cookies == ["theme=dark; Path=/", "tollgate_session=from-the-target; Path=/"]
+    assert cookies == ["theme=dark; Path=/", "tollgate_session=from-the-target; Path=/",
+                       "=tollgate_session=nameless-from-the-target; Path=/"]
 
 
 async def test_api_data_echoes_the_method_the_json_and_the_cookies_received(client: TestClient):
