@@ -54,4 +54,5 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
         await flusher
     with contextlib.suppress(Exception):
         await recorder.flush()  # last counters out before the pool closes
+    await app[AUTHENTICATOR].close()
     await app[TARGET_SESSION].close()
