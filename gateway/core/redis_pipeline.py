@@ -23,6 +23,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import redis.asyncio as redis_asyncio
 import redis.exceptions
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
@@ -33,6 +34,16 @@ LANES_DEFAULT = 2
 BATCH_MAX = 512
 
 Queued = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+
+
+def pipeline_connections(client: redis_asyncio.Redis) -> Callable[[], AbstractConnection]:
+    """New connections like the client's pool makes (address, credentials, database, decoding), but
+    without a socket timeout: a batch has one deadline of its own, where redis-py would start a
+    timer task for every write and every reply."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+    kwargs.setdefault("socket_connect_timeout", pool.connection_kwargs.get("socket_timeout"))
+    return lambda: pool.connection_class(**kwargs)
 
 
 class ScriptPipeline:
@@ -126,7 +137,7 @@ class ScriptPipeline:
                 await connection.send_packed_command([b"".join(packed)], check_health=False)
                 for future in waiting:
                     try:
-                        reply = await connection.read_response(timeout=_NO_READ_TIMEOUT)
+                        reply = await connection.read_response()
                     except redis.exceptions.ResponseError as error:
                         _settle(future, error=error)
                     else:
@@ -141,10 +152,6 @@ class ScriptPipeline:
         for _command, future in calls:
             # One exception object each: a raised exception carries its own traceback.
             _settle(future, error=_copy(failure))
-
-
-# The batch has one deadline (asyncio.timeout above); each read must not start a timer of its own.
-_NO_READ_TIMEOUT = float("inf")
 
 
 def _settle(future: asyncio.Future[Any], *, reply: Any = None, error: BaseException | None = None) -> None:

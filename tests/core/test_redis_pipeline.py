@@ -11,7 +11,7 @@ import time
 import redis.asyncio as redis_asyncio
 import redis.exceptions
 
-from gateway.core.redis_pipeline import ScriptPipeline
+from gateway.core.redis_pipeline import ScriptPipeline, pipeline_connections
 from tests.support.accounts import make_token, proxy_headers
 
 ECHO_SCRIPT = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"
@@ -53,7 +53,7 @@ class CountingRelay:
 
 
 def _pipeline(client: redis_asyncio.Redis, timeout_s: float = 2.0) -> ScriptPipeline:
-    return ScriptPipeline(client.connection_pool.make_connection, timeout_s=timeout_s)
+    return ScriptPipeline(pipeline_connections(client), timeout_s=timeout_s)
 
 
 async def test_calls_made_in_one_tick_reach_redis_in_one_write(servers):
