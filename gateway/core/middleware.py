@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.core import browser, metrics
 from gateway.core.app_keys import BROWSER_POLICY, ERROR_SHAPE_PREFIXES, SETTINGS
 from gateway.core.call import Call
+from gateway.core.connections import SERVER_NAME
 from gateway.core.error_shapes import error_response, shape_for_path
 from gateway.core.errors import CLIENT_CLOSED_REQUEST, GatewayError, NotFound, ServiceUnavailable, from_ledger
 from gateway.core.failures import STORE_FAILURES
@@ -118,7 +119,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     finally:
         elapsed = time.perf_counter() - call.started_s
         method = request.method if request.method in KNOWN_METHODS else "other"  # bounded label values
-        metrics.labelled(metrics.REQUESTS, call.route, method, str(call.status), str(call.outcome)).inc()
+        metrics.labelled(metrics.REQUESTS, call.route, method, str(call.status), call.outcome.value).inc()
         metrics.labelled(metrics.REQUEST_SECONDS, call.route).observe(elapsed)
         if call.outcome == Outcome.RATE_LIMITED:
             metrics.RATE_LIMITED.inc()
@@ -129,6 +130,8 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
 
 async def secure_response(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: the security and CORS headers of gateway/core/browser.py on every answer
-    (the desktop proxy's answers are the target's own HTML and keep their framing rules)."""
+    (the desktop proxy's answers are the target's own HTML and keep their framing rules), and the
+    Server header (connections.name_the_server: one hook per answer, not two)."""
+    response.headers["Server"] = SERVER_NAME
     call = request.get(CALL)
     browser.secure(request.app[BROWSER_POLICY], request, response, own=call is None or call.route != "proxy")
