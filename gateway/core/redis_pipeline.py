@@ -2,7 +2,7 @@
 go to Redis as one write, and their replies come back in one read (decision 0022).
 
 As ioredis' `enableAutoPipelining`: a call is queued, and the first free lane (a connection of its
-own with a task that owns it) takes everything queued, writes it with one `writelines`, reads the
+own with a task that owns it; one by default) takes everything queued, writes it with one `writelines`, reads the
 replies in order and hands each to its caller. Calls made while a lane waits for Redis queue up
 for the next free lane, so the batches grow with the load and a lone call goes out at once.
 Commands are packed and replies parsed by redis-py (hiredis when installed); nothing here speaks
@@ -28,8 +28,9 @@ import redis.exceptions
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 
-# Two lanes: while one waits for Redis's replies the other can already send what queued meanwhile.
-LANES_DEFAULT = 2
+# One lane: what queues while it waits for Redis's replies goes out as the next batch, so batches grow
+# with the load (more lanes send sooner but smaller batches: more writes, more CPU per call).
+LANES_DEFAULT = 1
 # Replies read per batch at most: a bounded write and a bounded wait for the calls behind it.
 BATCH_MAX = 512
 

@@ -88,7 +88,8 @@ class Authenticator:
         self.clock = clock
         self.script = redis.register_script(SCRIPT)
         # The script calls of concurrent requests go out together (decision 0022).
-        self.pipeline = ScriptPipeline(pipeline_connections(redis), timeout_s=settings.redis_timeout_s)
+        self.pipeline = ScriptPipeline(pipeline_connections(redis), timeout_s=settings.redis_timeout_s,
+                                       lanes=settings.redis_pipeline_lanes)
         # At most this many script calls in flight: a full Redis pool must never look like an
         # outage (that would switch to the per-process fallback and loosen device binding).
         self.redis_slots = asyncio.Semaphore(settings.redis_connections_max)

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 
+import pytest
 import redis.asyncio as redis_asyncio
 import redis.exceptions
 
@@ -52,25 +53,35 @@ class CountingRelay:
         self.server.close()
 
 
-def _pipeline(client: redis_asyncio.Redis, timeout_s: float = 2.0) -> ScriptPipeline:
-    return ScriptPipeline(pipeline_connections(client), timeout_s=timeout_s)
+def _pipeline(client: redis_asyncio.Redis, timeout_s: float = 2.0, lanes: int = 1) -> ScriptPipeline:
+    return ScriptPipeline(pipeline_connections(client), timeout_s=timeout_s, lanes=lanes)
 
 
-async def test_calls_made_in_one_tick_reach_redis_in_one_write(servers):
+@pytest.mark.parametrize("lanes", [1, 3])
+async def test_calls_made_in_one_tick_reach_redis_in_one_write(servers, lanes):
     relay = CountingRelay(int(servers.redis_url.rsplit(":", 1)[1].split("/")[0]))
     client = redis_asyncio.from_url(await relay.start(), decode_responses=True)
-    pipeline = _pipeline(client)
+    pipeline = _pipeline(client, lanes=lanes)
     script = client.register_script(ECHO_SCRIPT)
     try:
         await pipeline.evalsha(script, ["pipeline:warm"], ["0"])  # connects and caches the script
         written_before = relay.chunks_to_redis
-        replies = await asyncio.gather(*(pipeline.evalsha(script, [f"pipeline:k{n}"], [str(n)]) for n in range(50)))
-        assert replies == [[f"pipeline:k{n}", str(n), 1] for n in range(50)]
+        prefix = f"pipeline:{os.urandom(4).hex()}"  # keys of this run only: INCR counts from 1
+        replies = await asyncio.gather(*(pipeline.evalsha(script, [f"{prefix}:k{n}"], [str(n)]) for n in range(50)))
+        assert replies == [[f"{prefix}:k{n}", str(n), 1] for n in range(50)]
         assert relay.chunks_to_redis - written_before == 1  # fifty calls, one write
+        spread = await asyncio.gather(*(_later(pipeline, script, prefix, n) for n in range(30)))
+        assert spread == [[f"{prefix}:s{n}", str(n), 1] for n in range(30)]  # calls over many ticks and lanes
     finally:
         await pipeline.close()
         await client.aclose()
         await relay.close()
+
+
+async def _later(pipeline: ScriptPipeline, script, prefix: str, number: int):
+    for _ in range(number % 4):
+        await asyncio.sleep(0)
+    return await pipeline.evalsha(script, [f"{prefix}:s{number}"], [str(number)])
 
 
 async def test_an_error_reply_fails_only_its_own_call(redis_client):
