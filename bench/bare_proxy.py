@@ -23,13 +23,14 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy
                         "trailer", "transfer-encoding", "upgrade", "host", "content-length"))
 CHUNK_BYTES = 64 * 1024
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+UPSTREAM = web.AppKey("upstream", str)
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
     session = request.app[SESSION]
     headers = [(name, value) for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP]
     body = request.content.iter_chunked(CHUNK_BYTES) if request.body_exists else None
-    async with session.request(request.method, request.app["upstream"] + request.raw_path, headers=headers,
+    async with session.request(request.method, request.app[UPSTREAM] + request.raw_path, headers=headers,
                                data=body, allow_redirects=False, auto_decompress=False) as upstream:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name, value in upstream.headers.items():
@@ -55,7 +56,7 @@ async def _session_ctx(app: web.Application):
 
 def make_app(upstream: str) -> web.Application:
     app = web.Application()
-    app["upstream"] = upstream.rstrip("/")
+    app[UPSTREAM] = upstream.rstrip("/")
     app.cleanup_ctx.append(_session_ctx)
     app.router.add_route("*", "/{tail:.*}", passthrough)
     return app
