@@ -132,14 +132,19 @@ def summarise(results: dict) -> list[dict]:
     return rows
 
 
+def _cpu(value: float) -> str:
+    # A process tree whose workers exit and respawn during a slice (LiteLLM's) can lose CPU ticks.
+    return f"{value:.0f}" if value >= 0 else NA
+
+
 def _detail_rows(measured: dict, own: dict[str, str]) -> list[list[str]]:
     rows = []
     for target, found in measured.items():
         wrk, cpu = found["wrk"], found["cpu_us_per_request"]
         rows.append([target, f"{wrk['requests_per_s']:,.0f}", f"{wrk['latency_p50_ms']:.2f}",
                      f"{wrk['latency_p95_ms']:.2f}", f"{wrk['latency_p99_ms']:.2f}", str(_errors(wrk)),
-                     f"{cpu.get(own.get(target, target), 0):.0f}",
-                     f"{cpu.get('redis', 0):.0f}", f"{cpu.get('postgres', 0):.0f}"])
+                     _cpu(cpu.get(own.get(target, target), 0)), _cpu(cpu.get("redis", 0)),
+                     _cpu(cpu.get("postgres", 0))])
     return rows
 
 

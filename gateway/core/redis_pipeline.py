@@ -111,6 +111,10 @@ class ScriptPipeline:
             batch, self.queued = self.queued[:BATCH_MAX], self.queued[BATCH_MAX:]
             try:
                 await self._send_and_read(connection, batch)
+            except asyncio.CancelledError:
+                # Closing: the batch's callers hear it rather than wait for replies nobody reads.
+                self._fail(batch, redis.exceptions.ConnectionError("the Redis pipeline is closed"))
+                raise
             except Exception as failure:  # noqa: BLE001 - a lane never dies: its callers must hear
                 await connection.disconnect(nowait=True)
                 # Redis is unreachable or stuck: the calls queued behind would only wait as long again.

@@ -151,3 +151,20 @@ async def test_concurrent_desktop_requests_are_each_counted_in_the_rate_window(g
     assert statuses == [200] * 20 + [429] * 10
     remaining = sorted(int(r.headers["RateLimit-Remaining"]) for r in responses if r.status == 200)
     assert remaining == list(range(20))  # every admitted call got its own reply, none another's
+
+
+async def test_closing_fails_the_calls_in_flight_instead_of_leaving_them_waiting(frozen_redis):
+    embedded, pid = frozen_redis
+    client = redis_asyncio.from_url(embedded.url, decode_responses=True)
+    pipeline = _pipeline(client, timeout_s=30.0)
+    try:
+        assert await pipeline.execute("PING") == "PONG"
+        os.kill(pid, signal.SIGSTOP)
+        waiting = [asyncio.ensure_future(pipeline.execute("INCR", "pipeline:closing")) for _ in range(5)]
+        await asyncio.sleep(0.05)  # the batch is written and its lane waits for replies
+        await asyncio.wait_for(pipeline.close(), 2)
+        answers = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 2)
+        assert all(isinstance(answer, redis.exceptions.ConnectionError) for answer in answers)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await client.aclose()
