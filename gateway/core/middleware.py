@@ -131,7 +131,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
 async def secure_response(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: the security and CORS headers of gateway/core/browser.py on every answer
     (the desktop proxy's answers are the target's own HTML and keep their framing rules), and the
-    Server header (connections.name_the_server: one hook per answer, not two)."""
+    Server header (one hook per answer: this also replaces aiohttp's and a target's `Server`)."""
     response.headers["Server"] = SERVER_NAME
     call = request.get(CALL)
     browser.secure(request.app[BROWSER_POLICY], request, response, own=call is None or call.route != "proxy")
