@@ -6,19 +6,23 @@ browser session's cookie needs it: on a shared 2-core machine one run after the 
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 from bench import wrk
 from bench.processes import cpu_seconds
 
-PERCENTILES = ("latency_p50_ms", "latency_p75_ms", "latency_p90_ms", "latency_p99_ms")
+PERCENTILES = ("latency_p50_ms", "latency_p75_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms",
+               "latency_p999_ms")
 
 
 def measure(variants: dict[str, tuple[str, dict[str, str]]], *, rounds: int, seconds: int, warmup_seconds: int,
-            threads: int, connections: int, roots: dict[str, int]) -> dict[str, dict]:
+            threads: int, connections: int, roots: dict[str, int], script: Path | None = None,
+            timeout_s: int = wrk.REQUEST_TIMEOUT_S, slice_min_s: int = 1) -> dict[str, dict]:
     """Each variant (name -> url, headers) for about `seconds`, in `rounds` slices taken in turn,
-    with the CPU time of each process tree during its own slices."""
-    load = dict(threads=threads, connections=connections)
-    slice_s = max(1, round(seconds / rounds))
+    with the CPU time of each process tree during its own slices (`script`: wrk's, e.g. a POST body)."""
+    load = dict(threads=threads, connections=connections, script=script, timeout_s=timeout_s)
+    # A slow variant (LiteLLM streaming at c64) may answer nothing within a short slice.
+    slice_s = max(slice_min_s, round(seconds / rounds))
     if warmup_seconds:
         for url, headers in variants.values():
             wrk.run(url, seconds=warmup_seconds, headers=headers, **load)

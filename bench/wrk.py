@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +22,14 @@ PERCENTILE = re.compile(r"^\s+(50|75|90|99)%\s+" + DURATION + r"\s*$", re.M)
 TOTALS = re.compile(r"^\s+(\d+) requests in " + DURATION + r", ([\d.]+\w*B) read", re.M)
 SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 NON_2XX_3XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+# wrk's --latency report stops at 50/75/90/99; the seed's target is stated in p95, so every run also
+# prints it (and p99.9) from wrk's own histogram through a `done` hook.
+PERCENTILES_HOOK = """
+done = function(summary, latency, requests)
+  io.write(string.format("TOLLGATE_PERCENTILES_US p95=%d p999=%d\\n", latency:percentile(95), latency:percentile(99.9)))
+end
+"""
+EXTRA_PERCENTILES = re.compile(r"^TOLLGATE_PERCENTILES_US p95=(\d+) p999=(\d+)", re.M)
 
 
 class WrkError(Exception):
@@ -38,6 +48,8 @@ class WrkResult:
     read: str  # wrk's own rendering, e.g. "20.47MB"
     non_2xx_3xx: int
     socket_errors: int  # connect + read + write + timeout
+    latency_p95_ms: float = 0.0
+    latency_p999_ms: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +68,7 @@ def parse(text: str) -> WrkResult:
         raise WrkError(f"unexpected wrk output:\n{text}")
     errors = SOCKET_ERRORS.search(text)
     non_2xx = NON_2XX_3XX.search(text)
+    extra = EXTRA_PERCENTILES.search(text)
     return WrkResult(
         requests_per_s=float(rate[1]),
         latency_p50_ms=percentiles[50],
@@ -67,6 +80,8 @@ def parse(text: str) -> WrkResult:
         read=totals[4],
         non_2xx_3xx=int(non_2xx[1]) if non_2xx else 0,
         socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        latency_p95_ms=int(extra[1]) / 1000 if extra else 0.0,
+        latency_p999_ms=int(extra[2]) / 1000 if extra else 0.0,
     )
 
 
@@ -96,9 +111,22 @@ def post_script(body: bytes) -> str:
 def run(url: str, *, seconds: int, threads: int, connections: int,
         headers: dict[str, str], script: Path | None = None, timeout_s: int = REQUEST_TIMEOUT_S) -> WrkResult:
     """One load run of `seconds`; wrk shares the cores with the servers it measures."""
-    argv = command(url, seconds=seconds, threads=threads, connections=connections, headers=headers,
-                   script=script, timeout_s=timeout_s)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + timeout_s + WALL_MARGIN_S)
+    hooked = _with_percentiles(script)
+    try:
+        argv = command(url, seconds=seconds, threads=threads, connections=connections, headers=headers,
+                       script=Path(hooked), timeout_s=timeout_s)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + timeout_s + WALL_MARGIN_S)
+    finally:
+        os.unlink(hooked)
     if done.returncode != 0:
         raise WrkError(f"wrk exited with {done.returncode}: {done.stderr.strip()}")
     return parse(done.stdout)
+
+
+def _with_percentiles(script: Path | None) -> str:
+    """A temporary copy of `script` (or an empty one) with the p95/p99.9 hook appended: its path."""
+    text = script.read_text() if script is not None else ""
+    handle, path = tempfile.mkstemp(prefix="tollgate-wrk-", suffix=".lua")
+    with os.fdopen(handle, "w") as out:
+        out.write(text + PERCENTILES_HOOK)
+    return path

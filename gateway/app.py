@@ -23,7 +23,7 @@ from gateway.core.app_keys import (ADMIN_ORIGIN, BROWSER_POLICY, CLOCK, DATABASE
 from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
-from gateway.core.connections import name_the_server, stopping
+from gateway.core.connections import stopping
 from gateway.core.middleware import observe, secure_response
 from gateway.payments.resources import payments_ctx
 from gateway.proxy import handler as proxy_handler
@@ -89,7 +89,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     settings.require("database_url", "redis_url", "target_url", "public_url", "jwt_secret")
     app = web.Application(middlewares=[observe], client_max_size=settings.json_body_max_bytes,
                           handler_args=request_handler_args(settings))
-    app.on_response_prepare.extend([name_the_server, secure_response])
+    app.on_response_prepare.append(secure_response)  # also names the server
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[MAILER] = mailer or mail.sender_for(settings)

@@ -237,7 +237,3 @@ def _shaped(shape: str, error: GatewayError, *, status: int | None = None,
     response.headers["Server"] = SERVER_NAME  # the app's prepare hook does not run for these
     return response
 
-
-async def name_the_server(_request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: replaces aiohttp's `Server: Python/x aiohttp/y` (and a target's)."""
-    response.headers["Server"] = SERVER_NAME

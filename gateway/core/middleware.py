@@ -16,6 +16,7 @@ from gateway.core import admin_origin, browser, metrics
 from gateway.core.app_keys import ADMIN_ORIGIN, BROWSER_POLICY, ERROR_SHAPE_PREFIXES, SETTINGS
 from gateway.core.logs import FIELDS, REQUEST_ID
 from gateway.core.call import Call
+from gateway.core.connections import SERVER_NAME
 from gateway.core.error_shapes import error_response, shape_for_path
 from gateway.core.errors import CLIENT_CLOSED_REQUEST, GatewayError, NotFound, ServiceUnavailable, from_ledger
 from gateway.core.failures import STORE_FAILURES
@@ -131,7 +132,7 @@ def _record(request: web.Request, call: Call, access_log: str) -> None:
     """The request's metrics, and its access-log line when TOLLGATE_ACCESS_LOG asks for one."""
     elapsed = time.perf_counter() - call.started_s
     method = request.method if request.method in KNOWN_METHODS else "other"  # bounded label values
-    metrics.labelled(metrics.REQUESTS, call.route, method, str(call.status), str(call.outcome)).inc()
+    metrics.labelled(metrics.REQUESTS, call.route, method, str(call.status), call.outcome.value).inc()
     metrics.labelled(metrics.REQUEST_SECONDS, call.route).observe(elapsed)
     if call.outcome == Outcome.RATE_LIMITED:
         metrics.RATE_LIMITED.inc()
@@ -145,6 +146,8 @@ def _record(request: web.Request, call: Call, access_log: str) -> None:
 
 async def secure_response(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: the security and CORS headers of gateway/core/browser.py on every answer
-    (the desktop proxy's answers are the target's own HTML and keep their framing rules)."""
+    (the desktop proxy's answers are the target's own HTML and keep their framing rules), and the
+    Server header (one hook per answer: this also replaces aiohttp's and a target's `Server`)."""
+    response.headers["Server"] = SERVER_NAME
     call = request.get(CALL)
     browser.secure(request.app[BROWSER_POLICY], request, response, own=call is None or call.route != "proxy")

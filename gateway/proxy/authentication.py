@@ -21,6 +21,7 @@ from gateway.core.clock import Clock
 from gateway.core.config import Settings
 from gateway.accounts.credential_cache import CredentialOutbox, browser_session_key, token_record_key
 from gateway.core.failures import POSTGRES_FAILURES, REDIS_FAILURES
+from gateway.core.redis_pipeline import ScriptPipeline, pipeline_connections
 from gateway.core.errors import Conflict, Forbidden, ServiceUnavailable, Unauthenticated
 from gateway.proxy.browser_sessions import SessionId
 from gateway.proxy.rate_limits import LocalWindows, plan_limit, rate_limited
@@ -86,6 +87,9 @@ class Authenticator:
         self.pool = pool
         self.clock = clock
         self.script = redis.register_script(SCRIPT)
+        # The script calls of concurrent requests go out together (decision 0022).
+        self.pipeline = ScriptPipeline(pipeline_connections(redis), timeout_s=settings.redis_timeout_s,
+                                       lanes=settings.redis_pipeline_lanes)
         # At most this many script calls in flight: a full Redis pool must never look like an
         # outage (that would switch to the per-process fallback and loosen device binding).
         self.redis_slots = asyncio.Semaphore(settings.redis_connections_max)
@@ -195,9 +199,12 @@ class Authenticator:
             except asyncio.TimeoutError as error:
                 raise ServiceUnavailable("gateway overloaded, retry shortly") from error
         try:
-            return await self.script(keys=keys, args=args)
+            return await self.pipeline.evalsha(self.script, keys, args)
         finally:
             self.redis_slots.release()
+
+    async def close(self) -> None:
+        await self.pipeline.close()
 
     async def _fill_values(self, token_hash: bytes) -> list:
         try:

@@ -100,8 +100,10 @@ def _quality(parameters: str) -> float:
 
 
 def upstream_headers(request: web.Request, may_rewrite: bool, url_map: UrlMap) -> CIMultiDict[str]:
-    dropped = REQUEST_DROP | _connection_listed(request.headers)
-    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
+    sent = request.headers
+    # A Connection header names more fields to drop; without one (most HTTP/1.1 clients) the set is fixed.
+    dropped = REQUEST_DROP | _connection_listed(sent) if "connection" in sent else REQUEST_DROP
+    headers = CIMultiDict([(k, v) for k, v in sent.items() if k.lower() not in dropped])
     cookies = headers.getall("cookie", ())
     if any(COOKIE in cookie for cookie in cookies):  # the gateway's own session cookie stays here
         del headers["cookie"]
@@ -160,9 +162,9 @@ async def relay(request: web.Request, call: Call, session: aiohttp.ClientSession
     try:
         # encoded=True: the client's raw path and query go out byte for byte; parsed, yarl would
         # resolve %2E%2E segments, decode %7E and %3B and upper-case escapes, changing the resource.
+        # The session skips aiohttp's invented headers (INVENTED_HEADERS) for every request.
         upstream_cm = session.request(request.method, URL(url, encoded=True), headers=headers,
                                       data=body.chunks() if has_body else None,
-                                      skip_auto_headers=INVENTED_HEADERS,
                                       allow_redirects=False, auto_decompress=False)
         upstream = await upstream_cm.__aenter__()
     except PayloadTooLarge:

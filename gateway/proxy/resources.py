@@ -13,6 +13,7 @@ from aiohttp import web
 from gateway.accounts.resources import CREDENTIAL_OUTBOX
 from gateway.core.app_keys import CLOCK, DATABASE, READINESS_PROBES, REDIS, SETTINGS
 from gateway.proxy.authentication import Authenticator
+from gateway.proxy.forwarding import INVENTED_HEADERS
 from gateway.proxy.rewriting import UrlMap
 from gateway.proxy.sessions import SessionRecorder
 
@@ -28,10 +29,11 @@ def _target_session(settings) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=settings.upstream_connections_max, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, connect=settings.upstream_connect_timeout_s,
                                     sock_read=settings.upstream_read_timeout_s)
-    # Only the client's own headers go upstream: no invented User-Agent or Accept-Encoding.
+    # Only the client's own headers go upstream: no invented User-Agent or Accept-Encoding, nor the
+    # Accept and Content-Type aiohttp would add (skipped here once, not per request).
     return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                  cookie_jar=aiohttp.DummyCookieJar(),
-                                 skip_auto_headers=("User-Agent", "Accept-Encoding"))
+                                 skip_auto_headers=("User-Agent", "Accept-Encoding", *INVENTED_HEADERS))
 
 
 async def _probe_target(app: web.Application) -> None:
@@ -54,4 +56,5 @@ async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
         await flusher
     with contextlib.suppress(Exception):
         await recorder.flush()  # last counters out before the pool closes
+    await app[AUTHENTICATOR].close()
     await app[TARGET_SESSION].close()

@@ -73,7 +73,7 @@ class SessionRecorder:
         now_s = self.clock.now_s()
         key = (token_id, device_id)
         entry = self.pending.get(key)
-        ip, user_agent = clean_text(ip, IP_MAX), clean_text(user_agent, USER_AGENT_MAX)
+        # Kept as sent and cleaned at flush (once per session and batch, not once per request).
         if entry is None:
             if len(self.pending) >= self.pending_max * 2:
                 # PostgreSQL has been unreachable for a while: shed, never grow without bound.
@@ -97,7 +97,8 @@ class SessionRecorder:
         self.full.clear()
         columns: list[list] = [[] for _ in range(9)]
         for (token_id, device_id), entry in batch.items():
-            row = (token_id, device_id, entry.ip, entry.user_agent, entry.requests, entry.bytes_in,
+            row = (token_id, device_id, clean_text(entry.ip, IP_MAX), clean_text(entry.user_agent, USER_AGENT_MAX),
+                   entry.requests, entry.bytes_in,
                    entry.bytes_out, _timestamp(entry.started_s), _timestamp(entry.last_seen_s))
             for column, value in zip(columns, row):
                 column.append(value)
