@@ -14,9 +14,9 @@ import asyncio
 import logging
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 
 from gateway.core.failures import POSTGRES_FAILURES, REDIS_FAILURES
+from gateway.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ RECORD_KEYS = {"token": token_record_key, "api_key": api_key_record_key}
 class CredentialOutbox:
     """Pushes queued refusals to Redis; until a refusal is there, `refusal()` answers for it."""
 
-    def __init__(self, redis: redis_asyncio.Redis, tombstone_ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, tombstone_ttl_s: int) -> None:
         self.redis = redis
         # A tombstone outlives any record it replaces (records live at most auth_cache_ttl_s).
         self.tombstone_ttl_s = tombstone_ttl_s

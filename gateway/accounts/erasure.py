@@ -15,7 +15,6 @@ import hashlib
 import logging
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 
 from gateway.accounts import audit, users
 from gateway.accounts.credential_cache import CredentialOutbox
@@ -24,6 +23,7 @@ from gateway.accounts.login_throttle import ADDRESS_KEY, EMAIL_FAILURES_KEY
 from gateway.core.addresses import address_group
 from gateway.core.errors import BadRequest, Forbidden
 from gateway.core.failures import REDIS_FAILURES
+from gateway.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _texts(user: asyncpg.Record, addresses: list[str]) -> list[str]:
     return [text for text in (user["email"], user["username"] or "", user["full_name"], *addresses) if text]
 
 
-async def erase(pool: asyncpg.Pool, redis: redis_asyncio.Redis, outbox: CredentialOutbox, *, actor: users.User,
+async def erase(pool: asyncpg.Pool, redis: RedisClient, outbox: CredentialOutbox, *, actor: users.User,
                 user_id: int | None, at: dt.datetime, ip: str) -> None:
     """Erase the user (admins only; not oneself, not another admin: demote them first)."""
     if actor.role != "admin":
@@ -101,7 +101,7 @@ async def erase(pool: asyncpg.Pool, redis: redis_asyncio.Redis, outbox: Credenti
     await _forget_in_redis(redis, user["email"], addresses, token_hashes)
 
 
-async def _forget_in_redis(redis: redis_asyncio.Redis, email: str, addresses: list[str],
+async def _forget_in_redis(redis: RedisClient, email: str, addresses: list[str],
                            token_hashes: list[bytes]) -> None:
     """Redis keys that name the user's email digest, addresses or device ids (all expire by themselves
     within minutes; deleted now so nothing personal outlives the erasure there either). The failed-login

@@ -13,7 +13,6 @@ from importlib import resources
 
 import asyncpg
 import orjson
-import redis.asyncio as redis_asyncio
 from aiohttp import web
 
 from gateway.accounts import api_keys
@@ -22,6 +21,7 @@ from gateway.core.clock import Clock
 from gateway.core.config import Settings
 from gateway.core.errors import Forbidden, RateLimited, Unauthenticated
 from gateway.core.failures import REDIS_FAILURES
+from gateway.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Refusal:
 class ApiKeyAuthenticator:
     """Resolves an API key to its principal, counting the request against its limits."""
 
-    def __init__(self, settings: Settings, redis: redis_asyncio.Redis, pool: asyncpg.Pool, clock: Clock,
+    def __init__(self, settings: Settings, redis: RedisClient, pool: asyncpg.Pool, clock: Clock,
                  outbox: CredentialOutbox) -> None:
         self.settings = settings
         self.outbox = outbox

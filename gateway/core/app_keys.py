@@ -6,17 +6,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 from aiohttp import web
 
 from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
+from gateway.core.redis_client import RedisClient
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
 DATABASE = web.AppKey("database", asyncpg.Pool)
-REDIS = web.AppKey("redis", redis_asyncio.Redis)
+REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 # Dependencies /ready checks besides PostgreSQL and Redis, registered by the wings that need them
 # (the proxy's target): name -> a probe that raises when the dependency does not answer.
 READINESS_PROBES = web.AppKey("readiness_probes", dict[str, Callable[[web.Application], Awaitable[None]]])

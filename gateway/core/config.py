@@ -40,6 +40,9 @@ class Settings:
     # Where the gateway's state lives; empty means "embedded default" (dev command only).
     database_url: Secret = Secret("")
     redis_url: Secret = Secret("")
+    # redis_url names one node of a Redis Cluster (any; the client finds the others and follows
+    # failovers) rather than a single Redis (decision 0023).
+    redis_cluster: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
     # The desktop clients' upstream, e.g. http://127.0.0.1:9000 (may carry a base path).

@@ -11,7 +11,6 @@ from importlib import resources
 import logging
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 
 from gateway.proxy import browser_sessions, device_bindings
 from gateway.core import metrics
@@ -22,6 +21,7 @@ from gateway.core.config import Settings
 from gateway.accounts.credential_cache import CredentialOutbox, browser_session_key, token_record_key
 from gateway.core.failures import POSTGRES_FAILURES, REDIS_FAILURES
 from gateway.core.errors import Conflict, Forbidden, ServiceUnavailable, Unauthenticated
+from gateway.core.redis_client import RedisClient
 from gateway.proxy.browser_sessions import SessionId
 from gateway.proxy.rate_limits import LocalWindows, plan_limit, rate_limited
 
@@ -78,7 +78,7 @@ def _refuse(state: str, detail: list) -> NoReturn:
 class Authenticator:
     """Checks a token + device + rate windows; owns the Redis script and the outage fallback."""
 
-    def __init__(self, settings: Settings, redis: redis_asyncio.Redis, pool: asyncpg.Pool,
+    def __init__(self, settings: Settings, redis: RedisClient, pool: asyncpg.Pool,
                  clock: Clock, outbox: CredentialOutbox) -> None:
         self.settings = settings
         self.outbox = outbox
