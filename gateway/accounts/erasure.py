@@ -19,6 +19,7 @@ import asyncpg
 from gateway.accounts import audit, users
 from gateway.accounts.credential_cache import CredentialOutbox
 from gateway.accounts.directory import user_not_found
+from gateway.accounts.limit_keys import ip_window_key
 from gateway.accounts.login_throttle import ADDRESS_KEY, EMAIL_FAILURES_KEY
 from gateway.core.addresses import address_group
 from gateway.core.errors import BadRequest, Forbidden
@@ -115,7 +116,7 @@ async def _forget_in_redis(redis: RedisClient, email: str, addresses: list[str],
             if key.startswith(email_keys_prefix + ":"):
                 addresses.append(key.removeprefix(email_keys_prefix + ":"))
         keys += [ADDRESS_KEY.format(address_group(address)) for address in addresses]
-        keys += [f"tg:rl:ip:{address}" for address in addresses]
+        keys += [ip_window_key(address) for address in addresses]
         for start in range(0, len(keys), SCAN_BATCH):
             await redis.delete(*keys[start:start + SCAN_BATCH])
     except REDIS_FAILURES as error:
