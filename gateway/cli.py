@@ -105,7 +105,9 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
             return token_hash, True
         client = redis_client.connect(settings)
         try:
-            return token_hash, await CredentialOutbox(client, settings.auth_cache_ttl_s).push(connection)
+            outbox = CredentialOutbox(client, settings.auth_cache_ttl_s, settings.redis_revocation_replicas,
+                                      int(settings.redis_timeout_s * 500))
+            return token_hash, await outbox.push(connection)
         finally:
             await client.aclose()
 

@@ -43,6 +43,10 @@ class Settings:
     # redis_url names one node of a Redis Cluster (any; the client finds the others and follows
     # failovers) rather than a single Redis (decision 0023).
     redis_cluster: bool = False
+    # A revocation leaves the credential outbox only once this many replicas of its Redis master
+    # hold it too (WAIT, up to half of redis_timeout_s), so a failover cannot lose it; until then
+    # every gateway refuses the credential from memory. 0 = the master's word (decision 0023).
+    redis_revocation_replicas: int = 0
     host: str = "127.0.0.1"
     port: int = 8080
     # The desktop clients' upstream, e.g. http://127.0.0.1:9000 (may carry a base path).
