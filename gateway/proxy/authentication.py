@@ -1,4 +1,5 @@
-"""Authentication of access tokens: one Redis round trip on a hit, PostgreSQL on a miss or outage."""
+"""Authentication of access tokens: one Redis script call per owner (client IP, token, user) on a hit,
+PostgreSQL on a miss or outage (decisions 0001, 0023)."""
 
 from __future__ import annotations
 
