@@ -12,6 +12,7 @@ from importlib import resources
 import logging
 
 import asyncpg
+from redis.commands.core import AsyncScript
 
 from gateway.proxy import browser_sessions, device_bindings
 from gateway.core import metrics
@@ -221,7 +222,7 @@ class Authenticator:
         best = tightest([ip, Window(True, limit, int(reply[6]), int(reply[7])), user])
         return [*reply[:5], best.limit, best.remaining, best.reset_ms, reply[8]]
 
-    async def _call_script(self, script, keys: list[str], args: list) -> list:
+    async def _call_script(self, script: AsyncScript, keys: list[str], args: list) -> list:
         if not self.redis_slots.locked():
             # A free slot is taken at once; wait_for would cost a task and a timer per request.
             await self.redis_slots.acquire()
