@@ -40,7 +40,8 @@ def reader(cluster) -> redis.RedisCluster:
     return redis.RedisCluster(host="127.0.0.1", port=cluster.ports[0], decode_responses=True)
 
 
-async def test_the_desktop_path_and_an_ai_call_run_on_the_cluster(gateway_factory, mock_target, database, cluster):
+async def test_the_desktop_path_and_an_ai_call_run_on_the_cluster(gateway_factory, mock_target, database, cluster,
+                                                                  clock):
     before = fallbacks()
     stack = await start(gateway_factory, mock_target, database, **on_cluster(cluster))
     issued = await make_token(database, email="desk@example.com")
@@ -61,7 +62,10 @@ async def test_the_desktop_path_and_an_ai_call_run_on_the_cluster(gateway_factor
     user_id = await database.fetchval("SELECT user_id FROM access_tokens WHERE id = $1", issued.id)
     assert store.zcard(f"tg:{{u:{user_id}}}:rl") == 2
     assert store.zcard("tg:{ip:127.0.0.1}:rl") >= 2
-    assert store.hget(f"tg:{{{api_keys.digest(stack.key).hex()}}}:key", "state") == "ok"
+    key_tag, minute = api_keys.digest(stack.key).hex(), int(clock.now_s() // 60)
+    assert store.hget(f"tg:{{{key_tag}}}:key", "state") == "ok"
+    assert store.get(f"tg:{{{key_tag}}}:rpm:{minute}") == "1"
+    assert store.get(f"tg:{{u:{stack.user['id']}}}:airpm:{minute}") == "1"  # the plan's count, the user's slot
     store.close()
 
 
