@@ -1,4 +1,5 @@
-"""Fixtures of the core tests: an admin and a client, logged in, for hostile-input requests."""
+"""Fixtures of the core tests: an admin and a client, logged in, for hostile-input requests; a real
+Redis Cluster for the Redis client's tests."""
 
 from __future__ import annotations
 
