@@ -13,9 +13,11 @@ from gateway.core.errors import GatewayError, UpstreamBroken, UpstreamTimeout, U
 
 # A Redis Cluster that cannot serve a slot now: no reachable node, a slot without a master while
 # a failover runs (CLUSTERDOWN, TRYAGAIN, slots not covered). redis-py raises its own
-# RedisClusterException when it cannot build the slot map at all (decision 0023).
+# RedisClusterException when it cannot build the slot map at all (decision 0023). NOSCRIPT reaches
+# the caller only when a script redis-py has just loaded is missing again: the node answering is
+# not the one loaded (a slot moving between masters, a node restarting empty).
 CLUSTER_FAILURES = (redis.exceptions.ClusterError, redis.exceptions.TryAgainError,
-                    redis.exceptions.RedisClusterException)
+                    redis.exceptions.RedisClusterException, redis.exceptions.NoScriptError)
 # Redis unreachable, or reachable but unable to serve (a read-only replica after a failover, out
 # of memory, loading its data, a cluster slot between masters): all outages, answered by the
 # PostgreSQL fallback.
