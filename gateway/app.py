@@ -44,6 +44,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[REDIS] = redis_client.connect(settings, decode_responses=True,
                                       max_connections=settings.redis_connections_max + 16)
+    await redis_client.warm_up(app[REDIS])
     yield
     await app[REDIS].aclose()
 

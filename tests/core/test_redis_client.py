@@ -85,6 +85,16 @@ async def test_the_user_and_address_limits_hold_across_slots(gateway_factory, da
     assert refused.status == 429 and (await error_of(refused))["message"].endswith("(ip)")
 
 
+async def test_concurrent_uses_of_a_users_tokens_admit_exactly_the_users_limit(gateway_factory, database, cluster):
+    """Windows in three slots, admitted one after another: racing requests never pass more than the
+    user's limit, and a refused one's take-back never costs another its place."""
+    gateway = await gateway_factory(**on_cluster(cluster, plan_limits_per_min={"free": 5, "premium": 5}))
+    tokens = [await make_token(database, email="racer@example.com") for _ in range(3)]
+    responses = await asyncio.gather(*(
+        gateway.get(ECHO, headers=proxy_headers(tokens[n % 3].token, f"device-{n % 3}")) for n in range(21)))
+    assert sorted(response.status for response in responses) == [200] * 5 + [429] * 16
+
+
 async def test_a_revoked_token_and_key_are_refused_on_the_next_call(gateway_factory, mock_target, database, cluster):
     stack = await start(gateway_factory, mock_target, database, **on_cluster(cluster))
     issued = await make_token(database, email="gone@example.com")
