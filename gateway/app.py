@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 from aiohttp import web
 
 from admin_ui import routes as admin_ui_routes
@@ -16,7 +15,7 @@ from gateway.ai import crm as ai_crm
 from gateway.ai import handler as ai_handler
 from gateway.api import (admin_keys, admin_tokens, admin_users, auth, budgets, bundles, currency, keys, openapi,
                          payments, prices, referrals, tokens, usage, webhooks)
-from gateway.core import health, metrics
+from gateway.core import health, metrics, redis_client
 from gateway.core.admin_origin import AdminOrigin
 from gateway.core.app_keys import (ADMIN_ORIGIN, BROWSER_POLICY, CLOCK, DATABASE, ERROR_SHAPE_PREFIXES,
                                    READINESS_PROBES, REDIS, REPORTS_DATABASE, SETTINGS, STOPPING)
@@ -58,10 +57,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[REDIS] = redis_asyncio.from_url(
-        settings.redis_url.value, decode_responses=True,
-        max_connections=settings.redis_connections_max + 16,
-        socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s)
+    app[REDIS] = redis_client.connect(settings, decode_responses=True,
+                                      max_connections=settings.redis_connections_max + 16)
+    await redis_client.warm_up(app[REDIS])
     yield
     await app[REDIS].aclose()
 

@@ -95,10 +95,9 @@ def cmd_issue_token(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke_token(args: argparse.Namespace) -> int:
-    import redis.asyncio as redis_asyncio
-
     from gateway.accounts import access_tokens
     from gateway.accounts.credential_cache import CredentialOutbox
+    from gateway.core import redis_client
 
     settings = _settings()
 
@@ -109,10 +108,11 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
         token_hash = await access_tokens.revoke(connection, args.id, now=dt.datetime.now(dt.timezone.utc))
         if token_hash is None or not settings.redis_url:
             return token_hash, True
-        client = redis_asyncio.from_url(settings.redis_url.value, socket_timeout=settings.redis_timeout_s,
-                                        socket_connect_timeout=settings.redis_timeout_s)
+        client = redis_client.connect(settings)
         try:
-            return token_hash, await CredentialOutbox(client, settings.auth_cache_ttl_s).push(connection)
+            outbox = CredentialOutbox(client, settings.auth_cache_ttl_s, settings.redis_revocation_replicas,
+                                      int(settings.redis_timeout_s * 500))
+            return token_hash, await outbox.push(connection)
         finally:
             await client.aclose()
 

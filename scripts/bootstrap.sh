@@ -9,6 +9,8 @@ need_apt=()
 pg_bin_dir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 if [ -z "$(pg_bin_dir)" ] || [ ! -x "$(pg_bin_dir)/initdb" ]; then need_apt+=(postgresql); fi
 if ! command -v redis-server >/dev/null 2>&1; then need_apt+=(redis-server); fi
+# redis-cli builds the tests' Redis Cluster (--cluster create); Debian ships it in redis-tools.
+if ! command -v redis-cli >/dev/null 2>&1; then need_apt+=(redis-tools); fi
 # The test command (BOOTSTRAP_BROWSER=1) also needs Debian's Chromium: the admin UI's browser
 # tests drive it with Playwright (never `playwright install`: its download is not reachable).
 if [ "${BOOTSTRAP_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi

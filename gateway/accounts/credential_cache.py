@@ -6,6 +6,11 @@ Each gateway pushes the queue to Redis — at once when PostgreSQL notifies it, 
 `credential_outbox_poll_s` as a safety net — and deletes what Redis took. While a refusal is
 queued but not yet in Redis (Redis frozen, down, or just back), the gateway refuses that
 credential from memory, so a stale cached "ok" can never serve it again (decision 0015).
+
+With replicas behind Redis (a cluster's, Sentinel's), a refusal the master took can still die with
+it before it reached a replica, and the promoted replica would serve the stale "ok". With
+`redis_revocation_replicas` set, the push asks each master it wrote to to WAIT for that many
+replicas; a refusal counts as in Redis, and leaves the queue, only then (decision 0023).
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import asyncio
 import logging
 
 import asyncpg
-import redis.asyncio as redis_asyncio
+
+from redis.asyncio.cluster import RedisCluster
 
 from gateway.core.failures import POSTGRES_FAILURES, REDIS_FAILURES
+from gateway.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +64,19 @@ def record_key(row: asyncpg.Record) -> str:
 RECORD_KEYS = {"token": token_record_key, "api_key": api_key_record_key}
 
 
+class NotReplicated(Exception):
+    """A master took the refusals but fewer replicas than required confirmed them in time."""
+
+
 class CredentialOutbox:
     """Pushes queued refusals to Redis; until a refusal is there, `refusal()` answers for it."""
 
-    def __init__(self, redis: redis_asyncio.Redis, tombstone_ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, tombstone_ttl_s: int, replicas: int = 0, replica_wait_ms: int = 0) -> None:
         self.redis = redis
+        # Replicas of its master that must hold a refusal before it leaves the queue (0 = the
+        # master's word), and how long a push waits for them.
+        self.replicas = replicas
+        self.replica_wait_ms = replica_wait_ms
         # A tombstone outlives any record it replaces (records live at most auth_cache_ttl_s).
         self.tombstone_ttl_s = tombstone_ttl_s
         # credential hash (a token's, an API key's, a browser session's) -> 'revoked' | 'disabled'
@@ -90,7 +105,7 @@ class CredentialOutbox:
                     self._remember(rows)
                     try:
                         await self._write(rows)
-                    except REDIS_FAILURES as error:
+                    except (*REDIS_FAILURES, NotReplicated) as error:
                         log.warning("credential cache not updated (%s): %d refusal(s) kept queued and "
                                     "enforced from memory", type(error).__name__, len(rows))
                         return False
@@ -118,14 +133,43 @@ class CredentialOutbox:
 
     async def _write(self, rows: list) -> None:
         # No MULTI: each credential's key lives in its own Redis Cluster slot.
+        keys = [record_key(row) for row in rows]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for row in rows:
-                key = record_key(row)
+            for row, key in zip(rows, keys):
                 pipe.delete(key)
                 if row["state"] != "refresh":
                     pipe.hset(key, mapping={"state": row["state"]})
                     pipe.expire(key, self.tombstone_ttl_s)
-            await pipe.execute()
+            masters = await self._wait_for_replicas(pipe, keys)
+            answers = await pipe.execute()
+        if self.replicas and any(int(acked) < self.replicas for acked in answers[len(answers) - len(masters):]):
+            raise NotReplicated(f"fewer than {self.replicas} replica(s) confirmed the refusals")
+        if self.replicas and isinstance(self.redis, RedisCluster) and any(
+                self._master(key).name not in masters for key in keys):
+            raise NotReplicated("a slot changed masters during the push")  # a WAIT may not cover it
+
+    async def _wait_for_replicas(self, pipe, keys: list[str]) -> set[str]:
+        """Queue one WAIT on each master the pipeline writes to, after its writes (a WAIT covers the
+        writes made on its own connection: the pipeline sends each master's commands on one).
+        The names of those masters."""
+        if not self.replicas:
+            return set()
+        if not isinstance(self.redis, RedisCluster):
+            pipe.execute_command("WAIT", self.replicas, self.replica_wait_ms)
+            return {"single"}
+        await self.redis.initialize()  # the slot map (a no-op once known)
+        nodes = {node.name: node for node in (self._master(key) for key in keys)}
+        for node in nodes.values():
+            pipe.execute_command("WAIT", self.replicas, self.replica_wait_ms, target_nodes=node)
+        return set(nodes)
+
+    def _master(self, key: str):
+        """The cluster node that serves the key's slot now."""
+        assert isinstance(self.redis, RedisCluster)
+        node = self.redis.get_node_from_key(key)
+        if node is None:
+            raise NotReplicated(f"no master serves {key} now")
+        return node
 
     async def run(self, database_url: str, interval_s: float, connect_timeout_s: float) -> None:
         """Listen for the queue's notifications on a connection of its own; push on each, and

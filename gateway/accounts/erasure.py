@@ -15,15 +15,16 @@ import hashlib
 import logging
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 
 from gateway.accounts import audit, users
 from gateway.accounts.credential_cache import CredentialOutbox
 from gateway.accounts.directory import user_not_found
+from gateway.accounts.limit_keys import ip_window_key
 from gateway.accounts.login_throttle import ADDRESS_KEY, EMAIL_FAILURES_KEY
 from gateway.core.addresses import address_group
 from gateway.core.errors import BadRequest, Forbidden
 from gateway.core.failures import REDIS_FAILURES
+from gateway.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def _texts(user: asyncpg.Record, addresses: list[str]) -> list[str]:
     return [text for text in (user["email"], user["username"] or "", user["full_name"], *addresses) if text]
 
 
-async def erase(pool: asyncpg.Pool, redis: redis_asyncio.Redis, outbox: CredentialOutbox, *, actor: users.User,
+async def erase(pool: asyncpg.Pool, redis: RedisClient, outbox: CredentialOutbox, *, actor: users.User,
                 user_id: int | None, at: dt.datetime, ip: str) -> None:
     """Erase the user (admins only; not oneself, not another admin: demote them first)."""
     if actor.role != "admin":
@@ -101,7 +102,7 @@ async def erase(pool: asyncpg.Pool, redis: redis_asyncio.Redis, outbox: Credenti
     await _forget_in_redis(redis, user["email"], addresses, token_hashes)
 
 
-async def _forget_in_redis(redis: redis_asyncio.Redis, email: str, addresses: list[str],
+async def _forget_in_redis(redis: RedisClient, email: str, addresses: list[str],
                            token_hashes: list[bytes]) -> None:
     """Redis keys that name the user's email digest, addresses or device ids (all expire by themselves
     within minutes; deleted now so nothing personal outlives the erasure there either). The failed-login
@@ -115,7 +116,7 @@ async def _forget_in_redis(redis: redis_asyncio.Redis, email: str, addresses: li
             if key.startswith(email_keys_prefix + ":"):
                 addresses.append(key.removeprefix(email_keys_prefix + ":"))
         keys += [ADDRESS_KEY.format(address_group(address)) for address in addresses]
-        keys += [f"tg:rl:ip:{address}" for address in addresses]
+        keys += [ip_window_key(address) for address in addresses]
         for start in range(0, len(keys), SCAN_BATCH):
             await redis.delete(*keys[start:start + SCAN_BATCH])
     except REDIS_FAILURES as error:

@@ -21,7 +21,9 @@ MAILER = web.AppKey("mailer", Sender)
 
 async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    outbox = app[CREDENTIAL_OUTBOX] = CredentialOutbox(app[REDIS], settings.auth_cache_ttl_s)
+    outbox = app[CREDENTIAL_OUTBOX] = CredentialOutbox(app[REDIS], settings.auth_cache_ttl_s,
+                                                       settings.redis_revocation_replicas,
+                                                       int(settings.redis_timeout_s * 500))
     tasks = [
         asyncio.create_task(outbox.run(settings.database_url.value, settings.credential_outbox_poll_s,
                                        settings.database_timeout_s), name="credential-outbox"),

@@ -13,15 +13,16 @@ from importlib import resources
 
 import asyncpg
 import orjson
-import redis.asyncio as redis_asyncio
 from aiohttp import web
 
 from gateway.accounts import api_keys
 from gateway.accounts.credential_cache import CredentialOutbox
+from gateway.accounts.limit_keys import user_ai_minute_key
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
 from gateway.core.errors import Forbidden, RateLimited, Unauthenticated
 from gateway.core.failures import REDIS_FAILURES
+from gateway.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Refusal:
 class ApiKeyAuthenticator:
     """Resolves an API key to its principal, counting the request against its limits."""
 
-    def __init__(self, settings: Settings, redis: redis_asyncio.Redis, pool: asyncpg.Pool, clock: Clock,
+    def __init__(self, settings: Settings, redis: RedisClient, pool: asyncpg.Pool, clock: Clock,
                  outbox: CredentialOutbox) -> None:
         self.settings = settings
         self.outbox = outbox
@@ -84,10 +85,13 @@ class ApiKeyAuthenticator:
         queued = self.outbox.refusal(key_hash)
         if queued is not None:  # a revocation still on its way to Redis wins (decision 0015)
             return Refusal(queued)
+        now_s = self.clock.now_s()
         try:
-            reply = await self._run(key_hash, [])
+            reply = await self._run(key_hash, [], now_s)
             if reply[0] == "miss":
-                reply = await self._run(key_hash, await self._fill(key_hash))
+                reply = await self._run(key_hash, await self._fill(key_hash), now_s)
+            if reply[0] == "ok":
+                reply = await self._admit_plan(key_hash, reply, now_s)
         except REDIS_FAILURES:
             # Without Redis: PostgreSQL vouches for the key; per-key request limits pause (holds
             # still bound the money). Logged and counted so the outage is visible.
@@ -123,8 +127,7 @@ class ApiKeyAuthenticator:
 
     # -- internals ------------------------------------------------------------------------------
 
-    async def _run(self, key_hash: bytes, fill: list[str]) -> list:
-        now_s = self.clock.now_s()
+    async def _run(self, key_hash: bytes, fill: list[str], now_s: float) -> list:
         minute, into = divmod(now_s, 60)
         minute = int(minute)
         tag = key_hash.hex()
@@ -134,6 +137,27 @@ class ApiKeyAuthenticator:
         until_next_ms = int((60 - into) * 1000) + 1
         reply = await self.script(keys=keys, args=[weight, 120_000, until_next_ms, minute, *fill])
         return [part.decode() if isinstance(part, bytes) else part for part in reply]
+
+    async def _admit_plan(self, key_hash: bytes, reply: list, now_s: float) -> list:
+        """The plan's requests per minute, counted in the user's own slot after the key's slot admitted
+        the request (decision 0023); refused, the key's count of this request is taken back."""
+        plan_rpm = int(reply[9] or 0) if len(reply) > 9 else 0
+        if plan_rpm <= 0:
+            return reply
+        minute, into = divmod(now_s, 60)
+        minute, user_id = int(minute), reply[2]
+        weight = int((60 - into) / 60 * 1000)
+        admitted = await self.tokens_script(
+            keys=[user_ai_minute_key(user_id, minute), user_ai_minute_key(user_id, minute - 1)],
+            args=[1, plan_rpm, weight, WINDOW_TTL_MS])
+        if admitted:
+            return reply
+        key_minute = f"tg:{{{key_hash.hex()}}}:rpm:{minute}"
+        try:
+            await self.tokens_script(keys=[key_minute, key_minute], args=[-1, 0, 0, WINDOW_TTL_MS])
+        except REDIS_FAILURES as error:  # the refusal stands; the key's count ages out with its minute
+            log.warning("a refused request not taken back from key %s's count (%s)", reply[1], type(error).__name__)
+        return ["rate_limited", "plan", plan_rpm, int((60 - into) * 1000) + 1]
 
     async def _fill(self, key_hash: bytes) -> list[str]:
         row = await api_keys.find(self.pool, key_hash)

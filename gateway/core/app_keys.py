@@ -8,13 +8,13 @@ from collections.abc import Awaitable, Callable
 import asyncio
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 from aiohttp import web
 
 from gateway.core.admin_origin import AdminOrigin
 from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
+from gateway.core.redis_client import RedisClient
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
@@ -22,7 +22,7 @@ DATABASE = web.AppKey("database", asyncpg.Pool)
 # The pool of the admin UI's and the usage reports' reads: the read replica's when
 # TOLLGATE_DATABASE_REPLICA_URL is set, else DATABASE itself (decision 0024). Nothing writes through it.
 REPORTS_DATABASE = web.AppKey("reports_database", asyncpg.Pool)
-REDIS = web.AppKey("redis", redis_asyncio.Redis)
+REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 # Dependencies /ready checks besides PostgreSQL and Redis, registered by the wings that need them
 # (the proxy's target): name -> a probe that raises when the dependency does not answer.
 READINESS_PROBES = web.AppKey("readiness_probes", dict[str, Callable[[web.Application], Awaitable[None]]])

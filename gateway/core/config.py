@@ -40,6 +40,13 @@ class Settings:
     # A streaming replica of database_url for the admin UI's and the usage reports' reads (decision
     # 0024); empty = those reads go to the primary too. Writes never go there.
     database_replica_url: Secret = Secret("")
+    # redis_url names one node of a Redis Cluster (any; the client finds the others and follows
+    # failovers) rather than a single Redis (decision 0023).
+    redis_cluster: bool = False
+    # A revocation leaves the credential outbox only once this many replicas of its Redis master
+    # hold it too (WAIT, up to half of redis_timeout_s), so a failover cannot lose it; until then
+    # every gateway refuses the credential from memory. 0 = the master's word (decision 0023).
+    redis_revocation_replicas: int = 0
     host: str = "127.0.0.1"
     port: int = 8080
     # The desktop clients' upstream, e.g. http://127.0.0.1:9000 (may carry a base path).
@@ -336,18 +343,10 @@ class Settings:
     def default_ai_price_micro(self) -> tuple[int, int, int] | None:
         """TOLLGATE_AI_DEFAULT_PRICE ('input,output,cached' credits per million tokens) in
         micro-credits, or None when unset (models outside the price table are refused)."""
-        from ledger.money import MoneyError, parse_credits
-
-        if not self.ai_default_price.strip():
-            return None
-        parts = [part.strip() for part in self.ai_default_price.split(",")]
-        if len(parts) != 3:
-            raise ConfigError(f"{PREFIX}AI_DEFAULT_PRICE must be 'input,output,cached' credits per million tokens")
         try:
-            micro = [parse_credits(part) for part in parts]
-        except MoneyError as error:
+            return setting_values.default_ai_price_micro(self.ai_default_price)
+        except ValueError as error:
             raise ConfigError(f"{PREFIX}AI_DEFAULT_PRICE: {error}") from error
-        return micro[0], micro[1], micro[2]
 
     @property
     def target_prefixes(self) -> tuple[str, ...]:

@@ -11,11 +11,19 @@ import redis.exceptions
 
 from gateway.core.errors import GatewayError, UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
 
+# A Redis Cluster that cannot serve a slot now: no reachable node, a slot without a master while
+# a failover runs (CLUSTERDOWN, TRYAGAIN, slots not covered). redis-py raises its own
+# RedisClusterException when it cannot build the slot map at all (decision 0023). NOSCRIPT reaches
+# the caller only when a script redis-py has just loaded is missing again: the node answering is
+# not the one loaded (a slot moving between masters, a node restarting empty).
+CLUSTER_FAILURES = (redis.exceptions.ClusterError, redis.exceptions.TryAgainError,
+                    redis.exceptions.RedisClusterException, redis.exceptions.NoScriptError)
 # Redis unreachable, or reachable but unable to serve (a read-only replica after a failover, out
-# of memory, loading its data): all outages, answered by the PostgreSQL fallback.
+# of memory, loading its data, a cluster slot between masters): all outages, answered by the
+# PostgreSQL fallback.
 REDIS_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
                   redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
-                  redis.exceptions.BusyLoadingError, redis.exceptions.MasterDownError)
+                  redis.exceptions.BusyLoadingError, redis.exceptions.MasterDownError, *CLUSTER_FAILURES)
 # Anything PostgreSQL or its driver can raise when it cannot do the work: background tasks log it
 # and try again later; the credential fallback answers 503 rather than vouch for anyone.
 POSTGRES_FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -29,7 +37,7 @@ STORE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorIn
                   asyncpg.exceptions.TransactionRollbackError,
                   asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.ReadOnlySQLTransactionError,
                   asyncpg.InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                  OSError, asyncio.TimeoutError)
+                  *CLUSTER_FAILURES, OSError, asyncio.TimeoutError)
 
 # Most specific first: a read timeout is a ClientError too, a refused connection an OSError.
 UPSTREAM_FAILURES: tuple[tuple[type[BaseException], type[GatewayError], str], ...] = (

@@ -32,3 +32,19 @@ def coerce(annotation: str, raw: Any) -> Any:
     if annotation.startswith("Mapping"):
         return parse_plan_limits(raw)
     return str(raw)
+
+
+def default_ai_price_micro(raw: str) -> tuple[int, int, int] | None:
+    """'input,output,cached' credits per million tokens in micro-credits; None when empty."""
+    from ledger.money import MoneyError, parse_credits
+
+    if not raw.strip():
+        return None
+    parts = [part.strip() for part in raw.split(",")]
+    if len(parts) != 3:
+        raise ValueError("must be 'input,output,cached' credits per million tokens")
+    try:
+        micro = [parse_credits(part) for part in parts]
+    except MoneyError as error:
+        raise ValueError(str(error)) from error
+    return micro[0], micro[1], micro[2]

@@ -1,4 +1,5 @@
-"""Authentication of access tokens: one Redis round trip on a hit, PostgreSQL on a miss or outage."""
+"""Authentication of access tokens: one Redis script call per owner (client IP, token, user) on a hit,
+PostgreSQL on a miss or outage (decisions 0001, 0023)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from importlib import resources
 import logging
 
 import asyncpg
-import redis.asyncio as redis_asyncio
+from redis.commands.core import AsyncScript
 
 from gateway.proxy import browser_sessions, device_bindings
 from gateway.core import metrics
@@ -23,7 +24,11 @@ from gateway.accounts.credential_cache import CredentialOutbox, browser_session_
 from gateway.core.failures import POSTGRES_FAILURES, REDIS_FAILURES
 from gateway.core.redis_pipeline import ScriptPipeline, pipeline_connections
 from gateway.core.errors import Conflict, Forbidden, ServiceUnavailable, Unauthenticated
+from gateway.core.redis_client import RedisClient
 from gateway.proxy.browser_sessions import SessionId
+from gateway.accounts.limit_keys import ip_window_key, user_window_key
+from gateway.proxy.limit_windows import (UNDO_SCRIPT, UNLIMITED, WINDOW_SCRIPT, Window, tightest, undo_args,
+                                         window_of)
 from gateway.proxy.rate_limits import LocalWindows, plan_limit, rate_limited
 
 log = logging.getLogger(__name__)
@@ -33,9 +38,10 @@ record_key = token_record_key
 MISSES = frozenset(("miss", "session_miss"))
 
 
-def _keys(token_hash: bytes, client_ip: str, session: SessionId | None) -> list[str]:
+def _keys(token_hash: bytes, session: SessionId | None) -> list[str]:
+    """The token script's keys: all in the token's hash slot (decision 0023)."""
     tag = token_hash.hex()
-    keys = [f"tg:{{{tag}}}:rec", f"tg:{{{tag}}}:dev", f"tg:{{{tag}}}:rl", f"tg:rl:ip:{client_ip}"]
+    keys = [f"tg:{{{tag}}}:rec", f"tg:{{{tag}}}:dev", f"tg:{{{tag}}}:rl"]
     if session is not None:
         keys.append(browser_session_key(token_hash, session.session_hash))
     return keys
@@ -79,7 +85,7 @@ def _refuse(state: str, detail: list) -> NoReturn:
 class Authenticator:
     """Checks a token + device + rate windows; owns the Redis script and the outage fallback."""
 
-    def __init__(self, settings: Settings, redis: redis_asyncio.Redis, pool: asyncpg.Pool,
+    def __init__(self, settings: Settings, redis: RedisClient, pool: asyncpg.Pool,
                  clock: Clock, outbox: CredentialOutbox) -> None:
         self.settings = settings
         self.outbox = outbox
@@ -87,9 +93,12 @@ class Authenticator:
         self.pool = pool
         self.clock = clock
         self.script = redis.register_script(SCRIPT)
-        # The script calls of concurrent requests go out together (decision 0022).
-        self.pipeline = ScriptPipeline(pipeline_connections(redis), timeout_s=settings.redis_timeout_s,
-                                       lanes=settings.redis_pipeline_lanes)
+        self.window_script = redis.register_script(WINDOW_SCRIPT)
+        self.undo_script = redis.register_script(UNDO_SCRIPT)
+        # The script calls of concurrent requests go out together (decision 0022); on a cluster
+        # redis-py's client routes each call to its slot's master instead.
+        self.pipeline = None if settings.redis_cluster else ScriptPipeline(
+            pipeline_connections(redis), timeout_s=settings.redis_timeout_s, lanes=settings.redis_pipeline_lanes)
         # At most this many script calls in flight: a full Redis pool must never look like an
         # outage (that would switch to the per-process fallback and loosen device binding).
         self.redis_slots = asyncio.Semaphore(settings.redis_connections_max)
@@ -165,15 +174,20 @@ class Authenticator:
 
     async def _run(self, token_hash: bytes, client_ip: str, args: list[str],
                    session: SessionId | None = None) -> list | None:
-        """Run the script (filling the cache on a miss); its answer, or None when Redis is unreachable."""
+        """Run the scripts, one hash slot each (filling the cache on a miss): the token script's
+        answer with the tightest window in it, or None when Redis is unreachable."""
         if self.clock.now_s() < self.redis_skip_until_s:
             metrics.labelled(metrics.AUTH_CACHE, "redis_unavailable").inc()
             return None
-        keys = _keys(token_hash, client_ip, session)
-        base = [self.clock.now_ms(), args[0], self.device_idle_ms, self.window_ms,
-                self.settings.ip_limit_per_min, args[2], args[1]]
+        now_ms, member = self.clock.now_ms(), args[2]
+        keys = _keys(token_hash, session)
+        base = [now_ms, args[0], self.device_idle_ms, self.window_ms, member, args[1]]
         try:
-            reply = await self._call_script(keys, base)
+            # The client IP's window first: a full one refuses before the token is even looked up.
+            ip = await self._admit(ip_window_key(client_ip), self.settings.ip_limit_per_min, now_ms, member)
+            if not ip.admitted:
+                return ["rate_limited", "ip", ip.limit, ip.reset_ms]
+            reply = await self._call_script(self.script, keys, base)
             if reply[0] not in MISSES:
                 metrics.labelled(metrics.AUTH_CACHE, "redis_hit").inc()
             else:
@@ -182,14 +196,38 @@ class Authenticator:
                 if reply[0] == "session_miss":
                     assert session is not None
                     fill += await self._session_fill(session)
-                reply = await self._call_script(keys, base + fill)
+                reply = await self._call_script(self.script, keys, base + fill)
+            if reply[0] == "ok" and args[1] != "peek":
+                reply = await self._admit_user(keys, reply, ip, now_ms, member)
         except REDIS_FAILURES:
             self.redis_skip_until_s = self.clock.now_s() + self.settings.redis_retry_after_s
             metrics.labelled(metrics.AUTH_CACHE, "redis_unavailable").inc()
             return None
         return reply
 
-    async def _call_script(self, keys: list[str], args: list) -> list:
+    async def _admit(self, key: str, limit: int, now_ms: int, member: str) -> Window:
+        """Admit the request in a window of its own slot (or not: then it records nothing)."""
+        if limit <= 0:
+            return UNLIMITED
+        reply = await self._call_script(self.window_script, [key], [now_ms, self.window_ms, limit, member])
+        return window_of(reply, limit)
+
+    async def _admit_user(self, keys: list[str], reply: list, ip: Window, now_ms: int, member: str) -> list:
+        """The user's window, after the token's slot admitted the use: refused, the token's slot
+        takes back the use's window entry and binding (a refused request spends nothing)."""
+        limit = int(reply[5])
+        user = await self._admit(user_window_key(reply[1]), limit, now_ms, member)
+        if not user.admitted:
+            try:
+                await self._call_script(self.undo_script, keys[1:3],
+                                        undo_args(member, now_ms, reply, self.device_idle_ms))
+            except REDIS_FAILURES as error:  # the refusal stands; the token's entry ages out in a window
+                log.warning("a refused use not taken back in the token's slot (%s)", type(error).__name__)
+            return ["rate_limited", "user", limit, user.reset_ms]
+        best = tightest([ip, Window(True, limit, int(reply[6]), int(reply[7])), user])
+        return [*reply[:5], best.limit, best.remaining, best.reset_ms, reply[8]]
+
+    async def _call_script(self, script: AsyncScript, keys: list[str], args: list) -> list:
         if not self.redis_slots.locked():
             # A free slot is taken at once; wait_for would cost a task and a timer per request.
             await self.redis_slots.acquire()
@@ -199,12 +237,15 @@ class Authenticator:
             except asyncio.TimeoutError as error:
                 raise ServiceUnavailable("gateway overloaded, retry shortly") from error
         try:
-            return await self.pipeline.evalsha(self.script, keys, args)
+            if self.pipeline is not None:
+                return await self.pipeline.evalsha(script, keys, args)
+            return await script(keys=keys, args=args)
         finally:
             self.redis_slots.release()
 
     async def close(self) -> None:
-        await self.pipeline.close()
+        if self.pipeline is not None:
+            await self.pipeline.close()
 
     async def _fill_values(self, token_hash: bytes) -> list:
         try:
@@ -285,7 +326,7 @@ class Authenticator:
             raise ServiceUnavailable("credential store unavailable") from error
 
     async def _session_fill(self, session: SessionId) -> list:
-        """The session's record for Redis: state, device, expires_ms, ttl_ms (ARGV[17..20])."""
+        """The session's record for Redis: state, device, expires_ms, ttl_ms (ARGV[16..19])."""
         row = await self._session_row(session)
         if row is None:
             return ["unknown", "", 0, self.settings.auth_negative_ttl_s * 1000]

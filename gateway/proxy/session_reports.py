@@ -7,12 +7,12 @@ import datetime as dt
 import logging
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 
 from gateway.accounts import audit, users
 from gateway.accounts.directory import SCOPE, scope_of
 from gateway.core.errors import NotFound
 from gateway.core.failures import REDIS_FAILURES
+from gateway.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ async def sessions(db: asyncpg.Pool | asyncpg.Connection, scope: int | None, *, 
     return await db.fetch(LIST, scope, open_only, user_id, before_id, limit)
 
 
-async def release(pool: asyncpg.Pool, redis: redis_asyncio.Redis, *, actor: users.User, token_id: int | None,
+async def release(pool: asyncpg.Pool, redis: RedisClient, *, actor: users.User, token_id: int | None,
                   at: dt.datetime, ip: str) -> int:
     """Free the token's device binding now (Redis and the PostgreSQL fallback) and end its open
     sessions; the next device to use the token takes it. Audited; the token owner's id."""

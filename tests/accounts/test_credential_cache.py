@@ -4,6 +4,7 @@ never served again from the stale record Redis still holds when it resumes."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -13,8 +14,9 @@ from gateway.accounts import access_tokens
 from gateway.accounts.credential_cache import browser_session_key, token_record_key
 from gateway.core.app_keys import REDIS
 from gateway.proxy import browser_sessions
+from gateway.proxy.resources import AUTHENTICATOR
 from tests.support.accounts import make_token, proxy_headers, register
-from tests.support.proxy import cookie_headers, open_browser_session
+from tests.support.proxy import cookie_headers, error_of, open_browser_session
 from tests.support.store_faults import start_gateway
 
 ECHO = "/api/v1/proxy/echo/x"
@@ -171,3 +173,22 @@ async def test_a_browser_session_ended_during_a_network_blip_stays_ended(gateway
     key = browser_session_key(session.token_hash, session.session_hash)
     assert await gateway.app[REDIS].hget(key, "state") == "revoked"
     assert (await gateway.get(ECHO, headers=cookie_headers(value))).status == 401
+
+
+async def test_a_refusal_no_replica_confirmed_stays_queued_and_enforced(gateway_factory, database, redis_client):
+    """With redis_revocation_replicas set, a refusal leaves the queue only once that many replicas
+    of Redis hold it (WAIT; decision 0023). The tests' single Redis has none: the tombstone is
+    written, but the row stays queued and the token refused from memory, whatever Redis says."""
+    gateway = await gateway_factory(redis_revocation_replicas=1, redis_timeout_s=0.2)
+    issued = await make_token(database)
+    headers = proxy_headers(issued.token)
+    assert (await gateway.get(ECHO, headers=headers)).status == 200
+    cached = await redis_client.hgetall(token_record_key(access_tokens.digest(issued.token)))
+    token_hash = await access_tokens.revoke(database, issued.id, now=dt.datetime.now(dt.timezone.utc))
+    await gateway.app[AUTHENTICATOR].forget(token_hash)
+    assert await redis_client.hget(token_record_key(token_hash), "state") == "revoked"
+    assert await database.fetchval("SELECT count(*) FROM credential_cache_outbox") == 1
+    # What a failover to a replica that never got the tombstone brings back: the old record.
+    await redis_client.hset(token_record_key(token_hash), mapping=cached)
+    response = await gateway.get(ECHO, headers=headers)
+    assert response.status == 401 and (await error_of(response))["code"] == "token_revoked"

@@ -135,3 +135,28 @@ async def test_a_deactivated_user_s_key_is_refused_on_the_next_call_and_works_ag
     assert (await stack.gateway.patch(url, headers=admin, json={"is_active": True})).status == 200
     await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)
     await client.close()
+
+
+async def test_the_plan_limit_spans_the_users_keys_and_a_refused_call_spends_no_key_allowance(
+        gateway_factory, mock_target, database, redis_client, clock):
+    """The plan's requests per minute are the user's, counted in the user's own Redis slot after the
+    key's slot admitted the call (decision 0023): a call the plan refuses is taken back from its key."""
+    from gateway.accounts import api_keys
+
+    stack = await start(gateway_factory, mock_target, database,
+                        plan_limits_per_min={"free": 2, "premium": 5, "enterprise": 0})
+    other = await stack.new_key(rpm_limit=5)
+    for key in (stack.key, other):
+        client = stack.openai(key)
+        await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)
+        await client.close()
+    client = stack.openai(other)
+    with pytest.raises(openai.RateLimitError) as raised:
+        await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)
+    await client.close()
+    assert "plan" in raised.value.message
+    assert len(await stack.charges()) == 2
+    minute = int(clock.now_s() // 60)
+    counted = await redis_client.get(f"tg:{{{api_keys.digest(other).hex()}}}:rpm:{minute}")
+    assert counted == "1"  # its one admitted call; the refused one was taken back
+    assert await redis_client.get(f"tg:{{u:{stack.user['id']}}}:airpm:{minute}") == "2"

@@ -106,3 +106,24 @@ async def test_rate_limit_headers_survive_a_scope_denial(gateway_factory, databa
     response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
     assert response.status == 403
     assert response.headers["RateLimit-Remaining"] == "4"
+
+
+async def test_a_use_the_user_window_refuses_spends_nothing_in_the_tokens_slot(gateway_factory, database, clock):
+    """The user's window is admitted after the token's slot (decision 0023): a use it refuses takes
+    back its entry in the token's window and leaves the token's device binding as it was."""
+    gateway = await gateway_factory(plan_limits_per_min={"free": 2, "premium": 5, "enterprise": 0},
+                                    device_idle_s=600)
+    first = await make_token(database)
+    second = await make_token(database)
+    for _ in range(2):
+        assert (await gateway.get(ECHO, headers=proxy_headers(first.token, "a"))).status == 200
+    clock.advance(30)
+    refused = await gateway.get(ECHO, headers=proxy_headers(second.token, "b"))
+    assert refused.status == 429
+    assert (await error_of(refused))["message"].endswith("(user)")
+    clock.advance(31)  # the first token's uses have left the user's window; the refused one was never in
+    # Another device takes the second token (the refused device never held it) and spends its whole
+    # window: the refused use left no entry behind.
+    for _ in range(2):
+        assert (await gateway.get(ECHO, headers=proxy_headers(second.token, "c"))).status == 200
+    assert (await gateway.get(ECHO, headers=proxy_headers(second.token, "b"))).status == 409
