@@ -10,9 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 
 # Each test folder mirrors a source folder: tests/<wing>/test_<m>.py stands for gateway/<wing>/<m>.py,
-# tests/test_<m>.py for gateway/<m>.py, tests/ledger/ and tests/devkit/ for ledger/ and devkit/ (and a
-# deeper folder for the package of the same path). <m> may be a module or a package.
-TOP_LEVEL_PACKAGES = ("ledger", "devkit", "admin_ui")
+# tests/test_<m>.py for gateway/<m>.py, tests/ledger/, tests/devkit/ and tests/bench/ for ledger/, devkit/
+# and bench/ (and a deeper folder for the package of the same path). <m> may be a module or a package.
+TOP_LEVEL_PACKAGES = ("ledger", "devkit", "admin_ui", "bench")
 
 
 def source_folder(test_folder: str) -> str:
