@@ -41,6 +41,7 @@ from gateway.core.connections import GatewayRunner
 from tests.support.accounts import deposit
 from tests.support.database import RESET_DATABASE, SEED_BUNDLES, SEED_PRICES
 from tests.support.gateways import Outbox, make_settings
+from tests.support.malformed import MALFORMED
 from tests.support.payments import Fakes, new_fakes
 
 EXAMPLES = int(os.environ.get("TOLLGATE_FUZZ_EXAMPLES", "400"))
@@ -531,31 +532,6 @@ def test_the_proxy_forwards_encoded_bodies_byte_for_byte(live, payload, coding, 
     assert received.headers.get("Content-Encoding") == coding.decode()
 
 
-MALFORMED = [
-    b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n",
-    b"GET / HTTP/1.1\nHost: x\n\n",
-    b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    b"GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 2\r\n\r\n",
-    # found wanting by issue 14's fuzz brief: framing and heads the parser refuses on every surface
-    b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
-    b"POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n",
-    b"POST /api/v1/proxy/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\nzz\r\n",
-    b"POST /anthropic/v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked, x\r\n\r\n0\r\n\r\n",
-    b"GET /api/v1/proxy/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET /gemini/v1beta/models/\x00:generateContent HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n",
-    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  continued\r\n\r\n",
-    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Space : a\r\n\r\n",
-    b"GET /health HTTP/1.1\r\nHost: x\r\n: no name\r\n\r\n",
-    b"GET /health HTTP/1.1\r\nHost: x\r\nX-\xff: a\r\n\r\n",
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 32 + b"\r\n\r\n",  # a TLS hello on plain HTTP
-]
 
 
 @pytest.mark.parametrize("raw", MALFORMED)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 
 import aiohttp
+import orjson
 
 from devkit.embedded import free_port
 from tests.support.accounts import make_token, proxy_headers
@@ -135,3 +136,37 @@ async def test_workers_that_keep_failing_at_start_make_the_master_exit_non_zero(
         await stop(process)
     assert process.returncode == 1
     assert b"giving up" in errors
+
+
+async def test_a_served_gateway_answers_what_its_parser_refuses_in_json_with_one_warning_each(
+        servers, database, mock_target, tmp_path):
+    """`tollgate serve` as deployed (uvloop, the C parser, two workers, the log on stderr): every
+    request the parser refuses gets the documented JSON 400 and one short warning line, and the
+    log holds no traceback (issue 14: it used to be text/plain and a traceback per request)."""
+    from tests.support.malformed import MALFORMED
+
+    port = free_port()
+    env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port))
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "2", env=env,
+                                                       stdout=subprocess.DEVNULL, stderr=log)
+    codes = []
+    try:
+        await wait_until_up(f"http://127.0.0.1:{port}/health", process)
+        before = log_path.read_text()
+        for raw in MALFORMED:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(raw)
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            codes.append((head.split(b" ", 2)[1], orjson.loads(body)["error"]["code"]))
+        await asyncio.sleep(0.5)  # the workers' last lines reach the log
+        logged = log_path.read_text()[len(before):]
+    finally:
+        await stop(process)
+    assert codes == [(b"400", "malformed_request")] * len(MALFORMED)
+    warnings = [line for line in logged.splitlines() if "malformed request from 127.0.0.1: " in line]
+    assert len(warnings) == len(MALFORMED) and "Traceback" not in logged, logged[-3000:]
+    assert all(len(line) < 200 for line in warnings)
