@@ -145,6 +145,7 @@ def log_findings(log_path: Path) -> dict:
 async def run(plan: Plan, directory: Path, progress=print) -> dict:
     started_at = time.time()
     stack = await start_stack(directory)
+    load: Load | None = None
     try:
         people = await make_people(stack.url, stack.database_url)
         load = Load(stack.url, people, stack.stripe)
@@ -165,6 +166,8 @@ async def run(plan: Plan, directory: Path, progress=print) -> dict:
         progress("-- the end: load stopped, holds left to expire, checks")
         final = await finish(stack, load, people, plan, float(stack.env["TOLLGATE_AI_HOLD_TTL_S"]), seen)
     finally:
+        if load is not None and not load.stopping.is_set():  # the run failed: stop the load first
+            await load.stop(0)
         await stack.stop()
     violations = [f"{p['fault']}: {v}" for p in phases for v in p["violations"]] + \
                  [f"end: {v}" for v in final["violations"]]
