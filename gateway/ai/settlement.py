@@ -20,7 +20,7 @@ from gateway.ai.usage_log import UsageRow
 from gateway.core import metrics
 from gateway.core.call import Call
 from gateway.core.errors import GatewayError
-from gateway.core.failures import POSTGRES_FAILURES
+from gateway.core.failures import STORE_FAILURES
 from gateway.core.outcomes import Outcome
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ async def settled(ai: Services, call: Call) -> AsyncIterator[None]:
 async def settle_logged(ai: Services, call: Call) -> None:
     try:
         await settle(ai, call)
-    except POSTGRES_FAILURES as error:  # unreachable for longer than ai_settle_retry_s
+    except STORE_FAILURES as error:  # unreachable for longer than ai_settle_retry_s
         log.error("settling AI call %s failed (%s); its hold will be voided at expiry", call.call_id,
                   type(error).__name__)
     except Exception:  # the settlement boundary: logged, and the hold is the expiry sweep's
@@ -57,7 +57,8 @@ async def settle_logged(ai: Services, call: Call) -> None:
 
 
 async def resolve_patiently(ai: Services, call: Call, row: UsageRow, cost: int, charged: int) -> None:
-    """Resolve the hold with its usage row, retrying while PostgreSQL is unreachable.
+    """Resolve the hold with its usage row, retrying while PostgreSQL is unreachable (or rolled the
+    statement back whole: a deadlock, a serialization failure) — never on any other error.
 
     The answer has been delivered (a stream) or is about to be: giving up at once would leave the
     hold to expire uncharged, a call given away, each time the database restarts under load (the
@@ -74,7 +75,7 @@ async def resolve_patiently(ai: Services, call: Call, row: UsageRow, cost: int, 
                                                  metadata={"cost_micro": cost, "usage_source": row.usage_source},
                                                  row=row)
             return
-        except POSTGRES_FAILURES as error:
+        except STORE_FAILURES as error:
             if time.monotonic() + delay_s > deadline_s:
                 raise
             log.warning("settling AI call %s: PostgreSQL unavailable (%s), retrying", call.call_id,
