@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import aiohttp
+import orjson
 import pytest
 
 from devkit.embedded import free_port
@@ -229,3 +230,37 @@ async def test_sigterm_drains_requests_and_streams_settles_the_cut_ones_and_exit
         assert 0 < row["charged_micro"] <= held
         assert row["usage_source"] == ("upstream" if row["outcome"] == "ok" else "estimated")
     assert await database.fetchval("SELECT sum(requests) FROM proxy_sessions WHERE token_id = $1", issued.id) == 2
+
+
+async def test_a_served_gateway_answers_what_its_parser_refuses_in_json_with_one_warning_each(
+        servers, database, mock_target, tmp_path):
+    """`tollgate serve` as deployed (uvloop, the C parser, two workers, the log on stderr): every
+    request the parser refuses gets the documented JSON 400 and one short warning line, and the
+    log holds no traceback (issue 14: it used to be text/plain and a traceback per request)."""
+    from tests.support.malformed import MALFORMED
+
+    port = free_port()
+    env = gateway_env(servers, TOLLGATE_TARGET_URL=mock_target, TOLLGATE_PORT=str(port))
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        process = await asyncio.create_subprocess_exec(*TOLLGATE, "serve", "--workers", "2", env=env,
+                                                       stdout=subprocess.DEVNULL, stderr=log)
+    codes = []
+    try:
+        await wait_until_up(f"http://127.0.0.1:{port}/health", process)
+        before = log_path.read_text()
+        for raw in MALFORMED:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(raw)
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            codes.append((head.split(b" ", 2)[1], orjson.loads(body)["error"]["code"]))
+        await asyncio.sleep(0.5)  # the workers' last lines reach the log
+        logged = log_path.read_text()[len(before):]
+    finally:
+        await stop(process)
+    assert codes == [(b"400", "malformed_request")] * len(MALFORMED)
+    warnings = [line for line in logged.splitlines() if "malformed request from 127.0.0.1: " in line]
+    assert len(warnings) == len(MALFORMED) and "Traceback" not in logged, logged[-3000:]
+    assert all(len(line) < 200 for line in warnings)

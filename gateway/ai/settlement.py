@@ -20,9 +20,13 @@ from gateway.ai.usage_log import UsageRow
 from gateway.core import metrics
 from gateway.core.call import Call
 from gateway.core.errors import GatewayError
+from gateway.core.failures import STORE_FAILURES
 from gateway.core.outcomes import Outcome
 
 log = logging.getLogger(__name__)
+# A settlement that cannot reach PostgreSQL tries again after this, doubling up to the maximum.
+SETTLE_RETRY_FIRST_S = 0.1
+SETTLE_RETRY_MAX_S = 2.0
 
 
 @contextlib.asynccontextmanager
@@ -45,8 +49,40 @@ async def settled(ai: Services, call: Call) -> AsyncIterator[None]:
 async def settle_logged(ai: Services, call: Call) -> None:
     try:
         await settle(ai, call)
+    except STORE_FAILURES as error:  # unreachable for longer than ai_settle_retry_s
+        log.error("settling AI call %s failed (%s); its hold will be voided at expiry", call.call_id,
+                  type(error).__name__)
     except Exception:  # the settlement boundary: logged, and the hold is the expiry sweep's
         log.exception("settling AI call %s failed; its hold will be voided at expiry", call.call_id)
+
+
+async def resolve_patiently(ai: Services, call: Call, row: UsageRow, cost: int, charged: int) -> None:
+    """Resolve the hold with its usage row, retrying while PostgreSQL is unreachable (or rolled the
+    statement back whole: a deadlock, a serialization failure) — never on any other error.
+
+    The answer has been delivered (a stream) or is about to be: giving up at once would leave the
+    hold to expire uncharged, a call given away, each time the database restarts under load (the
+    chaos run, decision 0026). The key makes a retry after a lost commit a replay.
+    """
+    assert call.hold is not None
+    deadline_s = time.monotonic() + ai.settings.ai_settle_retry_s
+    delay_s = SETTLE_RETRY_FIRST_S
+    while True:
+        try:
+            # One item of the worker's next ledger batch, the usage row written in its transaction
+            # (decision 0021).
+            await ai.ledger.resolve(key=f"ai:{call.call_id}:settle", hold_id=call.hold.id, now=row.created_at,
+                                    post_micro=charged if charged else None, expiring=True,
+                                    metadata={"cost_micro": cost, "usage_source": row.usage_source},
+                                    usage=usage_log.columns(row))
+            return
+        except STORE_FAILURES as error:
+            if time.monotonic() + delay_s > deadline_s:
+                raise
+            log.warning("settling AI call %s: PostgreSQL unavailable (%s), retrying", call.call_id,
+                        type(error).__name__)
+        await asyncio.sleep(delay_s)
+        delay_s = min(delay_s * 2, SETTLE_RETRY_MAX_S)
 
 
 async def settle(ai: Services, call: Call) -> int:
@@ -70,11 +106,7 @@ async def settle(ai: Services, call: Call) -> int:
     if call.hold is None:
         ai.usage.add(row)  # nothing charged: the row goes with the next batch
         return 0
-    # One item of the worker's next ledger batch, the usage row written in its transaction (decision 0021).
-    await ai.ledger.resolve(key=f"ai:{call.call_id}:settle", hold_id=call.hold.id, now=row.created_at,
-                            post_micro=charged if charged else None, expiring=True,
-                            metadata={"cost_micro": cost, "usage_source": row.usage_source},
-                            usage=usage_log.columns(row))
+    await resolve_patiently(ai, call, row, cost, charged)
     ai.usage.observe(row)
     call.charged_micro = charged
     return charged

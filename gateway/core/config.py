@@ -184,6 +184,9 @@ class Settings:
     ai_drain_timeout_s: float = 60.0
     # How long an AI call's hold may stay open before the sweep voids it (longer than any call).
     ai_hold_ttl_s: int = 3600
+    # How long a call's settlement keeps retrying while PostgreSQL is unreachable (a restart, a
+    # failover) before its hold is left to the sweep uncharged, in seconds (decision 0026).
+    ai_settle_retry_s: float = 30.0
     # Price for models missing from the price table, "input,output,cached" credits per million
     # tokens; empty = unknown models are refused.
     ai_default_price: str = ""

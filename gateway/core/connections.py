@@ -144,11 +144,11 @@ class GatewayRequestHandler(RequestHandler):
         """The answer to a request the parser refused (400), or to a failure outside the middleware.
 
         Neither the offending bytes nor a traceback go anywhere: a parser error is the client's
-        doing and costs one debug line, not a log entry per hostile request.
+        doing and costs one short warning naming the peer and the parser's complaint (decision 0026).
         """
         request_id = os.urandom(16).hex()
         if status == 400:
-            log.debug("malformed request from %s: %s", request.remote, type(exc).__name__)
+            log.warning("malformed request from %s: %s", request.remote, type(exc).__name__)
             code, text, outcome = "malformed_request", "malformed HTTP request", Outcome.MALFORMED_REQUEST
         else:
             log.error("failure outside the middleware request_id=%s", request_id, exc_info=exc)

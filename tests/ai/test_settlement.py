@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import openai
 import orjson
@@ -18,9 +20,10 @@ from gateway.ai.routes import CallSpec
 from gateway.ai.usage import Usage
 from gateway.core.call import Call
 from gateway.core.clock import ManualClock
-from tests.support.ai import GPT, MESSAGES, start
+from tests.support.ai import GPT, MESSAGES, expected_cost, start
 from tests.support.gateways import make_settings
 from tests.support.ledger import NOW, PRICE_MICRO, new_account
+from tests.support.store_faults import RestartingPostgres
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
@@ -52,6 +55,41 @@ async def test_a_charge_has_its_usage_row_though_the_batch_is_never_flushed(gate
     charges = await stack.charges()
     assert [tuple(row) for row in rows] == [("upstream_error", False, 0), ("ok", False, charges[0]),
                                             ("ok", True, charges[1])]
+
+
+# PostgreSQL away when a call ends (the chaos run, decision 0026): the stream was delivered, so
+# the settlement waits for the database (ai_settle_retry_s) instead of leaving the hold to expire
+# uncharged — a call given away.
+
+
+async def collect(stream) -> list:
+    return [chunk async for chunk in stream]
+
+
+async def test_a_stream_delivered_while_postgres_restarts_is_charged_once_it_is_back(
+        gateway_factory, mock_target, database, servers):
+    postgres = RestartingPostgres(servers.database_url)
+    stack = await start(gateway_factory, mock_target, database,
+                        database_url=await postgres.start(servers.database_url))
+    await stack.control("latency", {"ms": 0, "chunk_ms": 100})
+    client = stack.openai()
+    try:
+        stream = await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=3, stream=True,
+                                                      stream_options={"include_usage": True})
+        chunks = [await anext(aiter(stream))]
+        postgres.refuse("57P01", "terminating connection due to administrator command")
+        rest = asyncio.create_task(collect(stream))
+        await asyncio.sleep(1.0)  # the stream is delivered, its settlement meets the restart
+        postgres.restore()
+        chunks += await rest
+    finally:
+        await client.close()
+        await postgres.close()
+    usage = chunks[-1].usage
+    assert postgres.refused > 0 and usage is not None
+    assert await stack.charges() == [expected_cost(usage.prompt_tokens, 0, usage.completion_tokens)]
+    assert await stack.open_holds() == 0
+    assert await database.fetchval("SELECT count(*) FROM ai_usage WHERE outcome = 'ok'") == 1
 
 
 # The AI path: a hold and its settlement

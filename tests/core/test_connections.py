@@ -216,6 +216,19 @@ async def test_a_malformed_request_is_not_echoed_and_logs_no_traceback(gateway, 
     assert noted == []
 
 
+@pytest.mark.parametrize("request_text", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_a_malformed_request_costs_one_short_warning(gateway, request_text, caplog):
+    """An operator sees hostile or broken clients at the default log level (decision 0026), one
+    line each, naming the peer and the parser's complaint, never the bytes or a traceback."""
+    caplog.set_level(logging.DEBUG)
+    await raw_answer(gateway.port, request_text.encode("latin-1"))
+    warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].exc_info is None, [r.getMessage() for r in warnings]
+    message = warnings[0].getMessage()
+    assert message.startswith("malformed request from 127.0.0.1: ") and len(message) < 160, message
+    assert "\n" not in message and MARKER not in message
+
+
 async def test_no_response_names_the_server_software(gateway, database):
     issued = await make_token(database)
     answers = [await gateway.get("/health"), await gateway.get("/nope"),

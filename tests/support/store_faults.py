@@ -82,6 +82,10 @@ class RestartingPostgres:
         for writer in self.relayed:
             writer.transport.abort()
 
+    def restore(self) -> None:
+        """The server is back: new connections are relayed again."""
+        self.error = b""
+
     async def close(self) -> None:
         self.refuse("57P01", "shutting down")
         self.server.close()
