@@ -12,6 +12,7 @@ from importlib import resources
 import logging
 
 import asyncpg
+import redis.asyncio as redis_asyncio
 from redis.commands.core import AsyncScript
 
 from gateway.proxy import browser_sessions, device_bindings
@@ -97,7 +98,7 @@ class Authenticator:
         self.undo_script = redis.register_script(UNDO_SCRIPT)
         # The script calls of concurrent requests go out together (decision 0022); on a cluster
         # redis-py's client routes each call to its slot's master instead.
-        self.pipeline = None if settings.redis_cluster else ScriptPipeline(
+        self.pipeline = None if not isinstance(redis, redis_asyncio.Redis) else ScriptPipeline(
             pipeline_connections(redis), timeout_s=settings.redis_timeout_s, lanes=settings.redis_pipeline_lanes)
         # At most this many script calls in flight: a full Redis pool must never look like an
         # outage (that would switch to the per-process fallback and loosen device binding).

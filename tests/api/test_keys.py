@@ -212,7 +212,7 @@ async def test_a_budget_patch_while_the_keys_call_settles_neither_deadlocks_nor_
         transaction = blocker.transaction()
         await transaction.start()
         await blocker.execute("SELECT 1 FROM budgets WHERE id = $1 FOR UPDATE", budget_id)
-        await _until(lambda: _lock_waiters(database, "ledger_resolve"))  # the settlement waits for the budget
+        await _until(lambda: _lock_waiters(database, "ledger_batch"))  # the settlement waits for the budget
         patch = asyncio.ensure_future(stack.gateway.patch(
             f"{KEYS}/{key_id}", headers=stack.user["headers"], json={"budget": {"limit": "400", "period": "day"}}))
         await _until(lambda: _lock_waiters(database, "INSERT INTO budgets"))  # so does the PATCH, key locked

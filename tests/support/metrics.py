@@ -12,10 +12,20 @@ def database_queries() -> float:
     return metrics.DATABASE_QUERIES._value.get()
 
 
-async def settle() -> None:
-    # asyncpg reports queries to its loggers via call_soon; let those callbacks run.
+async def settle(quiet_s: float = 0.1, most_s: float = 5.0) -> None:
+    """Let the query count come to rest: asyncpg reports queries to its loggers via call_soon, and a
+    gateway's start-up runs its background checks (backend probes, hold counts, a reconciliation)
+    beside the test's first requests."""
     for _ in range(3):
         await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    deadline_s = loop.time() + most_s
+    count = database_queries()
+    while loop.time() < deadline_s:
+        await asyncio.sleep(quiet_s)
+        if database_queries() == count:
+            return
+        count = database_queries()
 
 
 async def gauge(gateway, series: str) -> float | None:
