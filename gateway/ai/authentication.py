@@ -141,7 +141,7 @@ class ApiKeyAuthenticator:
                 f"tg:{{{tag}}}:tpm:{minute}", f"tg:{{{tag}}}:tpm:{minute - 1}"]
         weight = int((60 - into) / 60 * 1000)
         until_next_ms = int((60 - into) * 1000) + 1
-        args = [weight, 120_000, until_next_ms, minute, *fill]
+        args: list[str | int] = [weight, 120_000, until_next_ms, minute, *fill]
         if self.one_call_script is not None:  # the user's minute counted in the same call
             reply = await self.one_call_script(keys=keys, args=[*user_ai_minute_key_around_id(), WINDOW_TTL_MS, *args])
         else:

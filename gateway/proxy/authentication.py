@@ -11,6 +11,7 @@ from typing import NoReturn
 import logging
 
 import asyncpg
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from gateway.proxy import browser_sessions, device_bindings
@@ -94,13 +95,16 @@ class Authenticator:
         self.script = redis.register_script(SCRIPT)
         self.window_script = redis.register_script(WINDOW_SCRIPT)
         self.undo_script = redis.register_script(UNDO_SCRIPT)
-        # A single Redis has no slot rule: the three calls are one (decision 0023).
-        self.one_call_script = None if settings.redis_cluster else redis.register_script(ONE_CALL_SCRIPT)
         self.user_key_around_id = list(user_window_key_around_id())
-        # The script calls of concurrent requests go out together (decision 0022); on a cluster
-        # redis-py's client routes each call to its slot's master instead.
-        self.pipeline = None if settings.redis_cluster else ScriptPipeline(
-            pipeline_connections(redis), timeout_s=settings.redis_timeout_s, lanes=settings.redis_pipeline_lanes)
+        # On a cluster redis-py's client routes each per-slot call to its slot's master.
+        self.pipeline: ScriptPipeline | None = None
+        self.one_call_script: AsyncScript | None = None
+        if not isinstance(redis, RedisCluster):  # settings.redis_cluster is false (core/redis_client.py)
+            # A single Redis has no slot rule: the three calls are one (decision 0023), and the calls
+            # of concurrent requests go out together (decision 0022).
+            self.one_call_script = redis.register_script(ONE_CALL_SCRIPT)
+            self.pipeline = ScriptPipeline(pipeline_connections(redis), timeout_s=settings.redis_timeout_s,
+                                           lanes=settings.redis_pipeline_lanes)
         # At most this many script calls in flight: a full Redis pool must never look like an
         # outage (that would switch to the per-process fallback and loosen device binding).
         self.redis_slots = asyncio.Semaphore(settings.redis_connections_max)
