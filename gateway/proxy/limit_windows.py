@@ -1,6 +1,7 @@
 """The desktop path's windows of other owners than the token: the client IP's and the user's, each
-a sliding-window log in a Redis hash slot of its own, admitted by calls of their own beside the
-token's script (decision 0023: a Redis Cluster runs a script only on keys of one slot).
+a sliding-window log in a Redis hash slot of its own. On a Redis Cluster they are admitted by calls
+of their own beside the token's script (decision 0023: a cluster runs a script only on keys of one
+slot); on a single Redis all three run in one call, composed from the same scripts.
 
 The order keeps what one script call used to promise: the IP's window first (a full one refuses
 before the token is looked at, so a flood of random tokens never reaches PostgreSQL; every other
