@@ -38,6 +38,9 @@ BODY_SHOWN_CHARS = 2000
 PACKAGES = {"wrk": "wrk", "nginx": "nginx", "redis-server": "redis-server"}
 # tollgate's desktop path with the headers and with a browser session's cookie: measured in turns.
 PAIR = ("tollgate", "tollgate-cookie")
+# --limits: windows that count every request but never refuse one (wrk's all come from 127.0.0.1).
+LIMITS_ENV = {"TOLLGATE_IP_LIMIT_PER_MIN": "1000000000",
+              "TOLLGATE_PLAN_LIMITS_PER_MIN": "free=100,premium=500,enterprise=1000000000"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--paths", default=",".join(DEFAULT_PATHS), help="comma-separated upstream paths")
     parser.add_argument("--rounds", type=int, default=4,
                         help="slices in which tollgate's header and cookie variants take turns (bench/pairs.py)")
+    parser.add_argument("--limits", action="store_true",
+                        help="tollgate's IP and plan windows on (limits too high to refuse): every Redis window"
+                             " of the desktop path counted, as in a deployment with its limits")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (logs)")
     parser.add_argument("--profile", action="store_true",
@@ -90,7 +96,7 @@ def run_facts(args: argparse.Namespace) -> dict:
         "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.platform(),
         "seconds": args.seconds, "warmup_seconds": args.warmup_seconds, "connections": args.connections,
         "threads": args.threads, "workers": args.workers, "paths": args.paths, "profiled": args.profile,
-        "pair_rounds": args.rounds,
+        "pair_rounds": args.rounds, "limits": args.limits,
         # Other work on the machine skews everything; a high value before the run says so.
         "load_average_1m_before": round(os.getloadavg()[0], 2),
     }
@@ -145,7 +151,7 @@ def measure(args: argparse.Namespace, directory: Path, stopping: list) -> dict:
     database = start_database(directory, stopping)
     tollgate_url = f"http://127.0.0.1:{tollgate_port}"
     tollgate = start_tollgate(directory, database, target_url=mock_url, port=tollgate_port,
-                              workers=args.workers)
+                              workers=args.workers, extra_env=LIMITS_ENV if args.limits else None)
     stopping.append(tollgate.stop)
     wait_ready(tollgate, tollgate_url + "/health")
     headers = {"X-Access-Token": database.token, "X-Device-ID": DEVICE_ID}

@@ -17,17 +17,21 @@ from aiohttp import web
 
 from gateway.accounts import api_keys
 from gateway.accounts.credential_cache import CredentialOutbox
-from gateway.accounts.limit_keys import user_ai_minute_key
+from gateway.accounts.limit_keys import user_ai_minute_key, user_ai_minute_key_around_id
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
 from gateway.core.errors import Forbidden, RateLimited, Unauthenticated
 from gateway.core.failures import REDIS_FAILURES
+from gateway.core.lua_scripts import composed
 from gateway.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
 SCRIPT = resources.files("gateway.ai").joinpath("lua/api_key.lua").read_text()
 TOKENS_SCRIPT = resources.files("gateway.ai").joinpath("lua/api_key_tokens.lua").read_text()
+# A single Redis: the key's check and the user's minute in one call, composed from the same sources.
+ONE_CALL_SCRIPT = composed(resources.files("gateway.ai").joinpath("lua/api_key_one_call.lua").read_text(),
+                           {"api_key": SCRIPT, "counter": TOKENS_SCRIPT})
 WINDOW_TTL_MS = 120_000  # a minute's counter outlives the next minute, which weighs it
 
 
@@ -77,6 +81,8 @@ class ApiKeyAuthenticator:
         self.clock = clock
         self.script = redis.register_script(SCRIPT)
         self.tokens_script = redis.register_script(TOKENS_SCRIPT)
+        # A single Redis has no slot rule: the key's and the user's calls are one (decision 0023).
+        self.one_call_script = None if settings.redis_cluster else redis.register_script(ONE_CALL_SCRIPT)
 
     async def authenticate(self, key: str) -> KeyPrincipal | Refusal:
         if not api_keys.looks_valid(key):
@@ -90,7 +96,7 @@ class ApiKeyAuthenticator:
             reply = await self._run(key_hash, [], now_s)
             if reply[0] == "miss":
                 reply = await self._run(key_hash, await self._fill(key_hash), now_s)
-            if reply[0] == "ok":
+            if reply[0] == "ok" and self.one_call_script is None:
                 reply = await self._admit_plan(key_hash, reply, now_s)
         except REDIS_FAILURES:
             # Without Redis: PostgreSQL vouches for the key; per-key request limits pause (holds
@@ -135,7 +141,11 @@ class ApiKeyAuthenticator:
                 f"tg:{{{tag}}}:tpm:{minute}", f"tg:{{{tag}}}:tpm:{minute - 1}"]
         weight = int((60 - into) / 60 * 1000)
         until_next_ms = int((60 - into) * 1000) + 1
-        reply = await self.script(keys=keys, args=[weight, 120_000, until_next_ms, minute, *fill])
+        args: list[str | int] = [weight, 120_000, until_next_ms, minute, *fill]
+        if self.one_call_script is not None:  # the user's minute counted in the same call
+            reply = await self.one_call_script(keys=keys, args=[*user_ai_minute_key_around_id(), WINDOW_TTL_MS, *args])
+        else:
+            reply = await self.script(keys=keys, args=args)
         return [part.decode() if isinstance(part, bytes) else part for part in reply]
 
     async def _admit_plan(self, key_hash: bytes, reply: list, now_s: float) -> list:

@@ -1,5 +1,5 @@
-"""Authentication of access tokens: one Redis script call per owner (client IP, token, user) on a hit,
-PostgreSQL on a miss or outage (decisions 0001, 0023)."""
+"""Authentication of access tokens: on a hit one Redis script call on a single Redis, one per owner
+(client IP, token, user) on a Redis Cluster; PostgreSQL on a miss or outage (decisions 0001, 0023)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from typing import NoReturn
-from importlib import resources
 import logging
 
 import asyncpg
-import redis.asyncio as redis_asyncio
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from gateway.proxy import browser_sessions, device_bindings
@@ -27,13 +26,13 @@ from gateway.core.redis_pipeline import ScriptPipeline, pipeline_connections
 from gateway.core.errors import Conflict, Forbidden, ServiceUnavailable, Unauthenticated
 from gateway.core.redis_client import RedisClient
 from gateway.proxy.browser_sessions import SessionId
-from gateway.accounts.limit_keys import ip_window_key, user_window_key
-from gateway.proxy.limit_windows import (UNDO_SCRIPT, UNLIMITED, WINDOW_SCRIPT, Window, tightest, undo_args,
-                                         window_of)
+from gateway.accounts.limit_keys import ip_window_key, user_window_key, user_window_key_around_id
+from gateway.proxy.limit_windows import (ONE_CALL_SCRIPT, TOKEN_SCRIPT, UNDO_SCRIPT, UNLIMITED, WINDOW_SCRIPT,
+                                         Window, one_call_reply, undo_args, window_of, with_tightest)
 from gateway.proxy.rate_limits import LocalWindows, plan_limit, rate_limited
 
 log = logging.getLogger(__name__)
-SCRIPT = resources.files("gateway.proxy").joinpath("lua/authenticate.lua").read_text()
+SCRIPT = TOKEN_SCRIPT
 record_key = token_record_key
 # The script's answers that PostgreSQL must complete: the token's record, a browser session's.
 MISSES = frozenset(("miss", "session_miss"))
@@ -96,10 +95,16 @@ class Authenticator:
         self.script = redis.register_script(SCRIPT)
         self.window_script = redis.register_script(WINDOW_SCRIPT)
         self.undo_script = redis.register_script(UNDO_SCRIPT)
-        # The script calls of concurrent requests go out together (decision 0022); on a cluster
-        # redis-py's client routes each call to its slot's master instead.
-        self.pipeline = None if not isinstance(redis, redis_asyncio.Redis) else ScriptPipeline(
-            pipeline_connections(redis), timeout_s=settings.redis_timeout_s, lanes=settings.redis_pipeline_lanes)
+        self.user_key_around_id = list(user_window_key_around_id())
+        # On a cluster redis-py's client routes each per-slot call to its slot's master.
+        self.pipeline: ScriptPipeline | None = None
+        self.one_call_script: AsyncScript | None = None
+        if not isinstance(redis, RedisCluster):  # settings.redis_cluster is false (core/redis_client.py)
+            # A single Redis has no slot rule: the three calls are one (decision 0023), and the calls
+            # of concurrent requests go out together (decision 0022).
+            self.one_call_script = redis.register_script(ONE_CALL_SCRIPT)
+            self.pipeline = ScriptPipeline(pipeline_connections(redis), timeout_s=settings.redis_timeout_s,
+                                           lanes=settings.redis_pipeline_lanes)
         # At most this many script calls in flight: a full Redis pool must never look like an
         # outage (that would switch to the per-process fallback and loosen device binding).
         self.redis_slots = asyncio.Semaphore(settings.redis_connections_max)
@@ -175,36 +180,66 @@ class Authenticator:
 
     async def _run(self, token_hash: bytes, client_ip: str, args: list[str],
                    session: SessionId | None = None) -> list | None:
-        """Run the scripts, one hash slot each (filling the cache on a miss): the token script's
-        answer with the tightest window in it, or None when Redis is unreachable."""
+        """Run the script(s) (filling the cache on a miss): the token script's answer with the
+        tightest window in it, or None when Redis is unreachable."""
         if self.clock.now_s() < self.redis_skip_until_s:
             metrics.labelled(metrics.AUTH_CACHE, "redis_unavailable").inc()
             return None
-        now_ms, member = self.clock.now_ms(), args[2]
         keys = _keys(token_hash, session)
-        base = [now_ms, args[0], self.device_idle_ms, self.window_ms, member, args[1]]
+        base = [self.clock.now_ms(), args[0], self.device_idle_ms, self.window_ms, args[2], args[1]]
         try:
-            # The client IP's window first: a full one refuses before the token is even looked up.
-            ip = await self._admit(ip_window_key(client_ip), self.settings.ip_limit_per_min, now_ms, member)
-            if not ip.admitted:
-                return ["rate_limited", "ip", ip.limit, ip.reset_ms]
-            reply = await self._call_script(self.script, keys, base)
-            if reply[0] not in MISSES:
-                metrics.labelled(metrics.AUTH_CACHE, "redis_hit").inc()
-            else:
-                metrics.labelled(metrics.AUTH_CACHE, "postgres_fallback").inc()
-                fill = await self._fill_values(token_hash)
-                if reply[0] == "session_miss":
-                    assert session is not None
-                    fill += await self._session_fill(session)
-                reply = await self._call_script(self.script, keys, base + fill)
-            if reply[0] == "ok" and args[1] != "peek":
-                reply = await self._admit_user(keys, reply, ip, now_ms, member)
+            if self.one_call_script is not None:
+                return await self._run_one_call(token_hash, client_ip, keys, base, session)
+            return await self._run_per_slot(token_hash, client_ip, keys, base, session)
         except REDIS_FAILURES:
             self.redis_skip_until_s = self.clock.now_s() + self.settings.redis_retry_after_s
             metrics.labelled(metrics.AUTH_CACHE, "redis_unavailable").inc()
             return None
+
+    async def _run_one_call(self, token_hash: bytes, client_ip: str, keys: list[str], base: list,
+                            session: SessionId | None) -> list:
+        """A single Redis: the IP's window, the token's keys and the user's window in one call."""
+        script, around_id = self.one_call_script, self.user_key_around_id
+        assert script is not None
+        ip_limit, keys = self.settings.ip_limit_per_min, [ip_window_key(client_ip), *keys]
+        nested = await self._call_script(script, keys, [ip_limit, *around_id, *base])
+        ip = window_of(nested[1], ip_limit) if nested[1] else UNLIMITED
+        if not ip.admitted:
+            return nested[0]
+        if nested[0][0] in MISSES:
+            # The IP's window has counted this request: the filled call does not count it again.
+            fill = await self._miss_fill(nested[0][0], token_hash, session)
+            nested = await self._call_script(script, keys, [0, *around_id, *base, *fill])
+        else:
+            metrics.labelled(metrics.AUTH_CACHE, "redis_hit").inc()
+        return one_call_reply(nested, ip, str(base[5]))
+
+    async def _run_per_slot(self, token_hash: bytes, client_ip: str, keys: list[str], base: list,
+                            session: SessionId | None) -> list:
+        """A Redis Cluster: one call per owner's hash slot, in the order of decision 0023."""
+        now_ms, member = base[0], base[4]
+        # The client IP's window first: a full one refuses before the token is even looked up.
+        ip = await self._admit(ip_window_key(client_ip), self.settings.ip_limit_per_min, now_ms, member)
+        if not ip.admitted:
+            return ["rate_limited", "ip", ip.limit, ip.reset_ms]
+        reply = await self._call_script(self.script, keys, base)
+        if reply[0] in MISSES:
+            fill = await self._miss_fill(reply[0], token_hash, session)
+            reply = await self._call_script(self.script, keys, base + fill)
+        else:
+            metrics.labelled(metrics.AUTH_CACHE, "redis_hit").inc()
+        if reply[0] == "ok" and base[5] != "peek":
+            reply = await self._admit_user(keys, reply, ip, now_ms, member)
         return reply
+
+    async def _miss_fill(self, state: str, token_hash: bytes, session: SessionId | None) -> list:
+        """What PostgreSQL says of a record Redis lacks: the token's, and a browser session's."""
+        metrics.labelled(metrics.AUTH_CACHE, "postgres_fallback").inc()
+        fill = await self._fill_values(token_hash)
+        if state == "session_miss":
+            assert session is not None
+            fill += await self._session_fill(session)
+        return fill
 
     async def _admit(self, key: str, limit: int, now_ms: int, member: str) -> Window:
         """Admit the request in a window of its own slot (or not: then it records nothing)."""
@@ -225,8 +260,7 @@ class Authenticator:
             except REDIS_FAILURES as error:  # the refusal stands; the token's entry ages out in a window
                 log.warning("a refused use not taken back in the token's slot (%s)", type(error).__name__)
             return ["rate_limited", "user", limit, user.reset_ms]
-        best = tightest([ip, Window(True, limit, int(reply[6]), int(reply[7])), user])
-        return [*reply[:5], best.limit, best.remaining, best.reset_ms, reply[8]]
+        return with_tightest(reply, [ip, user])
 
     async def _call_script(self, script: AsyncScript, keys: list[str], args: list) -> list:
         if not self.redis_slots.locked():

@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.ai import GEMINI, GPT, MESSAGES, expected_cost, start
 from tests.support.ai_fakes import raw_request
+from tests.support.redis_calls import script_calls
 from tests.support.ai_requests import CLAUDE_PATH, GEMINI_PATH, OPENAI_CHAT, gemini, openai_chat
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
@@ -160,3 +161,21 @@ async def test_the_plan_limit_spans_the_users_keys_and_a_refused_call_spends_no_
     counted = await redis_client.get(f"tg:{{{api_keys.digest(other).hex()}}}:rpm:{minute}")
     assert counted == "1"  # its one admitted call; the refused one was taken back
     assert await redis_client.get(f"tg:{{u:{stack.user['id']}}}:airpm:{minute}") == "2"
+
+
+async def test_an_ai_call_s_authentication_is_one_script_call_on_a_single_redis(
+        gateway_factory, mock_target, database, redis_client):
+    """The key's record and limits and the user's (the plan's) minute in one call: a single Redis has
+    no slot rule (decision 0023)."""
+    stack = await start(gateway_factory, mock_target, database,
+                        plan_limits_per_min={"free": 50, "premium": 5, "enterprise": 0})
+    key = await stack.new_key(rpm_limit=10, tpm_limit=0)  # no token reservation: authentication's calls only
+    client = stack.openai(key)
+    await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)  # cold: miss, fill
+    before = await script_calls(redis_client)
+    for _ in range(2):
+        await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)
+    await client.close()
+    assert await script_calls(redis_client) - before == 2
+    user_minutes = [key async for key in redis_client.scan_iter(f"tg:{{u:{stack.user['id']}}}:airpm:*")]
+    assert len(user_minutes) == 1 and await redis_client.get(user_minutes[0]) == "3"

@@ -12,6 +12,7 @@ from gateway.proxy.resources import AUTHENTICATOR
 from tests.support.accounts import make_token, proxy_headers
 from tests.support.metrics import database_queries, settle
 from tests.support.proxy import cookie_headers, error_of, open_browser_session
+from tests.support.redis_calls import script_calls
 
 # The auth cache: zero PostgreSQL queries on a warm hit, and what happens when Redis or PostgreSQL is down.
 
@@ -156,3 +157,23 @@ async def test_revocation_takes_effect_on_the_next_request(gateway, database):
     response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
     assert response.status == 401
     assert (await error_of(response))["code"] == "token_revoked"
+
+
+async def test_a_desktop_request_is_one_script_call_on_a_single_redis(gateway_factory, database, redis_client):
+    """The IP's window, the token's record, binding and window and the user's window in one call: a
+    single Redis has no slot rule (decision 0023), and each call is a round trip of latency."""
+    gateway = await gateway_factory(ip_limit_per_min=100, plan_limits_per_min={"free": 50, "premium": 5,
+                                                                               "enterprise": 0})
+    issued = await make_token(database)
+    assert (await gateway.get(ECHO, headers=proxy_headers(issued.token))).status == 200  # cold: miss, fill
+    before = await script_calls(redis_client)
+    for remaining in (48, 47, 46, 45):
+        response = await gateway.get(ECHO, headers=proxy_headers(issued.token))
+        assert response.status == 200
+        # The tightest window still names the headers: the user's (50) and the token's, before the IP's (100).
+        assert (response.headers["RateLimit-Limit"], response.headers["RateLimit-Remaining"]) == ("50", str(remaining))
+    assert await script_calls(redis_client) - before == 4
+    # The same key names as a cluster's per-slot calls: switching modes needs no migration.
+    user_id = await database.fetchval("SELECT user_id FROM access_tokens WHERE id = $1", issued.id)
+    assert await redis_client.zcard(f"tg:{{u:{user_id}}}:rl") == 5
+    assert await redis_client.zcard("tg:{ip:127.0.0.1}:rl") == 5

@@ -1,6 +1,7 @@
 -- One round trip in the API key's hash slot: the key's cached record and its own request limits.
 -- The user's (the plan's) requests per minute live in the user's slot and are admitted next by a
--- call of their own (api_key_tokens.lua; decision 0023).
+-- call of their own (api_key_tokens.lua; decision 0023) on a Redis Cluster; on a single Redis the
+-- two run in one call, this script as a function of api_key_one_call.lua.
 -- KEYS[1] record hash  KEYS[2..3] key requests this/previous minute
 -- KEYS[4..5] key tokens this/previous minute
 -- ARGV[1] weight of the previous minute in per-mille (sliding-window approximation)

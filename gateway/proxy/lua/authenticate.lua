@@ -1,6 +1,7 @@
 -- One round trip in the token's own hash slot: token record, device binding, the token's window.
 -- The client IP's and the user's windows live in their own slots and are admitted by their own
--- calls (lua/window.lua) before and after this one (decision 0023).
+-- calls (lua/window.lua) before and after this one on a Redis Cluster; on a single Redis the three
+-- run in one call, this script as a function of lua/authenticate_one_call.lua (decision 0023).
 -- KEYS[1] record hash  KEYS[2] device binding  KEYS[3] token window
 -- KEYS[4] in mode 'session': the browser session's record (tagged like the token's keys: decision 0020)
 -- ARGV[1] now_ms  ARGV[2] device_id ('' in mode 'session')  ARGV[3] device_idle_ms  ARGV[4] window_ms
