@@ -96,7 +96,8 @@ def run_facts(args: argparse.Namespace) -> dict:
         "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.platform(),
         "seconds": args.seconds, "warmup_seconds": args.warmup_seconds, "connections": args.connections,
         "threads": args.threads, "workers": args.workers, "paths": args.paths, "profiled": args.profile,
-        "pair_rounds": args.rounds, "limits": args.limits,
+        # bench.all and bench.ai have no --limits, bench.ai no --rounds.
+        "pair_rounds": getattr(args, "rounds", None), "limits": getattr(args, "limits", False),
         # Other work on the machine skews everything; a high value before the run says so.
         "load_average_1m_before": round(os.getloadavg()[0], 2),
     }
