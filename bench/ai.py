@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,11 +20,11 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from bench import ai_report, litellm, profile, wrk
+from bench import ai_report, litellm, profile, runs, wrk
 from bench.processes import BenchError, cpu_seconds, get, wait_ready
 from bench.proxy import ensure_tools, run_facts
 from bench.stack import ai_metering, database_pids, prepare_ai, start_database, start_mock, start_tollgate
-from devkit.embedded import EmbeddedError, free_port
+from devkit.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "gpt-4o-mini"
@@ -261,39 +258,20 @@ def measure(args: argparse.Namespace, directory: Path, stopping: list) -> dict:
     return results
 
 
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     targets = 2 if args.no_peer else 3
     minutes = len(args.scenarios) * targets * (args.seconds + args.warmup_seconds) / 60
     print(f"tollgate AI bench: {len(args.scenarios)} scenario(s) × {targets} targets, about {minutes:.1f} min"
           " of load", flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)
-    stopping: list = []
-    directory = Path(tempfile.mkdtemp(prefix="tollgate-bench-ai-", dir="/tmp"))
-    directory.chmod(0o755)  # PostgreSQL runs as the postgres user and must traverse it
-    try:
+
+    def measured(directory: Path, stopping: list) -> dict:
         ensure_tools()
-        results = measure(args, directory, stopping)
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping everything", file=sys.stderr)
-        return 130
-    except (BenchError, EmbeddedError, wrk.WrkError) as error:
-        print(f"\nerror: {error}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for stop in reversed(stopping):
-            stop()
-        if args.keep_temp:
-            print(f"temporary directory kept: {directory}", file=sys.stderr)
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return measure(args, directory, stopping)
+
+    results = runs.run("tollgate-bench-ai-", args.keep_temp, measured)
+    if isinstance(results, int):
+        return results
     print("\n" + ai_report.text(results))
     json_path = ai_report.write(results, args.results_dir)
     print(f"\nwritten: {json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path}"

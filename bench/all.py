@@ -14,23 +14,20 @@ import asyncio
 import glob
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import asyncpg
 
-from bench import all_report, litellm, pairs, portkey, soak, wrk
+from bench import all_report, litellm, pairs, portkey, runs, soak, wrk
 from bench.ai import CHAT_PATH, CREDITS_MICRO, LITELLM_CHAT_PATH, MODEL, UPSTREAM_KEY, check_answer, database_queries, \
     post, request_body
 from bench.processes import BenchError, get, start, wait_ready
 from bench.proxy import ensure_tools, run_facts
 from bench.stack import DEVICE_ID, ai_metering, database_pids, prepare_ai, start_database, start_mock, start_tollgate
-from devkit.embedded import EmbeddedError, free_port
+from devkit.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PROXY_PREFIX = "/api/v1/proxy"
@@ -268,35 +265,16 @@ def run_soak(stack: Stack, args: argparse.Namespace) -> dict:
     return {"steady": steady, "slow_clients": held}
 
 
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    stopping: list = []
-    directory = Path(tempfile.mkdtemp(prefix="tollgate-bench-all-", dir="/tmp"))
-    directory.chmod(0o755)
-    try:
+
+    def measured(directory: Path, stopping: list) -> dict:
         ensure_tools()
-        results = measure(args, directory, stopping)
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping everything", file=sys.stderr)
-        return 130
-    except (BenchError, EmbeddedError, wrk.WrkError) as error:
-        print(f"\nerror: {error}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for stop in reversed(stopping):
-            stop()
-        if args.keep_temp:
-            print(f"temporary directory kept: {directory}", file=sys.stderr)
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return measure(args, directory, stopping)
+
+    results = runs.run("tollgate-bench-all-", args.keep_temp, measured)
+    if isinstance(results, int):
+        return results
     summary = all_report.summarise(results)
     results["targets"] = summary
     print("\n" + all_report.markdown(results))

@@ -13,14 +13,11 @@ import argparse
 import datetime as dt
 import os
 import platform
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from bench import pairs, profile, report, wrk
+from bench import pairs, profile, report, runs, wrk
 from bench.nginx import start_nginx
 from bench.processes import BenchError, cpu_seconds, ensure_packages, get, wait_ready
 from bench.stack import DEVICE_ID, database_pids, open_browser_session, start_database, start_mock, start_tollgate
@@ -189,39 +186,19 @@ def measure(args: argparse.Namespace, directory: Path, stopping: list) -> dict:
     return results
 
 
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     minutes = len(args.paths) * 4 * (args.seconds + args.warmup_seconds) / 60
     print(f"tollgate proxy bench: {len(args.paths)} path(s) × 4 targets, about {minutes:.1f} min of load",
           flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)
-    stopping: list = []
-    directory = Path(tempfile.mkdtemp(prefix="tollgate-bench-", dir="/tmp"))
-    directory.chmod(0o755)  # PostgreSQL runs as the postgres user and must traverse it
-    try:
+
+    def measured(directory: Path, stopping: list) -> dict:
         ensure_tools()
-        results = measure(args, directory, stopping)
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping everything", file=sys.stderr)
-        return 130
-    except (BenchError, EmbeddedError, wrk.WrkError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    finally:
-        # A second Ctrl-C must not leave servers running half-stopped.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for stop in reversed(stopping):
-            stop()
-        if args.keep_temp:
-            print(f"temporary directory kept: {directory}", file=sys.stderr)
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return measure(args, directory, stopping)
+
+    results = runs.run("tollgate-bench-", args.keep_temp, measured)
+    if isinstance(results, int):
+        return results
     print("\n" + report.text(results))
     json_path = report.write(results, args.results_dir)
     print(f"\nwritten: {json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path}"
