@@ -47,15 +47,21 @@ def start_mock(directory: Path, port: int) -> Server:
                  directory / "mock.log", cwd=ROOT)
 
 
-async def _prepare_database(admin_url: str) -> tuple[str, str]:
-    """Create and migrate the database; an enterprise (unlimited) user and a fresh token."""
+async def create_database(admin_url: str, name: str) -> str:
+    """A new database `name` on the server of `admin_url`, migrated; its URL."""
     connection = await asyncpg.connect(admin_url)
     try:
-        await connection.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+        await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
-    database_url = admin_url.rsplit("/", 1)[0] + "/" + DATABASE_NAME
+    database_url = admin_url.rsplit("/", 1)[0] + "/" + name
     await migrate.apply(database_url)
+    return database_url
+
+
+async def _prepare_database(admin_url: str) -> tuple[str, str]:
+    """Create and migrate the database; an enterprise (unlimited) user and a fresh token."""
+    database_url = await create_database(admin_url, DATABASE_NAME)
     connection = await asyncpg.connect(database_url)
     try:
         user_id = await users.ensure_client(connection, email=BENCH_EMAIL, plan="enterprise")

@@ -13,15 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 from aiohttp import web
 
 from bench.chaos.relay import FaultRelay
 from bench.processes import Server, start
-from bench.stack import DEVKIT, ROOT, TOLLGATE
+from bench.stack import DEVKIT, ROOT, TOLLGATE, create_database
 from devkit.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, postgres_bin_dir
 from devkit.fake_payments import stripe as fake_stripe
-from gateway.core import migrate
 
 DATABASE_NAME = "tollgate_chaos"
 UPSTREAM_KEY = "sk-mock-chaos"  # the mock accepts any key starting with sk-mock
@@ -152,17 +150,6 @@ def gateway_env(database_url: str, redis_url: str, *, port: int, relay_url: str,
     return env
 
 
-async def _create_database(admin_url: str) -> str:
-    connection = await asyncpg.connect(admin_url)
-    try:
-        await connection.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-    finally:
-        await connection.close()
-    database_url = admin_url.rsplit("/", 1)[0] + "/" + DATABASE_NAME
-    await migrate.apply(database_url)
-    return database_url
-
-
 async def _serve_fake_stripe(stack_stopping: list, fake: fake_stripe.FakeStripe) -> str:
     runner = web.AppRunner(fake_stripe.build_app(fake), access_log=None)
     await runner.setup()
@@ -199,7 +186,7 @@ async def start_stack(directory: Path) -> Stack:
         redis = EmbeddedRedis(directory / "redis", free_port())
         stopping.append(lambda: kill_redis(redis))
         redis.start()
-        database_url = await _create_database(postgres.url)
+        database_url = await create_database(postgres.url, DATABASE_NAME)
         mock_port = free_port()
         mock = start("mock upstream", [*DEVKIT, "mock-upstream", "--host", "127.0.0.1", "--port", str(mock_port)],
                      directory / "mock.log", cwd=ROOT)
