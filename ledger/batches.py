@@ -1,7 +1,7 @@
 """Group commit: the moves and resolutions of concurrent callers, sent to PostgreSQL together.
 
 A caller's `move` or `resolve` is queued and answered by its own Transfer or exception, exactly as
-ledger.move / ledger.resolve answer it. The queue goes as ONE call of ledger_batch (migration 0015,
+ledger.move / ledger.resolve answer it. The queue goes as ONE call of ledger_batch (migrations 0015-0016,
 decision 0021): one round trip, one transaction, one write of each account however many items
 touch it. One batch is in flight per Batcher (per worker); what arrives meanwhile waits for it and
 goes next, so a busy worker sends big batches and an idle one adds one turn of the event loop (or
@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ledger.transfers import LedgerError, Transfer, _outcome, move_item, resolve_item
+from ledger.transfers import ItemFailed, LedgerError, Transfer, _outcome, move_item, resolve_item
 
 BATCH = """
 SELECT b.item_index, b.status, b.detail, (b.transfer).*
@@ -101,11 +101,13 @@ class Batcher:
         try:
             rows = await self._call([pending.item for pending in batch])
         except asyncpg.PostgresError as error:
-            if len(batch) > 1 and (error.sqlstate or "")[:2] not in OUTAGE_CLASSES:
+            outage = (error.sqlstate or "")[:2] in OUTAGE_CLASSES
+            if len(batch) > 1 and not outage:
                 for pending in batch:  # the error stays with the item that caused it
                     await self._send([pending])
                 return
-            self._fail(batch, error)
+            self._fail(batch, error if outage else ItemFailed(
+                f"the ledger could not write this transfer: {error.sqlstate}: {error}"))
             return
         except BaseException as error:
             self._fail(batch, error)

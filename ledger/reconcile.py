@@ -31,12 +31,21 @@ SELECT a.id, a.kind, a.code, a.user_id, a.overdraft_micro,
 FROM accounts a LEFT JOIN legs l ON l.account_id = a.id
 GROUP BY a.id ORDER BY a.id"""
 
-# Resolutions must match their hold: same accounts, posted at most the held amount.
+# Resolutions must match their hold: one that exists, same accounts, posted at most the held amount.
 BAD_RESOLUTIONS = """
-SELECT r.id, r.pending_id FROM transfers r JOIN transfers p ON p.id = r.pending_id
-WHERE p.phase <> 'pending'
-   OR r.debit_account_id <> p.debit_account_id OR r.credit_account_id <> p.credit_account_id
-   OR (r.phase = 'post_pending' AND r.amount_micro > p.amount_micro)"""
+SELECT r.id, r.pending_id FROM transfers r LEFT JOIN transfers p ON p.id = r.pending_id
+WHERE r.pending_id IS NOT NULL
+  AND (p.id IS NULL OR p.phase <> 'pending'
+       OR r.debit_account_id <> p.debit_account_id OR r.credit_account_id <> p.credit_account_id
+       OR (r.phase = 'post_pending' AND r.amount_micro > p.amount_micro))"""
+
+# Every transfer moves between accounts that exist (the table keeps no foreign key to them: the
+# ledger's functions check them under lock, migration 0016).
+ORPHANS = """
+SELECT t.id FROM transfers t
+WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.debit_account_id)
+   OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.credit_account_id)
+ORDER BY t.id LIMIT 100"""
 
 # A debt's running sum on its account equals its rows: owed less repaid (ledger.debts).
 BAD_DEBTS = """
@@ -80,6 +89,7 @@ async def reconcile(connection: asyncpg.Connection | asyncpg.Pool) -> Report:
         rows = await connection.fetch(EXPECTED)
         report.transfers = await connection.fetchval("SELECT count(*) FROM transfers")
         bad = await connection.fetch(BAD_RESOLUTIONS)
+        orphans = await connection.fetch(ORPHANS)
         bad_debts = await connection.fetch(BAD_DEBTS)
     report.accounts = len(rows)
     totals = dict.fromkeys(SUMS, 0)
@@ -99,6 +109,8 @@ async def reconcile(connection: asyncpg.Connection | asyncpg.Pool) -> Report:
             f"pending debits {totals['debits_pending']} != pending credits {totals['credits_pending']}")
     for row in bad:
         report.problems.append(f"transfer {row['id']} does not match the hold {row['pending_id']} it resolves")
+    for row in orphans:
+        report.problems.append(f"transfer {row['id']} names an account that does not exist")
     for row in bad_debts:
         report.problems.append(f"{_name(row)}: stored owed {row['owed_micro']} != {row['expected']} from debts")
     return report

@@ -135,14 +135,15 @@ async def test_every_refusal_of_a_resolution_is_the_items_own(pool, batcher):
 
 
 async def test_an_item_that_fails_in_the_database_fails_alone(pool, batcher):
-    """A user id no user has breaks the transfer's foreign key: that item answers an error, written
-    nowhere; the items around it go through."""
+    """A user id no user has breaks the transfer's foreign key: the batch's one statement fails and
+    writes nothing, its items go again one per call; the bad one answers an error, written nowhere,
+    the items around it go through."""
     buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
     revenue = await ledger.system_id(pool, "revenue")
     outcomes = await gather_outcomes(
         batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO, kind="purchase",
                      now=NOW, user_id=10**12 if number == 1 else None) for number in range(3))
-    assert batcher.batches == 1
+    assert (batcher.batches, batcher.items) == (2, 2)  # the failed batch counts nothing; two items alone
     assert [type(o).__name__ for o in outcomes] == ["Transfer", "ItemFailed", "Transfer"]
     assert "23503" in str(outcomes[1])  # foreign_key_violation
     assert await posted(pool, buyer) == 8 * PRICE_MICRO

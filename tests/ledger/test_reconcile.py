@@ -112,6 +112,40 @@ async def test_a_resolution_posting_more_than_its_hold_is_reported(servers, data
         await raw.close()
 
 
+@pytest.mark.parametrize("fault", ["no such account", "no such hold"])
+async def test_a_transfer_naming_an_account_or_hold_that_does_not_exist_is_reported(servers, database, books, fault):
+    """The transfers keep no foreign key to accounts or holds (migration 0016): reconcile looks."""
+    raw = await asyncpg.connect(servers.database_url)
+    try:
+        missing = await raw.fetchval("SELECT max(id) + 1000 FROM transfers")
+        if fault == "no such account":
+            sneaked = await raw.fetchval(
+                "INSERT INTO transfers (idempotency_key, request_hash, debit_account_id, credit_account_id,"
+                " amount_micro, phase, kind) VALUES ('sneak', '', $1, $2, 1, 'posted', 'adjustment') RETURNING id",
+                books["revenue"], 10**12)
+            expected = f"transfer {sneaked} names an account that does not exist"
+        else:
+            sneaked = await raw.fetchval(
+                "INSERT INTO transfers (idempotency_key, request_hash, debit_account_id, credit_account_id,"
+                " amount_micro, phase, kind, pending_id) VALUES ('sneak', '', $1, $2, 0, 'void_pending',"
+                " 'usage', $3) RETURNING id", books["revenue"], books["revenue"] - 1, missing)
+            expected = f"transfer {sneaked} does not match the hold {missing} it resolves"
+        assert expected in (await ledger.reconcile(raw)).text()
+    finally:
+        await raw.execute("SET session_replication_role = replica;"
+                          " DELETE FROM transfers WHERE idempotency_key = 'sneak';"
+                          " RESET session_replication_role")
+        await raw.close()
+
+
+async def test_an_account_is_never_deleted(database, books):
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="accounts are never removed"):
+        await database.execute("DELETE FROM accounts WHERE id = $1", books["revenue"])
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="accounts are never removed"):
+        await database.execute("TRUNCATE accounts CASCADE")
+    assert (await ledger.reconcile(database)).ok
+
+
 # The command line
 
 
