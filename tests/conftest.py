@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as redis_asyncio
+from aiosmtpd.controller import Controller
 
 import ledger
 from devkit import mock_target as target_mock
@@ -25,6 +26,7 @@ from gateway.core.clock import ManualClock
 from gateway.server import start_admin_site, start_metrics_site
 from tests.support.accounts import deposit, register
 from tests.support.database import RESET_DATABASE, SEED_BUNDLES, SEED_PRICES, Servers
+from tests.support.mail import Inbox
 from tests.support.gateways import GatewayTestClient, GatewayTestServer, Outbox, make_settings
 from tests.support.payments import Fakes, new_fakes
 from tests.support.store_faults import Partition
@@ -85,6 +87,16 @@ async def mock_target(aiohttp_server):
     server = await aiohttp_server(target_mock.build_app(public_base_url=base), port=port)
     assert str(server.make_url("")).rstrip("/") == base
     return base
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on loopback: (port, Inbox)."""
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
 
 
 @pytest.fixture

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import re
 import tempfile
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiosmtpd.controller import Controller
 
 from devkit.embedded import free_port
 from gateway.accounts import mail, users
@@ -19,27 +16,6 @@ from gateway.core.config import Settings
 from tests.support.processes import TOLLGATE, gateway_env, stop, wait_until_up
 
 TOKEN_IN_LINK = re.compile(r"magic-link/verify\?token=([A-Za-z0-9_-]{64})")
-
-
-class Inbox:
-    """An aiosmtpd handler keeping each delivered message's text."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.texts.append(message.get_body(("plain",)).get_content())
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
 
 
 async def test_serve_mails_the_link_over_smtp_and_never_logs_it(servers, database, mock_target, smtp_server):

@@ -4,12 +4,8 @@ is down costs the mail, never the credit."""
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import re
 
-import pytest
-from aiosmtpd.controller import Controller
 
 from devkit.embedded import free_port
 from gateway.accounts.mail import SmtpSender
@@ -18,25 +14,6 @@ from gateway.payments.settlement import Settled
 from tests.support.payments import buy
 
 TOKEN = re.compile(r"magic-link/verify\?token=([A-Za-z0-9_-]{64})")
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.texts.append(message.get_body(("plain",)).get_content())
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
 
 
 async def paid_guest_payment(gateway, database) -> Settled:
