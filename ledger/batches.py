@@ -8,7 +8,8 @@ goes next, so a busy worker sends big batches and an idle one adds one turn of t
 `window_s`, when set) to a call. Each item is checked on its own in the function; a refusal is
 that item's answer and nothing else's. A batch that fails as a whole with an error of PostgreSQL's
 that is not an outage is sent again one item at a time, so the error stays with the item that
-caused it.
+caused it; an item that fails alone with an error a retry may cure (a deadlock, a serialization
+failure) raises PostgreSQL's own error, as ledger.move would, so callers that retry on it do.
 """
 
 from __future__ import annotations
@@ -28,14 +29,29 @@ BATCH = """
 SELECT b.item_index, b.status, b.detail, (b.transfer).*
 FROM ledger_batch($1::jsonb) AS b"""
 # SQLSTATE classes that mean PostgreSQL could not do the work at all (connection, resources,
-# operator intervention, system errors): every item fails with the batch, none is tried alone.
+# operator intervention, system errors), and a read-only transaction (25006: a standby after a
+# failover): every item fails with the batch and PostgreSQL's own error, none is tried alone.
 OUTAGE_CLASSES = ("08", "53", "57", "58")
+OUTAGE_STATES = ("25006",)
+# Class 40 (serialization failure, deadlock): the transaction was rolled back whole and a retry may
+# pass. A batch that hits one is sent again item by item; an item that hits one alone raises it
+# unwrapped, as ledger.move would (gateway.core.failures.STORE_FAILURES: the settlement retries it).
+ROLLBACK_CLASS = "40"
+# 23505: a key another transaction committed while the batch waited on it. Sent again alone, the
+# item finds that transfer and answers replayed or conflict; once, in case it is some other key.
+UNIQUE_VIOLATION = "23505"
+# 'retry' (a hold committed after the batch locked its accounts) goes in the next batch; an item
+# answered 'retry' this many times fails (ItemFailed) rather than loop.
+RETRIES_MAX = 3
 
 
 @dataclass(slots=True, eq=False)
 class Pending:
     item: dict[str, Any]
     future: asyncio.Future
+    body: bytes = b""      # the item as JSON, encoded when it was queued
+    retries: int = 0       # times it was answered 'retry'
+    resent: bool = False   # sent again alone after a unique violation
 
 
 def _json_default(value: Any) -> str:
@@ -53,6 +69,7 @@ class Batcher:
         self.items_max = items_max  # items per call at most; the rest go in the next call
         self.queue: list[Pending] = []
         self.sender: asyncio.Task | None = None
+        self.statement = BATCH  # the call; a test may point it at a function of its own
         self.batches = 0  # calls of ledger_batch sent, and the items they carried (bench, metrics)
         self.items = 0
 
@@ -85,8 +102,10 @@ class Batcher:
                 await asyncio.shield(self.sender)
 
     def _submit(self, item: dict[str, Any]) -> asyncio.Future:
+        # Encoded here: an item that cannot be sent fails its own caller, not the batch it would join.
+        body = orjson.dumps(item, default=_json_default, option=orjson.OPT_NAIVE_UTC)
         future = asyncio.get_running_loop().create_future()
-        self.queue.append(Pending(item, future))
+        self.queue.append(Pending(item, future, body))
         if self.sender is None or self.sender.done():
             self.sender = asyncio.create_task(self._send_queue(), name="ledger-batches")
         return future
@@ -95,19 +114,18 @@ class Batcher:
         await asyncio.sleep(self.window_s)  # 0: the items queued in this turn of the event loop
         while self.queue:
             batch, self.queue = self.queue[:self.items_max], self.queue[self.items_max:]
-            await self._send(batch)
+            try:
+                await self._send(batch)
+            except BaseException as error:  # cancelled (mid-fallback too): no caller waits for ever
+                queued, self.queue = self.queue, []
+                self._fail([*batch, *queued], error)
+                raise
 
     async def _send(self, batch: list[Pending]) -> None:
         try:
-            rows = await self._call([pending.item for pending in batch])
+            rows = await self._call(batch)
         except asyncpg.PostgresError as error:
-            outage = (error.sqlstate or "")[:2] in OUTAGE_CLASSES
-            if len(batch) > 1 and not outage:
-                for pending in batch:  # the error stays with the item that caused it
-                    await self._send([pending])
-                return
-            self._fail(batch, error if outage else ItemFailed(
-                f"the ledger could not write this transfer: {error.sqlstate}: {error}"))
+            await self._failed(batch, error)
             return
         except BaseException as error:
             self._fail(batch, error)
@@ -120,17 +138,38 @@ class Batcher:
         unanswered = [pending for pending in batch if id(pending) not in queued]  # none, unless a bug
         self._fail(unanswered, LedgerError("the ledger batch returned no answer for this transfer"))
 
-    async def _call(self, items: list[dict[str, Any]]) -> list[asyncpg.Record]:
-        payload = orjson.dumps(items, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
+    async def _failed(self, batch: list[Pending], error: asyncpg.PostgresError) -> None:
+        """A batch whose one statement failed, nothing written: its items alone, or its error."""
+        sqlstate = error.sqlstate or ""
+        if sqlstate[:2] in OUTAGE_CLASSES or sqlstate in OUTAGE_STATES:
+            self._fail(batch, error)
+        elif len(batch) > 1:
+            for pending in batch:  # the error stays with the item that caused it
+                await self._send([pending])
+        elif sqlstate == UNIQUE_VIOLATION and not batch[0].resent:
+            batch[0].resent = True  # its key committed meanwhile: alone again, it finds that transfer
+            await self._send(batch)
+        elif sqlstate[:2] == ROLLBACK_CLASS:
+            self._fail(batch, error)  # rolled back whole, nothing written: the caller's to retry
+        else:
+            self._fail(batch, ItemFailed(f"the ledger could not write this transfer: {sqlstate}: {error}"))
+
+    async def _call(self, batch: list[Pending]) -> list[asyncpg.Record]:
+        payload = (b"[" + b",".join(pending.body for pending in batch) + b"]").decode()
         async with self.pool.acquire() as connection:
-            rows = await connection.fetch(BATCH, payload)
+            rows = await connection.fetch(self.statement, payload)
         self.batches += 1
-        self.items += len(items)
+        self.items += len(batch)
         return rows
 
     def _answer(self, pending: Pending, row: asyncpg.Record) -> None:
         if row["status"] == "retry":  # its hold's accounts were not locked by this batch: next one
-            self.queue.append(pending)
+            pending.retries += 1
+            if pending.retries <= RETRIES_MAX:
+                self.queue.append(pending)
+            else:  # nothing written; a later call may pass
+                self._fail([pending], ItemFailed(f"the ledger could not lock the accounts of hold "
+                                                 f"{pending.item.get('hold_id')} in {RETRIES_MAX + 1} batches"))
             return
         if pending.future.done():  # the caller was cancelled; the item's outcome stands
             return

@@ -152,3 +152,43 @@ async def test_an_ai_call_holds_in_one_statement_and_settles_in_one(servers, dat
     assert (balance.posted_micro, balance.held_micro) == (10 * PRICE_MICRO - 15, 0)
     row = await database.fetchrow("SELECT charged_micro, hold_transfer_id, usage_source FROM ai_usage")
     assert tuple(row) == (15, call.hold.id, "upstream") and services.usage.rows == []
+
+
+# A settlement that PostgreSQL rolls back whole (a deadlock, a serialization failure) or refuses
+# from a standby mid-failover (read-only, 25006) raises PostgreSQL's own error out of the ledger
+# batch, which the settlement retries (STORE_FAILURES); wrapped as ItemFailed it would give up and
+# leave the hold to expire uncharged — a call given away (decision 0021, review).
+
+ROLLED_BACK_ONCE = """
+CREATE SEQUENCE settle_attempts;
+CREATE FUNCTION settle_rolled_back_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN  -- a sequence is not rolled back with the transaction: the first attempt fails, the next pass
+    IF NEW.idempotency_key LIKE 'ai:%:settle' AND nextval('settle_attempts') = 1 THEN
+        RAISE EXCEPTION 'the settlement meets trouble once' USING ERRCODE = '{sqlstate}';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER settle_rolled_back_once BEFORE INSERT ON transfers
+    FOR EACH ROW EXECUTE FUNCTION settle_rolled_back_once();"""
+UNDONE = ("DROP TRIGGER settle_rolled_back_once ON transfers; DROP FUNCTION settle_rolled_back_once();"
+          " DROP SEQUENCE settle_attempts")
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001", "25006"])
+async def test_a_settlement_rolled_back_once_is_retried_and_charged_once(gateway_factory, mock_target, database,
+                                                                         sqlstate):
+    stack = await start(gateway_factory, mock_target, database)
+    client = stack.openai()
+    await database.execute(ROLLED_BACK_ONCE.format(sqlstate=sqlstate))
+    try:
+        answer = await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=3)
+        attempts = await database.fetchval("SELECT last_value FROM settle_attempts")
+    finally:
+        await client.close()
+        await database.execute(UNDONE)
+    usage = answer.usage
+    assert attempts == 2 and usage is not None
+    assert await stack.charges() == [expected_cost(usage.prompt_tokens, 0, usage.completion_tokens)]
+    assert await stack.open_holds() == 0
+    assert await database.fetchval("SELECT count(*) FROM ai_usage WHERE outcome = 'ok'") == 1
+    assert (await ledger.reconcile(database)).ok

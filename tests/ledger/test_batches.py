@@ -18,7 +18,7 @@ from gateway.accounts import api_keys
 from tests.support.accounts import deposit
 from tests.support.ai import GPT, MESSAGES
 from tests.support.ai import PRICE_MICRO as AI_PRICE_MICRO
-from tests.support.ledger import NOW, PRICE_MICRO, move, new_account, posted, sums
+from tests.support.ledger import NOW, PRICE_MICRO, move, new_account, posted, resolve, sums
 from tests.support.processes import TOLLGATE, gateway_env, stop, wait_until_up
 
 LATER = NOW + dt.timedelta(minutes=5)
@@ -255,6 +255,209 @@ async def test_an_outage_fails_every_item_of_the_batch(servers, database):
                      kind="purchase", now=NOW) for number in range(3))
     assert all(isinstance(o, asyncpg.InterfaceError) for o in outcomes), outcomes
     assert await posted(database, buyer) == 10 * PRICE_MICRO
+
+
+# The review of decision 0021: errors a retry may cure reach the caller as PostgreSQL raised them,
+# a lone item's key committed elsewhere is answered from that transfer, a hold naming a missing
+# account is refused instead of sent again for ever, and no caller is left waiting.
+
+DOOMED = """
+CREATE FUNCTION doomed_transfer() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.idempotency_key LIKE 'doomed%' THEN
+        RAISE EXCEPTION 'rolled back, as a deadlock would' USING ERRCODE = '{sqlstate}';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER doomed_transfer BEFORE INSERT ON transfers FOR EACH ROW EXECUTE FUNCTION doomed_transfer();"""
+UNDOOMED = "DROP TRIGGER doomed_transfer ON transfers; DROP FUNCTION doomed_transfer()"
+
+
+@pytest.mark.parametrize("sqlstate, raised", [("40001", asyncpg.SerializationError),
+                                              ("40P01", asyncpg.DeadlockDetectedError)])
+async def test_an_item_rolled_back_alone_raises_postgresqls_own_error(pool, batcher, sqlstate, raised):
+    """Class 40 rolled the transaction back whole: the caller (the AI settlement) retries on that
+    error (gateway.core.failures.STORE_FAILURES), so it is not wrapped as a permanent ItemFailed."""
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    await pool.execute(DOOMED.format(sqlstate=sqlstate))
+    try:
+        alone = await gather_outcomes([batcher.move(key="doomed-alone", debit=buyer, credit=revenue,
+                                                    amount_micro=PRICE_MICRO, kind="purchase", now=NOW)])
+        among = await gather_outcomes(
+            batcher.move(key=f"{'doomed' if number == 1 else 'buy'}-{number}", debit=buyer, credit=revenue,
+                         amount_micro=PRICE_MICRO, kind="purchase", now=NOW) for number in range(3))
+    finally:
+        await pool.execute(UNDOOMED)
+    assert type(alone[0]) is raised and not isinstance(alone[0], ledger.LedgerError)
+    assert [type(o) for o in among] == [ledger.Transfer, raised, ledger.Transfer]
+    assert await posted(pool, buyer) == 8 * PRICE_MICRO
+    assert (await ledger.reconcile(pool)).ok
+
+
+async def test_a_read_only_database_fails_every_item_with_postgresqls_own_error(servers, database):
+    """A standby after a failover refuses every write (25006): an outage, not each item's fault."""
+    revenue = await ledger.system_id(database, "revenue")
+    buyer = await new_account(database, "buyer", deposit_micro=10 * PRICE_MICRO)
+    standby = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=2,
+                                        server_settings={"default_transaction_read_only": "on"})
+    try:
+        batcher = ledger.Batcher(standby)
+        alone = await gather_outcomes([batcher.move(key="buy-alone", debit=buyer, credit=revenue,
+                                                    amount_micro=PRICE_MICRO, kind="purchase", now=NOW)])
+        many = await gather_outcomes(
+            batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                         kind="purchase", now=NOW) for number in range(3))
+    finally:
+        await standby.close()
+    assert all(type(o) is asyncpg.ReadOnlySQLTransactionError for o in [*alone, *many]), [*alone, *many]
+    assert await posted(database, buyer) == 10 * PRICE_MICRO
+    assert (await ledger.reconcile(database)).ok
+
+
+async def test_a_lone_items_key_committed_elsewhere_while_it_waits_is_its_conflict(pool, batcher):
+    """As test_a_key_committed_elsewhere… with the item alone in its batch: its one statement fails
+    with the unique violation, and the item, sent once more, finds the committed transfer."""
+    payer, payee = (await new_account(pool, "payer", deposit_micro=PRICE_MICRO), await new_account(pool, "payee"))
+    other_payer, other_payee = (await new_account(pool, "other-payer", deposit_micro=PRICE_MICRO),
+                                await new_account(pool, "other-payee"))
+    async with pool.acquire() as first:
+        open_transaction = first.transaction()
+        await open_transaction.start()
+        await ledger.move(first, key="one-key", debit=payer, credit=payee, amount_micro=PRICE_MICRO,
+                          kind="adjustment", now=NOW)
+        batched = asyncio.ensure_future(gather_outcomes([
+            batcher.move(key="one-key", debit=other_payer, credit=other_payee, amount_micro=PRICE_MICRO,
+                         kind="adjustment", now=NOW)]))
+        assert await a_lock_waited_on(pool)
+        await open_transaction.commit()
+        outcomes = await batched
+    assert [type(o).__name__ for o in outcomes] == ["IdempotencyConflict"]
+    assert (await posted(pool, payee), await posted(pool, other_payee)) == (PRICE_MICRO, 0)
+    assert (await ledger.reconcile(pool)).ok
+
+
+async def a_lock_waited_on(pool) -> bool:
+    for _ in range(500):
+        if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+SNEAKED_HOLD = """
+INSERT INTO transfers (idempotency_key, request_hash, debit_account_id, credit_account_id, amount_micro, phase,
+                       kind, expires_at)
+VALUES ('sneaked-hold', '', $1, $2, 1, 'pending', 'usage', $3) RETURNING id"""
+
+
+async def test_a_hold_naming_an_account_that_does_not_exist_is_refused_not_sent_again_for_ever(pool, batcher):
+    """Possible since the transfers keep no foreign key to accounts (0016): a hold written around
+    the ledger. The batch answers as ledger_resolve does, in one batch; the item beside it is written."""
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    missing = 10**12
+    hold_id = await pool.fetchval(SNEAKED_HOLD, missing, revenue, LATER)
+    try:
+        outcomes = await asyncio.wait_for(gather_outcomes([
+            batcher.resolve(key="settle-sneaked", hold_id=hold_id, now=NOW, post_micro=1),
+            batcher.move(key="buy", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO, kind="purchase",
+                         now=NOW)]), timeout=10)
+        with pytest.raises(ledger.LedgerError) as direct:
+            await resolve(pool, key="settle-sneaked-directly", hold_id=hold_id, post_micro=1)
+    finally:
+        await pool.execute("SET session_replication_role = replica;"
+                           " DELETE FROM transfers WHERE idempotency_key = 'sneaked-hold';"
+                           " RESET session_replication_role")
+    assert type(outcomes[0]) is ledger.LedgerError and str(outcomes[0]) == str(direct.value)
+    assert str(outcomes[0]) == f"unknown account(s) [{missing}]"
+    assert isinstance(outcomes[1], ledger.Transfer) and batcher.batches == 1
+    assert await posted(pool, buyer) == 9 * PRICE_MICRO
+    assert (await ledger.reconcile(pool)).ok
+
+
+async def test_a_hold_committed_after_the_batch_locked_its_accounts_goes_in_the_next_batch(pool, batcher):
+    """The one genuine 'retry': the batch waits on an account of its own while the hold commits."""
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    payer, payee = (await new_account(pool, "payer", deposit_micro=PRICE_MICRO), await new_account(pool, "payee"))
+    revenue = await ledger.system_id(pool, "revenue")
+    async with pool.acquire() as first:
+        async with first.transaction():
+            await first.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", payer)
+            hold = await ledger.move(first, key="hold", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                                     kind="usage", now=NOW, hold_until=LATER)
+            batched = asyncio.ensure_future(gather_outcomes([
+                batcher.move(key="pay", debit=payer, credit=payee, amount_micro=PRICE_MICRO, kind="adjustment",
+                             now=NOW),
+                batcher.resolve(key="post", hold_id=hold.id, now=NOW, post_micro=PRICE_MICRO)]))
+            assert await a_lock_waited_on(pool)
+        outcomes = await asyncio.wait_for(batched, timeout=10)
+    assert [type(o) for o in outcomes] == [ledger.Transfer, ledger.Transfer]
+    assert batcher.batches == 2  # the resolution went again, alone, and was written
+    assert (await posted(pool, buyer), await posted(pool, payee)) == (9 * PRICE_MICRO, PRICE_MICRO)
+    assert (await ledger.reconcile(pool)).ok
+
+
+ALWAYS_RETRY = """
+CREATE FUNCTION always_retry(p_items jsonb)
+RETURNS TABLE (item_index integer, status text, detail text, transfer transfers) LANGUAGE sql AS $$
+    SELECT (ordinality - 1)::integer, 'retry', NULL, NULL::transfers
+    FROM jsonb_array_elements(p_items) WITH ORDINALITY $$"""
+
+
+async def test_an_item_answered_retry_batch_after_batch_fails_instead_of_looping(pool, batcher):
+    """Whatever keeps answering 'retry' (here a stand-in for ledger_batch that always does), the
+    Batcher sends the item a bounded number of times, then fails it: nothing was written."""
+    revenue = await ledger.system_id(pool, "revenue")
+    hold = await batcher.move(key="hold", debit=await new_account(pool, "buyer", deposit_micro=PRICE_MICRO),
+                              credit=revenue, amount_micro=PRICE_MICRO, kind="usage", now=NOW, hold_until=LATER)
+    await pool.execute(ALWAYS_RETRY)
+    try:
+        batcher.statement = ledger.batches.BATCH.replace("ledger_batch(", "always_retry(")
+        batches_before = batcher.batches
+        outcomes = await asyncio.wait_for(
+            gather_outcomes([batcher.resolve(key="post", hold_id=hold.id, now=NOW, post_micro=1)]), timeout=10)
+    finally:
+        await pool.execute("DROP FUNCTION always_retry(jsonb)")
+    assert type(outcomes[0]) is ledger.ItemFailed
+    assert batcher.batches - batches_before == ledger.batches.RETRIES_MAX + 1
+    assert (await ledger.reconcile(pool)).ok
+
+
+async def test_an_item_that_cannot_be_sent_fails_its_caller_alone(pool, batcher):
+    """An item that is not JSON fails its own call at once, not the batch it would have joined."""
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    outcomes = await gather_outcomes(
+        batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO, kind="purchase",
+                     now=NOW, metadata={"odd": object()} if number == 1 else None) for number in range(3))
+    assert [type(o) for o in outcomes][::2] == [ledger.Transfer, ledger.Transfer]
+    assert isinstance(outcomes[1], TypeError)
+    assert (batcher.batches, await posted(pool, buyer)) == (1, 8 * PRICE_MICRO)
+    assert (await ledger.reconcile(pool)).ok
+
+
+async def test_a_sender_cancelled_while_it_sends_items_alone_leaves_no_caller_waiting(pool, batcher):
+    """The batch fails (a user nobody has), its items go alone; the second waits on a lock the test
+    holds (its user's row) when the sender is cancelled: every caller gets an answer."""
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    user_id = await pool.fetchval("SELECT user_id FROM accounts WHERE id = $1", buyer)
+    async with pool.acquire() as first:
+        async with first.transaction():
+            await first.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
+            calls = asyncio.ensure_future(gather_outcomes(
+                batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
+                             kind="purchase", now=NOW, user_id=10**12 if number == 0 else user_id)
+                for number in range(3)))
+            assert await a_lock_waited_on(pool)
+            assert batcher.sender is not None
+            batcher.sender.cancel()
+            outcomes = await asyncio.wait_for(calls, timeout=10)
+    assert type(outcomes[0]) is ledger.ItemFailed
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes[1:]), outcomes
+    assert await posted(pool, buyer) == 10 * PRICE_MICRO
+    assert (await ledger.reconcile(pool)).ok
 
 
 # A gateway killed (kill -9) while batches are in flight (DESIGN: "gateway killed mid-load"): after the

@@ -146,6 +146,17 @@ async def test_an_account_is_never_deleted(database, books):
     assert (await ledger.reconcile(database)).ok
 
 
+async def test_an_accounts_id_never_changes(database, books):
+    """The transfers name their accounts by id with no foreign key to follow a change (0016): an
+    id changed would orphan them (migration 0017). The sums still change, through the ledger."""
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="an account's id never changes"):
+        await database.execute("UPDATE accounts SET id = id + 1000000 WHERE id = $1", books["alice"])
+    await database.execute("UPDATE accounts SET id = id WHERE id = $1", books["alice"])  # no change: allowed
+    await move(database, key="after", debit=books["alice"], credit=books["revenue"], amount_micro=1, kind="purchase")
+    assert await database.fetchval("SELECT count(*) FROM accounts WHERE id = $1", books["alice"]) == 1
+    assert (await ledger.reconcile(database)).ok
+
+
 # The command line
 
 
