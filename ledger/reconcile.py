@@ -55,6 +55,25 @@ FROM accounts a LEFT JOIN (
     FROM debts GROUP BY account_id) d ON d.account_id = a.id
 WHERE a.owed_micro <> COALESCE(d.net, 0)"""
 
+# A budget holds what its open holds hold: held_micro equals the amounts of the budget_holds rows
+# naming it whose hold is still open (migration 0013; a budget deleted meanwhile is simply absent).
+BAD_BUDGETS = """
+SELECT b.id, b.user_id, b.api_key_id, b.held_micro, COALESCE(sum(l.amount_micro), 0)::bigint AS expected
+FROM budgets b
+LEFT JOIN budget_holds l ON b.id = ANY(l.budget_ids)
+                        AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = l.hold_id)
+GROUP BY b.id HAVING b.held_micro <> COALESCE(sum(l.amount_micro), 0)
+ORDER BY b.id"""
+
+# A budget link lives from its hold to the hold's resolution, and holds the hold's amount.
+BAD_BUDGET_HOLDS = """
+SELECT l.hold_id,
+       EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = l.hold_id) AS resolved
+FROM budget_holds l JOIN transfers p ON p.id = l.hold_id
+WHERE p.phase <> 'pending' OR l.amount_micro <> p.amount_micro
+   OR EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = l.hold_id)
+ORDER BY l.hold_id LIMIT 100"""
+
 SUMS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
 
@@ -91,6 +110,8 @@ async def reconcile(connection: asyncpg.Connection | asyncpg.Pool) -> Report:
         bad = await connection.fetch(BAD_RESOLUTIONS)
         orphans = await connection.fetch(ORPHANS)
         bad_debts = await connection.fetch(BAD_DEBTS)
+        bad_budgets = await connection.fetch(BAD_BUDGETS)
+        bad_links = await connection.fetch(BAD_BUDGET_HOLDS)
     report.accounts = len(rows)
     totals = dict.fromkeys(SUMS, 0)
     for row in rows:
@@ -113,4 +134,15 @@ async def reconcile(connection: asyncpg.Connection | asyncpg.Pool) -> Report:
         report.problems.append(f"transfer {row['id']} names an account that does not exist")
     for row in bad_debts:
         report.problems.append(f"{_name(row)}: stored owed {row['owed_micro']} != {row['expected']} from debts")
+    _report_budgets(report, bad_budgets, bad_links)
     return report
+
+
+def _report_budgets(report: Report, bad_budgets: list[asyncpg.Record], bad_links: list[asyncpg.Record]) -> None:
+    for row in bad_budgets:
+        scope = f"key {row['api_key_id']}" if row["api_key_id"] is not None else f"user {row['user_id']}"
+        report.problems.append(f"budget {row['id']} ({scope}): stored held {row['held_micro']} != "
+                               f"{row['expected']} from its open holds")
+    for row in bad_links:
+        what = "is resolved" if row["resolved"] else "does not match it"
+        report.problems.append(f"budget link of hold {row['hold_id']}: the hold {what}")

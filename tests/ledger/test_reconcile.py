@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 import ledger
+from gateway.accounts import budgets
 from tests.support.ledger import NOW, PRICE_MICRO, move, new_account, resolve
 
 # The console script as an operator runs it.
@@ -154,6 +155,65 @@ async def test_an_accounts_id_never_changes(database, books):
     await database.execute("UPDATE accounts SET id = id WHERE id = $1", books["alice"])  # no change: allowed
     await move(database, key="after", debit=books["alice"], credit=books["revenue"], amount_micro=1, kind="purchase")
     assert await database.fetchval("SELECT count(*) FROM accounts WHERE id = $1", books["alice"]) == 1
+    assert (await ledger.reconcile(database)).ok
+
+
+# Budgets (migration 0013): each budget holds what its open holds hold, and a budget link lives from
+# its hold to the hold's resolution.
+
+
+@pytest.fixture
+async def budgeted(database, books) -> dict[str, int]:
+    """The books, plus a day budget of alice's and three holds within it: one posted by a batch, one
+    voided directly (the trigger's give-back), one open."""
+    await budgets.put(database, user_id=books["alice_user_id"], key_id=None,
+                      spec=budgets.BudgetSpec(5 * PRICE_MICRO, "day"), now=NOW)
+    batcher = ledger.Batcher(database)
+    holds = [await batcher.move(key=f"budgeted-{number}", debit=books["alice"], credit=books["revenue"],
+                                amount_micro=PRICE_MICRO, kind="usage", now=NOW, user_id=books["alice_user_id"],
+                                hold_until=NOW + dt.timedelta(minutes=5), budgeted=True) for number in range(3)]
+    await batcher.resolve(key="budgeted-post", hold_id=holds[0].id, now=NOW, post_micro=PRICE_MICRO // 4)
+    await resolve(database, key="budgeted-void", hold_id=holds[1].id)
+    budget_id = await database.fetchval("SELECT id FROM budgets")
+    return {**books, "budget": budget_id, "open_hold": holds[2].id}
+
+
+async def test_budgets_and_their_holds_reconcile(database, budgeted):
+    row = await database.fetchrow("SELECT held_micro, spent_micro FROM budgets WHERE id = $1", budgeted["budget"])
+    assert (row["held_micro"], row["spent_micro"]) == (PRICE_MICRO, PRICE_MICRO // 4)
+    assert await database.fetchval("SELECT array_agg(hold_id) FROM budget_holds") == [budgeted["open_hold"]]
+    assert (await ledger.reconcile(database)).ok
+
+
+async def test_a_budget_holding_other_than_its_open_holds_is_reported(database, budgeted):
+    await database.execute("UPDATE budgets SET held_micro = held_micro + 1 WHERE id = $1", budgeted["budget"])
+    try:
+        text = (await ledger.reconcile(database)).text()
+    finally:
+        await database.execute("UPDATE budgets SET held_micro = held_micro - 1 WHERE id = $1", budgeted["budget"])
+    assert (f"budget {budgeted['budget']} (user {budgeted['alice_user_id']}): stored held {PRICE_MICRO + 1}"
+            f" != {PRICE_MICRO} from its open holds") in text
+
+
+async def test_a_budget_link_outliving_its_hold_is_reported(servers, database, budgeted):
+    """A resolution written around the ledger and its trigger: the link stays, the budget still holds."""
+    hold = budgeted["open_hold"]
+    raw = await asyncpg.connect(servers.database_url)
+    try:
+        await raw.execute("SET session_replication_role = replica")  # no trigger: no give-back
+        await raw.execute(
+            "INSERT INTO transfers (idempotency_key, request_hash, debit_account_id, credit_account_id, amount_micro,"
+            " phase, kind, pending_id) SELECT 'sneak', '', debit_account_id, credit_account_id, amount_micro,"
+            " 'void_pending', kind, id FROM transfers WHERE id = $1", hold)
+        await raw.execute("RESET session_replication_role")
+        text = (await ledger.reconcile(raw)).text()
+    finally:
+        await raw.execute("SET session_replication_role = replica;"
+                          " DELETE FROM transfers WHERE idempotency_key = 'sneak';"
+                          " RESET session_replication_role")
+        await raw.close()
+    assert f"budget link of hold {hold}: the hold is resolved" in text
+    assert f"budget {budgeted['budget']} (user {budgeted['alice_user_id']}): stored held {PRICE_MICRO} != 0" in text
     assert (await ledger.reconcile(database)).ok
 
 
