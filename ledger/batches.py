@@ -1,7 +1,7 @@
 """Group commit: the moves and resolutions of concurrent callers, sent to PostgreSQL together.
 
 A caller's `move` or `resolve` is queued and answered by its own Transfer or exception, exactly as
-ledger.move / ledger.resolve answer it. The queue goes as ONE call of ledger_batch (migrations 0015-0016,
+ledger.move / ledger.resolve answer it. The queue goes as ONE call of ledger_batch (migrations 0015-0017,
 decision 0021): one round trip, one transaction, one write of each account however many items
 touch it. One batch is in flight per Batcher (per worker); what arrives meanwhile waits for it and
 goes next, so a busy worker sends big batches and an idle one adds one turn of the event loop (or
@@ -58,6 +58,11 @@ def _json_default(value: Any) -> str:
     if isinstance(value, bytes):
         return value.hex()
     raise TypeError(f"cannot send {type(value).__name__} to the ledger")
+
+
+def encode(items: list[dict[str, Any]]) -> str:
+    """Items as ledger_batch takes them: a JSON array (hashes in hex, naive datetimes as UTC)."""
+    return orjson.dumps(items, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
 
 
 class Batcher:

@@ -103,15 +103,21 @@ async def reconcile(connection: asyncpg.Connection | asyncpg.Pool) -> Report:
     if isinstance(connection, asyncpg.Pool):
         async with connection.acquire() as acquired:
             return await reconcile(acquired)
-    report = Report()
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        rows = await connection.fetch(EXPECTED)
-        report.transfers = await connection.fetchval("SELECT count(*) FROM transfers")
-        bad = await connection.fetch(BAD_RESOLUTIONS)
-        orphans = await connection.fetch(ORPHANS)
-        bad_debts = await connection.fetch(BAD_DEBTS)
-        bad_budgets = await connection.fetch(BAD_BUDGETS)
-        bad_links = await connection.fetch(BAD_BUDGET_HOLDS)
+        return await check_books(connection)
+
+
+async def check_books(connection: asyncpg.Connection) -> Report:
+    """reconcile's checks, read in the connection's transaction as it stands (a test's books before
+    it rolls them back); reconcile runs them in a read-only snapshot of their own."""
+    report = Report()
+    rows = await connection.fetch(EXPECTED)
+    report.transfers = await connection.fetchval("SELECT count(*) FROM transfers")
+    bad = await connection.fetch(BAD_RESOLUTIONS)
+    orphans = await connection.fetch(ORPHANS)
+    bad_debts = await connection.fetch(BAD_DEBTS)
+    bad_budgets = await connection.fetch(BAD_BUDGETS)
+    bad_links = await connection.fetch(BAD_BUDGET_HOLDS)
     report.accounts = len(rows)
     totals = dict.fromkeys(SUMS, 0)
     for row in rows:
