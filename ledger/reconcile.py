@@ -58,11 +58,14 @@ WHERE a.owed_micro <> COALESCE(d.net, 0)"""
 # A budget holds what its open holds hold: held_micro equals the amounts of the budget_holds rows
 # naming it whose hold is still open (migration 0013; a budget deleted meanwhile is simply absent).
 BAD_BUDGETS = """
-SELECT b.id, b.user_id, b.api_key_id, b.held_micro, COALESCE(sum(l.amount_micro), 0)::bigint AS expected
-FROM budgets b
-LEFT JOIN budget_holds l ON b.id = ANY(l.budget_ids)
-                        AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = l.hold_id)
-GROUP BY b.id HAVING b.held_micro <> COALESCE(sum(l.amount_micro), 0)
+WITH held AS (
+    SELECT u.budget_id, sum(l.amount_micro) AS held
+    FROM budget_holds l CROSS JOIN LATERAL unnest(l.budget_ids) AS u(budget_id)
+    WHERE NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = l.hold_id)
+    GROUP BY u.budget_id)
+SELECT b.id, b.user_id, b.api_key_id, b.held_micro, COALESCE(h.held, 0)::bigint AS expected
+FROM budgets b LEFT JOIN held h ON h.budget_id = b.id
+WHERE b.held_micro <> COALESCE(h.held, 0)
 ORDER BY b.id"""
 
 # A budget link lives from its hold to the hold's resolution, and holds the hold's amount.
