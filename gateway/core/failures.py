@@ -32,9 +32,10 @@ POSTGRES_FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, async
 # start-up or recovery (class 57, which also holds query cancellation), a lack of resources
 # ("too many clients", class 53), a read-only standby after a failover; the driver's own
 # connection state; Redis unreachable; the network. A deadlock or serialization failure (class 40)
-# rolled the transaction back whole: nothing was written, and a retry may pass.
+# rolled the transaction back whole: nothing was written, and a retry may pass. A system error
+# (class 58, an I/O error) failed the transaction whole too.
 STORE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
-                  asyncpg.exceptions.TransactionRollbackError,
+                  asyncpg.exceptions.TransactionRollbackError, asyncpg.exceptions.PostgresSystemError,
                   asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.ReadOnlySQLTransactionError,
                   asyncpg.InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                   *CLUSTER_FAILURES, OSError, asyncio.TimeoutError)

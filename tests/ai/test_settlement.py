@@ -155,7 +155,7 @@ async def test_an_ai_call_holds_in_one_statement_and_settles_in_one(servers, dat
 
 
 # A settlement that PostgreSQL rolls back whole (a deadlock, a serialization failure) or refuses
-# from a standby mid-failover (read-only, 25006) raises PostgreSQL's own error out of the ledger
+# from a standby mid-failover (read-only, 25006) or fails on a system error (an I/O error, 58030) raises PostgreSQL's own error out of the ledger
 # batch, which the settlement retries (STORE_FAILURES); wrapped as ItemFailed it would give up and
 # leave the hold to expire uncharged — a call given away (decision 0021, review).
 
@@ -174,7 +174,7 @@ UNDONE = ("DROP TRIGGER settle_rolled_back_once ON transfers; DROP FUNCTION sett
           " DROP SEQUENCE settle_attempts")
 
 
-@pytest.mark.parametrize("sqlstate", ["40P01", "40001", "25006"])
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001", "25006", "58030"])
 async def test_a_settlement_rolled_back_once_is_retried_and_charged_once(gateway_factory, mock_target, database,
                                                                          sqlstate):
     stack = await start(gateway_factory, mock_target, database)
