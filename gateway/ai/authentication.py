@@ -36,6 +36,8 @@ ONE_CALL_SCRIPT = composed(resources.files("gateway.ai").joinpath("lua/api_key_o
                            {"api_key": SCRIPT, "counter": TOKENS_SCRIPT})
 WINDOW_TTL_MS = 120_000  # a minute's counter outlives the next minute, which weighs it
 USER_MINUTE_AROUND_ID = tuple(user_ai_minute_key_around_id())
+# Principals remembered per record as Redis returned it (see ApiKeyAuthenticator.principals).
+PRINCIPALS_CACHED_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,11 @@ class ApiKeyAuthenticator:
         # the calls of concurrent requests go out together through the auto-pipeline (decisions 0022,
         # 0028) instead of one pooled redis-py round trip each. A cluster keeps redis-py's routing.
         self.one_call_script = None if settings.redis_cluster else redis.register_script(ONE_CALL_SCRIPT)
+        # The principal parsed from an 'ok' record, keyed by the record's own fields as Redis returned
+        # them: the parse (JSON lists, networks) is done once, while Redis is still asked on every call.
+        # A revoked, disabled or changed key gets another reply (a refusal, other fields), so nothing
+        # here can outlive a revocation (decisions 0015, 0028). Bounded: full, it starts again.
+        self.principals: dict[tuple, KeyPrincipal] = {}
         self.pipeline: ScriptPipeline | None = None
         if self.one_call_script is not None:
             self.pipeline = ScriptPipeline(pipeline_connections(redis), timeout_s=settings.redis_timeout_s,
@@ -217,9 +224,20 @@ class ApiKeyAuthenticator:
             return Refusal("rate_limited", reply[1], int(reply[2]), max(1, -(-int(reply[3]) // 1000)))
         if state != "ok":
             return Refusal(state)
+        record = (key_hash, *reply[1:9])
+        principal = self.principals.get(record)
+        if principal is not None:
+            if principal.expires_ms and principal.expires_ms <= self.clock.now_ms():
+                return Refusal("expired")
+            return principal
         account_id = int(reply[8]) if len(reply) > 8 and reply[8] else 0  # records cached before it had one
-        return self._principal(key_hash, int(reply[1]), int(reply[2]), reply[3], reply[4], int(reply[5]),
-                               int(reply[7]), account_id)
+        found = self._principal(key_hash, int(reply[1]), int(reply[2]), reply[3], reply[4], int(reply[5]),
+                                int(reply[7]), account_id)
+        if isinstance(found, KeyPrincipal):
+            if len(self.principals) >= PRINCIPALS_CACHED_MAX:
+                self.principals.clear()
+            self.principals[record] = found
+        return found
 
     def _from_fields(self, fields: dict[str, str], key_hash: bytes) -> KeyPrincipal | Refusal:
         if fields.get("state") != "ok":
