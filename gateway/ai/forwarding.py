@@ -36,7 +36,9 @@ def upstream_body(spec: CallSpec, body: dict | None) -> tuple[bytes, bool]:
 
 def upstream_request(ai: Services, request: web.Request, spec: CallSpec) -> tuple[URL, dict[str, str]]:
     upstream = ai.upstreams[spec.provider]
-    path = spec.upstream_path + "?alt=sse" if spec.provider == "gemini" and spec.stream else spec.upstream_path
+    url = upstream.base_url + spec.upstream_path
+    if spec.provider == "gemini" and spec.stream:
+        url += "?alt=sse"
     headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
     headers["content-type"] = "application/json"
     secret = upstream.next_key()
@@ -47,7 +49,9 @@ def upstream_request(ai: Services, request: web.Request, spec: CallSpec) -> tupl
         headers.setdefault("anthropic-version", "2023-06-01")
     else:
         headers["x-goog-api-key"] = secret
-    return upstream.url(path), headers
+    # encoded=True: the base is stored encoded and the path is one the route allowed; parsed,
+    # yarl would resolve dot segments and decode escapes (C1).
+    return URL(url, encoded=True), headers
 
 
 async def send(ai: Services, request: web.Request, call: Call, payload: bytes) -> aiohttp.ClientResponse:

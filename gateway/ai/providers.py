@@ -11,8 +11,6 @@ from yarl import URL
 from gateway.core.config import Settings
 
 PROVIDERS = ("openai", "anthropic", "gemini")
-# Upstream URLs a provider remembers (one per path and model); beyond, the memory starts again.
-URLS_CACHED_MAX = 4096
 
 
 def provider_for_model(model: str) -> str | None:
@@ -36,21 +34,9 @@ class Upstream:
     keys: tuple[str, ...]
     timeout: aiohttp.ClientTimeout | None = None
     _cycle: itertools.cycle = field(init=False, repr=False)
-    _urls: dict[str, URL] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._cycle = itertools.cycle(self.keys or ("",))
-
-    def url(self, path: str) -> URL:
-        """The upstream URL of a checked path (and query), built once per path: yarl parses and
-        checks a URL on every construction. encoded=True: the base is stored encoded and the path
-        is one the route allowed; parsed, yarl would resolve dot segments and decode escapes (C1)."""
-        url = self._urls.get(path)
-        if url is None:
-            if len(self._urls) >= URLS_CACHED_MAX:
-                self._urls.clear()
-            url = self._urls[path] = URL(self.base_url + path, encoded=True)
-        return url
 
     def next_key(self) -> str:
         return next(self._cycle)
