@@ -191,9 +191,7 @@ async def _relay_stream(ai: Services, request: web.Request, call: Call, upstream
     call.usage, call.usage_source = stream.usage(call)
     await asyncio.shield(settlement.settle_logged(ai, call))
     try:
-        if stream.tail:
-            await response.write(b"".join(stream.tail))
-        await response.write_eof()
+        await response.write_eof(b"".join(stream.tail))  # the held-back events and the stream's end: one write
     except ConnectionResetError:
         call.fail(Outcome.CLIENT_DISCONNECTED)
     return response
