@@ -14,6 +14,7 @@ from importlib import resources
 import asyncpg
 import orjson
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from gateway.accounts import api_keys
@@ -96,7 +97,7 @@ class ApiKeyAuthenticator:
         # here can outlive a revocation (decisions 0015, 0028). Bounded: full, it starts again.
         self.principals: dict[tuple, KeyPrincipal] = {}
         self.pipeline: ScriptPipeline | None = None
-        if self.one_call_script is not None:
+        if self.one_call_script is not None and not isinstance(redis, RedisCluster):  # the same: a single Redis
             self.pipeline = ScriptPipeline(pipeline_connections(redis), timeout_s=settings.redis_timeout_s,
                                            lanes=settings.redis_pipeline_lanes)
 
