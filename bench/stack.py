@@ -103,10 +103,13 @@ def tollgate_env(database: Database, *, target_url: str, port: int) -> dict[str,
 
 
 def start_tollgate(directory: Path, database: Database, *, target_url: str, port: int,
-                   workers: int, extra_env: dict[str, str] | None = None) -> Server:
+                   workers: int, extra_env: dict[str, str] | None = None, checkout: Path = ROOT,
+                   name: str = "tollgate") -> Server:
+    """`tollgate serve` run from `checkout` (its code is imported: the cwd leads sys.path), logged
+    to `directory/<name>.log`."""
     argv = [*TOLLGATE, "serve", "--workers", str(workers)]
     env = {**tollgate_env(database, target_url=target_url, port=port), **(extra_env or {})}
-    return start("tollgate", argv, directory / "tollgate.log", cwd=ROOT, env=env)
+    return start(name, argv, directory / f"{name}.log", cwd=checkout, env=env)
 
 
 async def _prepare_ai(database_url: str, credits_micro: int) -> str:

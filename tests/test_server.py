@@ -264,3 +264,17 @@ async def test_a_served_gateway_answers_what_its_parser_refuses_in_json_with_one
     warnings = [line for line in logged.splitlines() if "malformed request from 127.0.0.1: " in line]
     assert len(warnings) == len(MALFORMED) and "Traceback" not in logged, logged[-3000:]
     assert all(len(line) < 200 for line in warnings)
+
+
+def test_a_serving_worker_freezes_its_start_up_objects_and_collects_young_ones_less_often():
+    import gc
+
+    from gateway.server import GC_THRESHOLD_YOUNG, tune_gc
+
+    threshold = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 0 and gc.get_threshold() == (GC_THRESHOLD_YOUNG, *threshold[1:])
+    finally:  # this process is the test runner's, not a worker
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

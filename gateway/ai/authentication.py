@@ -8,12 +8,14 @@ import ipaddress
 import logging
 import math
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 from importlib import resources
 
 import asyncpg
 import orjson
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 
 from gateway.accounts import api_keys
 from gateway.accounts.credential_cache import CredentialOutbox
@@ -24,6 +26,7 @@ from gateway.core.errors import Forbidden, RateLimited, Unauthenticated
 from gateway.core.failures import REDIS_FAILURES
 from gateway.core.lua_scripts import composed
 from gateway.core.redis_client import RedisClient
+from gateway.core.redis_pipeline import ScriptPipeline, pipeline_connections
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,9 @@ TOKENS_SCRIPT = resources.files("gateway.ai").joinpath("lua/api_key_tokens.lua")
 ONE_CALL_SCRIPT = composed(resources.files("gateway.ai").joinpath("lua/api_key_one_call.lua").read_text(),
                            {"api_key": SCRIPT, "counter": TOKENS_SCRIPT})
 WINDOW_TTL_MS = 120_000  # a minute's counter outlives the next minute, which weighs it
+USER_MINUTE_AROUND_ID = tuple(user_ai_minute_key_around_id())
+# Principals remembered per record as Redis returned it (see ApiKeyAuthenticator.principals).
+PRINCIPALS_CACHED_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +87,19 @@ class ApiKeyAuthenticator:
         self.clock = clock
         self.script = redis.register_script(SCRIPT)
         self.tokens_script = redis.register_script(TOKENS_SCRIPT)
-        # A single Redis has no slot rule: the key's and the user's calls are one (decision 0023).
+        # A single Redis has no slot rule: the key's and the user's calls are one (decision 0023), and
+        # the calls of concurrent requests go out together through the auto-pipeline (decisions 0022,
+        # 0028) instead of one pooled redis-py round trip each. A cluster keeps redis-py's routing.
         self.one_call_script = None if settings.redis_cluster else redis.register_script(ONE_CALL_SCRIPT)
+        # The principal parsed from an 'ok' record, keyed by the record's own fields as Redis returned
+        # them: the parse (JSON lists, networks) is done once, while Redis is still asked on every call.
+        # A revoked, disabled or changed key gets another reply (a refusal, other fields), so nothing
+        # here can outlive a revocation (decisions 0015, 0028). Bounded: full, it starts again.
+        self.principals: dict[tuple, KeyPrincipal] = {}
+        self.pipeline: ScriptPipeline | None = None
+        if self.one_call_script is not None and not isinstance(redis, RedisCluster):  # the same: a single Redis
+            self.pipeline = ScriptPipeline(pipeline_connections(redis), timeout_s=settings.redis_timeout_s,
+                                           lanes=settings.redis_pipeline_lanes)
 
     async def authenticate(self, key: str) -> KeyPrincipal | Refusal:
         if not api_keys.looks_valid(key):
@@ -112,9 +129,9 @@ class ApiKeyAuthenticator:
         tag = principal.key_hash.hex()
         window = f"tg:{{{tag}}}:tpm:{int(minute)}"
         try:
-            reserved = await self.tokens_script(
-                keys=[window, f"tg:{{{tag}}}:tpm:{int(minute) - 1}"],
-                args=[tokens, principal.tpm_limit, int((60 - into) / 60 * 1000), WINDOW_TTL_MS])
+            reserved = await self._call(
+                self.tokens_script, [window, f"tg:{{{tag}}}:tpm:{int(minute) - 1}"],
+                [tokens, principal.tpm_limit, int((60 - into) / 60 * 1000), WINDOW_TTL_MS])
         except REDIS_FAILURES:
             log.warning("redis unavailable: tokens of key %s not reserved", principal.key_id)
             return None
@@ -127,11 +144,21 @@ class ApiKeyAuthenticator:
         if not tokens:
             return
         try:
-            await self.tokens_script(keys=[window, window], args=[tokens, 0, 0, WINDOW_TTL_MS])
+            await self._call(self.tokens_script, [window, window], [tokens, 0, 0, WINDOW_TTL_MS])
         except REDIS_FAILURES:
             log.warning("redis unavailable: token window %s not corrected", window)
 
+    async def close(self) -> None:
+        if self.pipeline is not None:
+            await self.pipeline.close()
+
     # -- internals ------------------------------------------------------------------------------
+
+    async def _call(self, script: AsyncScript, keys: list[str], args: list) -> Any:
+        """One script call: through the auto-pipeline on a single Redis, redis-py's own on a cluster."""
+        if self.pipeline is not None:
+            return await self.pipeline.evalsha(script, keys, args)
+        return await script(keys=keys, args=args)
 
     async def _run(self, key_hash: bytes, fill: list[str], now_s: float) -> list:
         minute, into = divmod(now_s, 60)
@@ -143,7 +170,7 @@ class ApiKeyAuthenticator:
         until_next_ms = int((60 - into) * 1000) + 1
         args: list[str | int] = [weight, 120_000, until_next_ms, minute, *fill]
         if self.one_call_script is not None:  # the user's minute counted in the same call
-            reply = await self.one_call_script(keys=keys, args=[*user_ai_minute_key_around_id(), WINDOW_TTL_MS, *args])
+            reply = await self._call(self.one_call_script, keys, [*USER_MINUTE_AROUND_ID, WINDOW_TTL_MS, *args])
         else:
             reply = await self.script(keys=keys, args=args)
         return [part.decode() if isinstance(part, bytes) else part for part in reply]
@@ -198,9 +225,20 @@ class ApiKeyAuthenticator:
             return Refusal("rate_limited", reply[1], int(reply[2]), max(1, -(-int(reply[3]) // 1000)))
         if state != "ok":
             return Refusal(state)
+        record = (key_hash, *reply[1:9])
+        principal = self.principals.get(record)
+        if principal is not None:
+            if principal.expires_ms and principal.expires_ms <= self.clock.now_ms():
+                return Refusal("expired")
+            return principal
         account_id = int(reply[8]) if len(reply) > 8 and reply[8] else 0  # records cached before it had one
-        return self._principal(key_hash, int(reply[1]), int(reply[2]), reply[3], reply[4], int(reply[5]),
-                               int(reply[7]), account_id)
+        found = self._principal(key_hash, int(reply[1]), int(reply[2]), reply[3], reply[4], int(reply[5]),
+                                int(reply[7]), account_id)
+        if isinstance(found, KeyPrincipal):
+            if len(self.principals) >= PRINCIPALS_CACHED_MAX:
+                self.principals.clear()
+            self.principals[record] = found
+        return found
 
     def _from_fields(self, fields: dict[str, str], key_hash: bytes) -> KeyPrincipal | Refusal:
         if fields.get("state") != "ok":

@@ -110,8 +110,15 @@ def _estimate(call: Call, reported: usage_mod.Usage | None, text_chars: int) -> 
 
 
 async def _read_bounded(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
+    content = upstream.content
+    if content.is_eof():
+        # The common case: the whole answer came with its head. Taken in one piece, read once.
+        data = content.read_nowait()
+        if len(data) > limit:
+            raise UpstreamUnreachable(f"the upstream answer exceeds {limit} bytes", code="upstream_answer_too_large")
+        return data
     chunks, size = [], 0
-    async for chunk in upstream.content.iter_any():
+    async for chunk in content.iter_any():
         size += len(chunk)
         if size > limit:
             raise UpstreamUnreachable(f"the upstream answer exceeds {limit} bytes", code="upstream_answer_too_large")
@@ -184,9 +191,7 @@ async def _relay_stream(ai: Services, request: web.Request, call: Call, upstream
     call.usage, call.usage_source = stream.usage(call)
     await asyncio.shield(settlement.settle_logged(ai, call))
     try:
-        if stream.tail:
-            await response.write(b"".join(stream.tail))
-        await response.write_eof()
+        await response.write_eof(b"".join(stream.tail))  # the held-back events and the stream's end: one write
     except ConnectionResetError:
         call.fail(Outcome.CLIENT_DISCONNECTED)
     return response
@@ -208,9 +213,10 @@ async def _relay(request: web.Request, response: web.StreamResponse, call: Call,
 async def _relay_events(response: web.StreamResponse, events: list[SseEvent], stream: _Stream) -> bool:
     out: list[bytes] = []
     meter = stream.meter
+    drop_usage_chunk = stream.drop_usage_chunk
     for event in events:
-        meter.feed(event)
-        if stream.drop_usage_chunk and usage_mod.is_openai_usage_only_chunk(event):
+        payload = meter.feed(event)  # each event parsed once: the meter's payload serves the check below
+        if drop_usage_chunk and usage_mod.is_usage_only(payload):
             continue
         (stream.tail if meter.finished else out).append(event.raw)
     if out:

@@ -64,6 +64,7 @@ async def ai_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await batcher.close()  # the last settlements out before the pool closes
+    await keys.close()
     with contextlib.suppress(Exception):
         await usage_log.flush()  # the last rows out before the pool closes
     await session.close()

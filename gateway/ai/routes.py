@@ -35,9 +35,11 @@ MODEL = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
 MEDIA_PART_TYPES = frozenset({"image_url", "input_image", "input_audio", "file", "input_file", "image", "document",
                               "container_upload"})
 MEDIA_PART_KEYS = ("inlineData", "inline_data", "fileData", "file_data")
-# Only a body whose compact JSON holds one of these is walked for media parts (most prompts are text).
+# Only a body whose compact JSON holds one of these is walked for media parts (most prompts are text):
+# one regex search over the bytes instead of a substring search per hint.
 MEDIA_HINTS = (*(b'"type":"' + kind.encode() + b'"' for kind in sorted(MEDIA_PART_TYPES)),
                *(b'"' + key.encode() + b'":' for key in MEDIA_PART_KEYS))
+MEDIA_HINT = re.compile(b"|".join(re.escape(hint) for hint in MEDIA_HINTS))
 MEDIA_TOKENS_MAX = 100_000
 # Inputs the body does not carry (stored conversations, prompts, caches) and server-side tools.
 OPENAI_UNBOUNDED = ("previous_response_id", "conversation", "background", "web_search_options")
@@ -226,7 +228,7 @@ def media_references(body: dict | None, canonical: bytes) -> int:
     `canonical` is the body as compact JSON: spacing or \\u-escapes in the client's bytes cannot
     hide a part from the quick check, and the walk reads the parsed body itself. A part is counted
     once and not entered (an Anthropic document's `source` is not a second part)."""
-    if body is None or not any(hint in canonical for hint in MEDIA_HINTS):
+    if body is None or MEDIA_HINT.search(canonical) is None:
         return 0
     count, pending = 0, [body]
     while pending:  # iterative: a body may nest deeper than Python's recursion limit

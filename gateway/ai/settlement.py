@@ -43,7 +43,8 @@ async def settled(ai: Services, call: Call) -> AsyncIterator[None]:
         call.fail(Outcome.ERROR)
         raise
     finally:
-        await asyncio.shield(settle_logged(ai, call))
+        if not call.settled:  # a stream settles itself before its last events: no second shielded task
+            await asyncio.shield(settle_logged(ai, call))
 
 
 async def settle_logged(ai: Services, call: Call) -> None:

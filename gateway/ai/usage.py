@@ -161,14 +161,16 @@ class _StreamMeter:
         self.streamed_output_chars = 0
         self.started = False
 
-    def feed(self, event: SseEvent) -> None:
+    def feed(self, event: SseEvent) -> dict | None:
+        """Meter the event; its data as a JSON object (parsed once, for the relay's own checks), or None."""
         if not event.dispatched:
-            return
+            return None
         payload = _json_object(event.data)
         if payload is not None:
             if not self.started and "error" not in payload and _kind(payload) != "error":
                 self.started = True
             self._observe(payload)
+        return payload
 
     def _observe(self, payload: dict) -> None:
         raise NotImplementedError
@@ -179,11 +181,11 @@ class OpenAIChatMeter(_StreamMeter):
 
     __slots__ = ()
 
-    def feed(self, event: SseEvent) -> None:
+    def feed(self, event: SseEvent) -> dict | None:
         if event.dispatched and event.data.strip() == "[DONE]":
             self.finished = True
-            return
-        super().feed(event)
+            return None
+        return super().feed(event)
 
     def _observe(self, chunk: dict) -> None:
         usage = from_openai(chunk.get("usage"))
@@ -358,9 +360,11 @@ def answer_text_chars(kind: str, answer: dict) -> int:
 
 def is_openai_usage_only_chunk(event: SseEvent) -> bool:
     """True for the extra `include_usage` chunk: `"choices": []` with a non-null `usage`."""
-    if not event.dispatched:
-        return False
-    chunk = _json_object(event.data)
+    return event.dispatched and is_usage_only(_json_object(event.data))
+
+
+def is_usage_only(chunk: dict | None) -> bool:
+    """True for a parsed `include_usage` chunk (the event's data as the meter's feed returned it)."""
     return chunk is not None and chunk.get("choices") == [] and isinstance(chunk.get("usage"), dict)
 
 

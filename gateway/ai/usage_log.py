@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import operator
 from collections.abc import Callable, Mapping
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -59,6 +60,10 @@ class UsageRow:
     created_at: dt.datetime
 
 
+# The row's values in COLUMNS order: one C call, where dataclasses.astuple deep-copies field by field.
+row_values: Callable[[UsageRow], tuple] = operator.attrgetter(*COLUMNS)
+
+
 class UsageLog:
     def __init__(self, pool: asyncpg.Pool, known_models: Callable[[], Mapping], pending_max: int) -> None:
         self.pool = pool
@@ -91,7 +96,8 @@ class UsageLog:
             return 0
         batch, self.pending = self.pending, []
         try:
-            await self.pool.copy_records_to_table("ai_usage", records=[astuple(r) for r in batch], columns=COLUMNS)
+            await self.pool.copy_records_to_table("ai_usage", records=[row_values(r) for r in batch],
+                                                  columns=COLUMNS)
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
             log.error("usage batch refused by PostgreSQL, dropped (%d rows): %s", len(batch), error)
         except BaseException:
@@ -110,7 +116,7 @@ class UsageLog:
 
 def columns(row: UsageRow) -> dict:
     """The row as ledger_batch writes it with the resolution of its hold (migration 0015)."""
-    return dict(zip(COLUMNS, astuple(row)))
+    return dict(zip(COLUMNS, row_values(row)))
 
 
 async def resolve_with_row(connection: asyncpg.Connection, *, key: str, hold_id: int, now: dt.datetime,
@@ -120,4 +126,4 @@ async def resolve_with_row(connection: asyncpg.Connection, *, key: str, hold_id:
     assert row.hold_transfer_id == hold_id
     return await ledger.resolve(connection, key=key, hold_id=hold_id, now=now, post_micro=post_micro,
                                 expiring=True, metadata=metadata, statement=RESOLVE_WITH_ROW,
-                                extra=astuple(row))
+                                extra=row_values(row))

@@ -34,6 +34,17 @@ async def read_bytes(request: web.Request, limit_bytes: int) -> bytes:
     decoder = _decoder_for(request)
     if request.content_length is not None and request.content_length > limit_bytes:
         raise PayloadTooLarge(f"request body exceeds {limit_bytes} bytes")
+    content = request.content
+    if decoder is None and content.is_eof():
+        # The common case: a small body that came whole with the head. Taken as it is, with no
+        # deadline (nothing left to wait for), no loop and no copy.
+        try:
+            whole = content.read_nowait()
+        except RequestPayloadError as error:
+            raise BadRequest("the request body could not be read", code="invalid_body") from error
+        if len(whole) > limit_bytes:
+            raise PayloadTooLarge(f"request body exceeds {limit_bytes} bytes")
+        return whole if type(whole) is bytes else bytes(whole)
     body = bytearray()
     sent_bytes = 0
     timeout_s = request.app[SETTINGS].request_body_timeout_s
@@ -41,7 +52,7 @@ async def read_bytes(request: web.Request, limit_bytes: int) -> bytes:
         # A deadline for the whole body, not for each piece: a body sent a byte every few seconds
         # would otherwise hold its connection for days (M7's slow-body variant).
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
+            async for chunk in content.iter_chunked(READ_CHUNK_BYTES):
                 sent_bytes += len(chunk)
                 if decoder is not None:
                     chunk = _inflate(decoder, chunk, limit_bytes - len(body))
@@ -58,7 +69,10 @@ async def read_bytes(request: web.Request, limit_bytes: int) -> bytes:
 
 
 def _decoder_for(request: web.Request) -> zlib._Decompress | None:
-    names = ",".join(request.headers.getall("content-encoding", ())).split(",")
+    sent = request.headers.getall("content-encoding", None)
+    if sent is None:  # the common case: no coding named
+        return None
+    names = ",".join(sent).split(",")
     codings = [name.strip().lower() for name in names if name.strip().lower() not in ("", "identity")]
     if not codings:
         return None

@@ -39,6 +39,19 @@ async def test_revoking_a_key_in_use_refuses_its_very_next_call(gateway_factory,
     assert len(await stack.charges()) == 1
 
 
+async def test_a_key_whose_principal_is_remembered_is_refused_once_it_expires(
+        gateway_factory, mock_target, database, clock):
+    stack = await start(gateway_factory, mock_target, database)
+    client = stack.openai(await stack.new_key(expires_in_hours=1))
+    for _ in range(2):  # parsed on the first call, remembered for the second (decision 0028)
+        await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)
+    clock.advance(3601)  # Redis still holds the record: the gateway's own expiry check refuses
+    with pytest.raises(openai.AuthenticationError) as raised:
+        await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=1)
+    await client.close()
+    assert "expired" in raised.value.message and len(await stack.charges()) == 2
+
+
 async def test_with_redis_down_postgres_vouches_for_keys_and_calls_are_still_held_and_charged(
         gateway_factory, mock_target, database):
     import datetime as dt
