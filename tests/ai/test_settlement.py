@@ -154,9 +154,10 @@ async def test_an_ai_call_holds_in_one_statement_and_settles_in_one(servers, dat
     assert tuple(row) == (15, call.hold.id, "upstream") and services.usage.rows == []
 
 
-# A settlement that PostgreSQL rolls back whole (a deadlock, a serialization failure) or refuses
-# from a standby mid-failover (read-only, 25006) or fails on a system error (an I/O error, 58030) raises PostgreSQL's own error out of the ledger
-# batch, which the settlement retries (STORE_FAILURES); wrapped as ItemFailed it would give up and
+# A settlement that PostgreSQL rolls back whole (a deadlock, a serialization failure), refuses
+# from a standby mid-failover (read-only, 25006) or fails on a system error (I/O, 58030) raises
+# PostgreSQL's own error out of the ledger batch, which the settlement retries (STORE_FAILURES);
+# wrapped as ItemFailed it would give up and
 # leave the hold to expire uncharged — a call given away (decision 0021, review).
 
 ROLLED_BACK_ONCE = """
