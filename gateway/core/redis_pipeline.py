@@ -2,17 +2,25 @@
 go to Redis as one write, and their replies come back in one read (decision 0022).
 
 As ioredis' `enableAutoPipelining`: a call is queued, and the first free lane (a connection of its
-own with a task that owns it; one by default) takes everything queued, writes it with one `writelines`, reads the
-replies in order and hands each to its caller. Calls made while a lane waits for Redis queue up
-for the next free lane, so the batches grow with the load and a lone call goes out at once.
-Commands are packed and replies parsed by redis-py (hiredis when installed); nothing here speaks
-RESP itself.
+own; one by default) takes everything queued, writes it at once and hands each reply to its caller
+as it is parsed. Calls made while a lane waits for Redis queue up and go out together as soon as its
+batch is answered, so the batches grow with the load and a lone call goes out on the next loop
+iteration.
+
+The lane is an asyncio protocol on the connection: replies are parsed by hiredis (the parser
+redis-py itself uses) straight from `data_received`, with no reader task, stream or redis-py
+command machinery per call. Commands are packed here (RESP arrays of bulk strings, the arguments
+encoded as redis-py encodes them). redis-py opens each connection and runs its handshake (address,
+TLS, credentials, database, client name), then hands the transport over.
 
 - An error reply (a script error, NOSCRIPT, OOM) fails only its own call; the replies after it are
-  read as usual. `evalsha` reloads a script the server lost by sending it once with EVAL.
-- A connection failure or a timeout (one bound for the whole batch) fails the batch and every call
-  queued behind it with the same redis-py exception, and the lane's connection is dropped: the
-  next call reconnects. Callers see exactly the failures a pooled redis-py call raises.
+  read as usual. An argument redis-py could not encode fails only its call, before anything is
+  queued. `evalsha` reloads a script the server lost by sending it once with EVAL.
+- A connection failure, a lost connection or a timeout (one bound per batch, connect included) fails
+  the batch and every call queued behind it with the redis-py exception a pooled call would raise
+  (`ConnectionError`, `TimeoutError`), and the lane's connection is dropped: the next call
+  reconnects. A connection Redis closes while idle (a restart) is noticed at once and replaced on
+  the next call, without failing one.
 - One pipeline talks to one server. Under Redis Cluster a router would hold one per node and pick
   it by the keys' slot; the callers' interface (`evalsha(script, keys, args)`) stays.
 """
@@ -20,31 +28,54 @@ RESP itself.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import hiredis
 import redis.asyncio as redis_asyncio
 import redis.exceptions
+from redis._parsers.base import BaseParser
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 
 # One lane: what queues while it waits for Redis's replies goes out as the next batch, so batches grow
 # with the load (more lanes send sooner but smaller batches: more writes, more CPU per call).
 LANES_DEFAULT = 1
-# Replies read per batch at most: a bounded write and a bounded wait for the calls behind it.
+# Commands written per batch at most: a bounded write and a bounded wait for the calls behind it.
 BATCH_MAX = 512
 
-Queued = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+Queued = tuple[bytes, "asyncio.Future[Any]"]
 
 
 def pipeline_connections(client: redis_asyncio.Redis) -> Callable[[], AbstractConnection]:
-    """New connections like the client's pool makes (address, credentials, database, decoding), but
-    without a socket timeout: a batch has one deadline of its own, where redis-py would start a
-    timer task for every write and every reply."""
+    """New connections like the client's pool makes (address, TLS, credentials, database, decoding),
+    without a socket timeout (a batch has one deadline of its own) and speaking RESP2 (no push
+    messages between the replies)."""
     pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+    kwargs = {**pool.connection_kwargs, "socket_timeout": None, "protocol": 2}
     kwargs.setdefault("socket_connect_timeout", pool.connection_kwargs.get("socket_timeout"))
     return lambda: pool.connection_class(**kwargs)
+
+
+def pack(*command: Any) -> bytes:
+    """One command as a RESP array of bulk strings; arguments encoded as redis-py's `Encoder` does
+    (utf-8 text, numbers by their repr, bytes as they are; None, booleans and others refused)."""
+    parts = [b"*%d\r\n" % len(command)]
+    for argument in command:
+        if isinstance(argument, str):
+            encoded = argument.encode()
+        elif isinstance(argument, bytes):
+            encoded = argument
+        elif isinstance(argument, (int, float)) and not isinstance(argument, bool):
+            encoded = repr(argument).encode()
+        elif isinstance(argument, memoryview):
+            encoded = argument.tobytes()
+        else:
+            raise redis.exceptions.DataError(
+                f"Invalid input of type: '{type(argument).__name__}'. Convert to a bytes, string, int or float first.")
+        parts.append(b"$%d\r\n%b\r\n" % (len(encoded), encoded))
+    return b"".join(parts)
 
 
 class ScriptPipeline:
@@ -54,121 +85,204 @@ class ScriptPipeline:
                  lanes: int = LANES_DEFAULT) -> None:
         self.connect = connect  # makes a new, unconnected redis-py connection
         self.timeout_s = timeout_s
-        self.lane_count = lanes
-        self.queued: list[Queued] = []
-        self.work = asyncio.Event()
-        self.lanes: list[asyncio.Task[None]] = []
-        self.connections: list[AbstractConnection] = []
+        self.queued: deque[Queued] = deque()
+        self.lanes = [Lane(self) for _ in range(lanes)]
+        self.flush_scheduled = False
         self.closed = False
 
     async def execute(self, *command: Any) -> Any:
         """One command's raw reply (no redis-py response callbacks), sent with whatever else was queued
         in the same tick."""
-        if self.closed:
-            raise redis.exceptions.ConnectionError("the Redis pipeline is closed")
-        if not self.lanes:
-            self._start_lanes()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.queued.append((command, future))
-        self.work.set()
-        return await future
+        return await self.send(pack(*command))
 
     async def evalsha(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """EVALSHA of a registered script; once more with EVAL (which caches it) if Redis lost it."""
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.send(pack("EVALSHA", script.sha, len(keys), *keys, *args))
         except redis.exceptions.NoScriptError:
-            return await self.execute("EVAL", script.script, len(keys), *keys, *args)
+            return await self.send(pack("EVAL", script.script, len(keys), *keys, *args))
+
+    def send(self, packed: bytes) -> asyncio.Future[Any]:
+        """Queue one packed command; its reply (or error) arrives in the returned future."""
+        if self.closed:
+            raise redis.exceptions.ConnectionError("the Redis pipeline is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.queued.append((packed, future))
+        if not self.flush_scheduled:
+            # On the next iteration: every call made in this tick joins the same write.
+            self.flush_scheduled = True
+            loop.call_soon(self.flush)
+        return future
+
+    def flush(self) -> None:
+        """Hand what is queued to the free lanes; connect a lane that has no connection."""
+        self.flush_scheduled = False
+        if self.closed:
+            return
+        for lane in self.lanes:
+            if not self.queued:
+                return
+            if lane.transport is None:
+                lane.start_connecting()
+            elif not lane.waiting:
+                lane.write_batch()
+
+    def fail_queued(self, failure: Exception) -> None:
+        """Redis is unreachable or stuck: the calls queued behind would only wait as long again."""
+        queued, self.queued = self.queued, deque()
+        for _packed, future in queued:
+            _settle(future, error=_copy(failure))
 
     async def close(self) -> None:
         self.closed = True
+        failure = redis.exceptions.ConnectionError("the Redis pipeline is closed")
         for lane in self.lanes:
-            lane.cancel()
-        for lane in self.lanes:
+            await lane.stop(failure)
+        self.fail_queued(failure)
+
+
+class Lane(asyncio.Protocol):
+    """One connection to Redis: writes a batch, matches each parsed reply to the next waiting call."""
+
+    def __init__(self, pipeline: ScriptPipeline) -> None:
+        self.pipeline = pipeline
+        self.transport: asyncio.WriteTransport | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.reader: hiredis.Reader | None = None
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.deadline: asyncio.TimerHandle | None = None
+        self.stream_writer: asyncio.StreamWriter | None = None
+
+    def start_connecting(self) -> None:
+        if self.connecting is None:
+            self.connecting = asyncio.get_running_loop().create_task(self._connect(), name="redis-pipeline-connect")
+
+    async def _connect(self) -> None:
+        connection = self.pipeline.connect()
+        try:
+            async with asyncio.timeout(self.pipeline.timeout_s):
+                await connection.connect()  # redis-py's handshake: AUTH, HELLO/SELECT, CLIENT SETNAME
+            self.reader = _reader(connection)
+            # The handshake's replies are all read: from here the transport is this lane's alone.
+            writer = connection._writer
+            assert writer is not None
+            transport = writer.transport
+            transport.set_protocol(self)
+        except BaseException as error:  # the queued calls hear every failure to connect
+            await connection.disconnect(nowait=True)
+            self.connecting = None
+            if isinstance(error, Exception):
+                self.pipeline.fail_queued(_redis_failure(error, self.pipeline.timeout_s))
+                return
+            raise  # cancelled: the pipeline is closing
+        connection._reader = connection._writer = None  # redis-py no longer owns (or closes) it
+        # Held, not used: asyncio's StreamWriter closes its transport when it is collected.
+        self.stream_writer = writer
+        self.connecting = None
+        self.transport = transport
+        if self.pipeline.closed:
+            self._drop(redis.exceptions.ConnectionError("the Redis pipeline is closed"))
+        else:
+            self.pipeline.flush()
+
+    def write_batch(self) -> None:
+        assert self.transport is not None and not self.waiting
+        queued, packed = self.pipeline.queued, []
+        for _ in range(min(len(queued), BATCH_MAX)):
+            command, future = queued.popleft()
+            if future.done():  # its caller was cancelled before it was sent
+                continue
+            packed.append(command)
+            self.waiting.append(future)
+        if not packed:
+            return
+        self.deadline = asyncio.get_running_loop().call_later(self.pipeline.timeout_s, self._timed_out)
+        self.transport.write(b"".join(packed))
+
+    def data_received(self, data: bytes) -> None:
+        assert self.reader is not None
+        self.reader.feed(data)
+        waiting = self.waiting
+        try:
+            while waiting and (reply := self.reader.gets()) is not False:
+                future = waiting.popleft()
+                if future.done():  # the caller was cancelled (its client left)
+                    continue
+                # An error reply (hiredis makes it redis-py's exception for its code) is its call's alone.
+                if isinstance(reply, redis.exceptions.RedisError):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except redis.exceptions.InvalidResponse as error:
+            self._drop(redis.exceptions.ConnectionError(f"Redis sent an unreadable reply: {error}"))
+            return
+        if not waiting:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+            if self.pipeline.queued:  # what queued meanwhile is the next batch, sent now
+                self.write_batch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self._drop(redis.exceptions.ConnectionError(f"Redis connection lost: {exc or 'closed by Redis'}"))
+
+    def _timed_out(self) -> None:
+        self.deadline = None
+        self._drop(redis.exceptions.TimeoutError(f"Redis did not answer within {self.pipeline.timeout_s} s"))
+
+    def _drop(self, failure: Exception) -> None:
+        """Fail the batch in flight and the calls behind it; the next call connects anew."""
+        transport, self.transport, self.stream_writer = self.transport, None, None
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        if transport is not None:
+            transport.abort()
+        waiting, self.waiting = self.waiting, deque()
+        had_calls = bool(waiting)
+        for future in waiting:
+            _settle(future, error=_copy(failure))
+        if had_calls:
+            self.pipeline.fail_queued(failure)
+        elif self.pipeline.queued and not self.pipeline.closed:
+            self.pipeline.flush()  # an idle connection closed (a Redis restart): reconnect for these
+
+    async def stop(self, failure: Exception) -> None:
+        if self.connecting is not None:
+            self.connecting.cancel()
             try:
-                await lane
+                await self.connecting
             except asyncio.CancelledError:
                 pass
-        self._fail(self.queued, redis.exceptions.ConnectionError("the Redis pipeline is closed"))
-        self.queued = []
-        for connection in self.connections:
-            await connection.disconnect(nowait=True)
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _start_lanes(self) -> None:
-        for number in range(self.lane_count):
-            connection = self.connect()
-            self.connections.append(connection)
-            self.lanes.append(asyncio.create_task(self._lane(connection), name=f"redis-pipeline-{number}"))
-
-    async def _lane(self, connection: AbstractConnection) -> None:
-        while True:
-            if not self.queued:
-                self.work.clear()
-                await self.work.wait()
-                continue
-            batch, self.queued = self.queued[:BATCH_MAX], self.queued[BATCH_MAX:]
-            try:
-                await self._send_and_read(connection, batch)
-            except asyncio.CancelledError:
-                # Closing: the batch's callers hear it rather than wait for replies nobody reads.
-                self._fail(batch, redis.exceptions.ConnectionError("the Redis pipeline is closed"))
-                raise
-            except Exception as failure:  # noqa: BLE001 - a lane never dies: its callers must hear
-                await connection.disconnect(nowait=True)
-                # Redis is unreachable or stuck: the calls queued behind would only wait as long again.
-                behind, self.queued = self.queued, []
-                self._fail(batch + behind, failure)
-
-    async def _send_and_read(self, connection: AbstractConnection, batch: list[Queued]) -> None:
-        """Write the batch at once, then hand each reply (or error reply) to its caller in order."""
-        packed: list[bytes] = []
-        waiting: list[asyncio.Future[Any]] = []
-        for command, future in batch:
-            try:
-                packed.extend(connection.pack_command(*command))
-            except redis.exceptions.DataError as error:  # an argument redis-py cannot encode: that call only
-                _settle(future, error=error)
-            else:
-                waiting.append(future)
-        if not waiting:
-            return
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                if not connection.is_connected:
-                    await connection.connect()
-                # check_health=False: a batch is one round trip; redis-py's PING first would be another.
-                await connection.send_packed_command([b"".join(packed)], check_health=False)
-                for future in waiting:
-                    try:
-                        reply = await connection.read_response()
-                    except redis.exceptions.ResponseError as error:
-                        _settle(future, error=error)
-                    else:
-                        _settle(future, reply=reply)
-        except TimeoutError:
-            raise redis.exceptions.TimeoutError(f"Redis did not answer within {self.timeout_s} s") from None
-        except OSError as error:
-            raise redis.exceptions.ConnectionError(f"Redis connection failed: {error}") from error
-
-    @staticmethod
-    def _fail(calls: list[Queued], failure: Exception) -> None:
-        for _command, future in calls:
-            # One exception object each: a raised exception carries its own traceback.
-            _settle(future, error=_copy(failure))
+            self.connecting = None
+        self._drop(failure)
 
 
-def _settle(future: asyncio.Future[Any], *, reply: Any = None, error: BaseException | None = None) -> None:
-    if future.done():  # the caller was cancelled (its client left): nobody is waiting for this reply
-        return
-    if error is not None:
+def _reader(connection: AbstractConnection) -> hiredis.Reader:
+    """A reply parser set as redis-py sets its own: its exception classes, its decoding."""
+    options: dict[str, Any] = {"protocolError": redis.exceptions.InvalidResponse, "replyError": BaseParser.parse_error}
+    if connection.encoder.decode_responses:
+        options.update(encoding=connection.encoder.encoding, errors=connection.encoder.encoding_errors)
+    return hiredis.Reader(**options)
+
+
+def _redis_failure(error: Exception, timeout_s: float) -> Exception:
+    if isinstance(error, redis.exceptions.RedisError):
+        return error
+    if isinstance(error, TimeoutError):
+        return redis.exceptions.TimeoutError(f"Redis did not answer within {timeout_s} s")
+    return redis.exceptions.ConnectionError(f"Redis connection failed: {error}")
+
+
+def _settle(future: asyncio.Future[Any], *, error: BaseException) -> None:
+    if not future.done():  # the caller was cancelled (its client left): nobody is waiting for this
         future.set_exception(error)
-    else:
-        future.set_result(reply)
 
 
 def _copy(failure: Exception) -> Exception:
+    """One exception object per caller: a raised exception carries its own traceback."""
     try:
         copied = type(failure)(*failure.args)
     except Exception:  # noqa: BLE001 - an exception type with a constructor of its own

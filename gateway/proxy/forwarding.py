@@ -38,6 +38,15 @@ INVENTED_HEADERS = ("Accept", "Content-Type")
 CHUNK_BYTES = 64 * 1024
 
 
+class RelayedResponse(web.StreamResponse):
+    """A streamed response whose status line and headers leave with the first body bytes: one write
+    instead of two for a body that has already arrived (as aiohttp's own `web.Response` does).
+    `_stream_back` sends them alone at once when no body bytes are there yet, so a slow or
+    event-stream target's headers are never held back."""
+
+    _send_headers_immediately = False
+
+
 class BodyLimit:
     """Streams the client's body upstream, refusing it once it passes the size limit."""
 
@@ -196,7 +205,7 @@ async def _stream_back(request: web.Request, call: Call, upstream: aiohttp.Clien
     encoding = upstream.headers.get("content-encoding", "identity").strip().lower()
     rewrite = is_rewritable(upstream.headers.get("content-type")) and (
         encoding == "identity" or _decoder(encoding) is not None)
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+    response = RelayedResponse(status=upstream.status, reason=upstream.reason)
     response.headers.extend(client_headers(upstream, url_map, rewriting_body=rewrite))
     response.headers.update(call.extra_headers)
     if not rewrite and upstream.content_length is not None:
@@ -205,7 +214,10 @@ async def _stream_back(request: web.Request, call: Call, upstream: aiohttp.Clien
     # From here the status is fixed: failures end the stream and are recorded as the outcome.
     try:
         await response.prepare(request)
-        await _pump(upstream, response, call, _decoder(encoding) if rewrite else None,
+        arrived = upstream.content.read_nowait()  # the body bytes already here (often all of it)
+        if not arrived:
+            await response.write(b"")  # nothing to carry the headers yet: send them alone now
+        await _pump(upstream, arrived, response, call, _decoder(encoding) if rewrite else None,
                     BodyRewriter(url_map.body_patterns) if rewrite else None)
         if upstream.status >= 400:  # the target's own refusal or failure, relayed as it was
             call.fail(Outcome.UPSTREAM_ERROR)
@@ -225,10 +237,12 @@ async def _stream_back(request: web.Request, call: Call, upstream: aiohttp.Clien
     return response
 
 
-async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, call: Call,
+async def _pump(upstream: aiohttp.ClientResponse, arrived: bytes, response: web.StreamResponse, call: Call,
                 decoder: zlib._Decompress | None, rewriter: BodyRewriter | None) -> None:
-    """Copy the target's body to the client as it arrives, decoded and rewritten when asked."""
-    async for chunk in upstream.content.iter_any():
+    """Copy the target's body to the client as it arrives (`arrived`: what was already read),
+    decoded and rewritten when asked."""
+    chunk = arrived or await upstream.content.readany()
+    while chunk:  # readany's b"": the end of the body
         if decoder is not None:
             chunk = decoder.decompress(chunk)
         if rewriter is not None:
@@ -236,13 +250,13 @@ async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, 
         if chunk:
             await response.write(chunk)
             call.bytes_out += len(chunk)  # counted once handed over: a failed write delivered nothing
+        chunk = await upstream.content.readany()
     tail = decoder.flush() if decoder is not None else b""
     if rewriter is not None:
         tail = rewriter.feed(tail) + rewriter.flush()
-    if tail:
-        await response.write(tail)
-        call.bytes_out += len(tail)
-    await response.write_eof()
+    # The last bytes and a chunked body's end marker in one write.
+    await response.write_eof(tail)
+    call.bytes_out += len(tail)
 
 
 def _failure_outcome(error: BaseException, body: BodyLimit) -> Outcome:

@@ -14,6 +14,7 @@ import redis.exceptions
 
 from gateway.core.redis_pipeline import ScriptPipeline, pipeline_connections
 from tests.support.accounts import make_token, proxy_headers
+from tests.support.store_faults import Partition
 
 ECHO_SCRIPT = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"
 # Raises inside Redis for one argument only: a script error is that call's own.
@@ -167,4 +168,76 @@ async def test_closing_fails_the_calls_in_flight_instead_of_leaving_them_waiting
         assert all(isinstance(answer, redis.exceptions.ConnectionError) for answer in answers)
     finally:
         os.kill(pid, signal.SIGCONT)
+        await client.aclose()
+
+
+async def test_a_connection_lost_mid_batch_fails_that_batch_at_once_then_reconnects(frozen_redis):
+    embedded, pid = frozen_redis
+    relay = Partition(embedded.port)
+    client = redis_asyncio.from_url(await relay.start(), decode_responses=True)
+    pipeline = _pipeline(client, timeout_s=30.0)  # the loss, not the deadline, must end the wait
+    try:
+        assert await pipeline.execute("PING") == "PONG"
+        os.kill(pid, signal.SIGSTOP)  # the batch reaches Redis and waits there
+        waiting = [asyncio.ensure_future(pipeline.execute("INCR", "pipeline:lost")) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        behind = asyncio.ensure_future(pipeline.execute("INCR", "pipeline:lost"))  # queued behind the batch
+        relay.set_cut(True)
+        answers = await asyncio.wait_for(asyncio.gather(*waiting, behind, return_exceptions=True), 5)
+        assert all(isinstance(answer, redis.exceptions.ConnectionError) for answer in answers)
+        relay.set_cut(False)
+        os.kill(pid, signal.SIGCONT)
+        assert await asyncio.wait_for(pipeline.execute("PING"), 5) == "PONG"  # a new connection
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await pipeline.close()
+        await client.aclose()
+        await relay.close()
+
+
+async def test_a_redis_restart_between_calls_fails_no_call_and_scripts_are_loaded_again(restartable_redis):
+    embedded, stop = restartable_redis
+    client = redis_asyncio.from_url(embedded.url, decode_responses=True)
+    pipeline = _pipeline(client)
+    script = client.register_script(ECHO_SCRIPT)
+    try:
+        assert await pipeline.evalsha(script, ["pipeline:r"], ["1"]) == ["pipeline:r", "1", 1]
+        stop()  # its connections closed, its keys and script cache gone
+        embedded.start()
+        await asyncio.sleep(0.1)  # the closed connection is noticed while idle
+        replies = await asyncio.gather(*(pipeline.evalsha(script, ["pipeline:r"], ["2"]) for _ in range(3)))
+        assert sorted(reply[2] for reply in replies) == [1, 2, 3]
+    finally:
+        await pipeline.close()
+        await client.aclose()
+
+
+async def test_error_replies_amid_a_batch_fail_only_their_calls(redis_client):
+    pipeline = _pipeline(redis_client)
+    try:
+        await pipeline.execute("SET", "pipeline:text", "not a number")
+        answers = await asyncio.gather(pipeline.execute("INCR", "pipeline:count"),
+                                       pipeline.execute("INCR", "pipeline:text"),  # ERR not an integer
+                                       pipeline.execute("NO-SUCH-COMMAND"),
+                                       pipeline.execute("INCR", "pipeline:count"),
+                                       return_exceptions=True)
+        assert [answers[0], answers[3]] == [1, 2]
+        assert all(isinstance(answer, redis.exceptions.ResponseError) for answer in answers[1:3])
+        assert "not an integer" in str(answers[1]) and "unknown command" in str(answers[2])
+    finally:
+        await pipeline.close()
+
+
+async def test_a_redis_that_cannot_be_reached_fails_the_queued_calls_then_recovers(restartable_redis):
+    embedded, stop = restartable_redis
+    client = redis_asyncio.from_url(embedded.url, decode_responses=True)
+    pipeline = _pipeline(client, timeout_s=1.0)
+    try:
+        stop()
+        answers = await asyncio.gather(*(pipeline.execute("PING") for _ in range(3)), return_exceptions=True)
+        assert all(isinstance(answer, redis.exceptions.ConnectionError) for answer in answers)
+        embedded.start()
+        assert await pipeline.execute("PING") == "PONG"
+    finally:
+        await pipeline.close()
         await client.aclose()

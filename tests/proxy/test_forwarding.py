@@ -440,6 +440,27 @@ async def test_server_sent_events_arrive_one_by_one(gateway, credentials):
     assert (first, time.monotonic() - first_at >= 0.3) == (b"data: 0\n\n", True)
 
 
+async def test_the_status_and_headers_reach_the_client_before_any_body_exists(aiohttp_server, gateway_factory,
+                                                                             credentials):
+    # Headers leave with the first body bytes when those have arrived; with none yet they go alone.
+    headers_seen = asyncio.Event()
+
+    async def headers_then_wait(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"X-Before-Body": "yes"})
+        await response.prepare(request)
+        await asyncio.wait_for(headers_seen.wait(), 5)  # the client must see the headers first
+        await response.write_eof(b"body")
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", headers_then_wait)
+    target = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    gateway = await gateway_factory(target_url=target)
+    response = await asyncio.wait_for(gateway.get(PROXY + "/x", headers=credentials), 5)
+    headers_seen.set()
+    assert (response.status, response.headers["X-Before-Body"], await response.read()) == (200, "yes", b"body")
+
+
 # Failures
 
 
