@@ -247,9 +247,10 @@ async def _pump(upstream: aiohttp.ClientResponse, arrived: bytes, response: web.
             chunk = decoder.decompress(chunk)
         if rewriter is not None:
             chunk = rewriter.feed(chunk)
-        if chunk:
-            await response.write(chunk)
-            call.bytes_out += len(chunk)  # counted once handed over: a failed write delivered nothing
+        # Even an empty chunk (a gzip header, a prefix the rewriter holds back) is written: the first
+        # write sends the held headers, later empty ones cost nothing.
+        await response.write(chunk)
+        call.bytes_out += len(chunk)  # counted once handed over: a failed write delivered nothing
         chunk = await upstream.content.readany()
     tail = decoder.flush() if decoder is not None else b""
     if rewriter is not None:

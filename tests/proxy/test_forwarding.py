@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import time
 from urllib.parse import urlsplit
@@ -459,6 +460,39 @@ async def test_the_status_and_headers_reach_the_client_before_any_body_exists(ai
     response = await asyncio.wait_for(gateway.get(PROXY + "/x", headers=credentials), 5)
     headers_seen.set()
     assert (response.status, response.headers["X-Before-Body"], await response.read()) == (200, "yes", b"body")
+
+
+class _HeadersWithFirstBytes(web.StreamResponse):
+    """An upstream response whose headers leave together with its first body bytes."""
+
+    _send_headers_immediately = False
+
+
+@pytest.mark.parametrize("encoding, first", [
+    ("gzip", gzip.compress(b"<p>page</p>", mtime=0)[:10]),  # the gzip header alone decodes to nothing
+    ("identity", b"h"),  # a possible start of the target's URL, held back by the rewriter
+], ids=["gzip-header-only", "url-prefix-held"])
+async def test_headers_are_not_held_when_the_first_bytes_rewrite_to_nothing(aiohttp_server, gateway_factory,
+                                                                            credentials, encoding, first):
+    headers_seen = asyncio.Event()
+    whole = gzip.compress(b"<p>page</p>", mtime=0) if encoding == "gzip" else b"hi there"
+
+    async def first_bytes_then_wait(request: web.Request) -> web.StreamResponse:
+        response = _HeadersWithFirstBytes(headers={"Content-Type": "text/html", "Content-Encoding": encoding})
+        await response.prepare(request)
+        await response.write(first)
+        await asyncio.wait_for(headers_seen.wait(), 5)  # the client must see the headers first
+        await response.write_eof(whole[len(first):])
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", first_bytes_then_wait)
+    target = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    gateway = await gateway_factory(target_url=target)
+    response = await asyncio.wait_for(gateway.get(PROXY + "/x", headers=credentials), 5)
+    headers_seen.set()
+    expected = b"<p>page</p>" if encoding == "gzip" else b"hi there"
+    assert (response.status, await response.read()) == (200, expected)
 
 
 # Failures
