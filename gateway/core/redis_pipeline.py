@@ -28,6 +28,7 @@ TLS, credentials, database, client name), then hands the transport over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -159,32 +160,42 @@ class Lane(asyncio.Protocol):
             self.connecting = asyncio.get_running_loop().create_task(self._connect(), name="redis-pipeline-connect")
 
     async def _connect(self) -> None:
-        connection = self.pipeline.connect()
         try:
+            transport, writer = await self._open()
+        except Exception as error:  # the queued calls hear every failure to connect
+            self.pipeline.fail_queued(_redis_failure(error, self.pipeline.timeout_s))
+            return
+        finally:  # cancelled too (the pipeline is closing): the next call may connect again
+            self.connecting = None
+        # Held, not used: asyncio's StreamWriter closes its transport when it is collected.
+        self.stream_writer = writer
+        self.transport = transport
+        if self.pipeline.closed:
+            self._drop(redis.exceptions.ConnectionError("the Redis pipeline is closed"))
+        else:
+            self.pipeline.flush()
+
+    async def _open(self) -> tuple[asyncio.WriteTransport, asyncio.StreamWriter]:
+        """A connection through redis-py's handshake (AUTH, HELLO/SELECT, CLIENT SETNAME), its transport
+        then taken over by this lane."""
+        connection = None
+        try:
+            connection = self.pipeline.connect()
             async with asyncio.timeout(self.pipeline.timeout_s):
-                await connection.connect()  # redis-py's handshake: AUTH, HELLO/SELECT, CLIENT SETNAME
+                await connection.connect()
             self.reader = _reader(connection)
             # The handshake's replies are all read: from here the transport is this lane's alone.
             writer = connection._writer
             assert writer is not None
             transport = writer.transport
             transport.set_protocol(self)
-        except BaseException as error:  # the queued calls hear every failure to connect
-            await connection.disconnect(nowait=True)
-            self.connecting = None
-            if isinstance(error, Exception):
-                self.pipeline.fail_queued(_redis_failure(error, self.pipeline.timeout_s))
-                return
-            raise  # cancelled: the pipeline is closing
+        except BaseException:
+            if connection is not None:
+                with contextlib.suppress(Exception):  # the failure to report is the one above
+                    await connection.disconnect(nowait=True)
+            raise
         connection._reader = connection._writer = None  # redis-py no longer owns (or closes) it
-        # Held, not used: asyncio's StreamWriter closes its transport when it is collected.
-        self.stream_writer = writer
-        self.connecting = None
-        self.transport = transport
-        if self.pipeline.closed:
-            self._drop(redis.exceptions.ConnectionError("the Redis pipeline is closed"))
-        else:
-            self.pipeline.flush()
+        return transport, writer
 
     def write_batch(self) -> None:
         assert self.transport is not None and not self.waiting
@@ -223,6 +234,12 @@ class Lane(asyncio.Protocol):
                 self.deadline = None
             if self.pipeline.queued:  # what queued meanwhile is the next batch, sent now
                 self.write_batch()
+
+    def eof_received(self) -> bool:
+        """Redis closed its end (a restart, a CLIENT KILL): let go of the connection now, not an
+        iteration later, so no batch is written into it meanwhile."""
+        self.connection_lost(None)
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is not None:

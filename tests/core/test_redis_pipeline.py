@@ -241,3 +241,48 @@ async def test_a_redis_that_cannot_be_reached_fails_the_queued_calls_then_recove
     finally:
         await pipeline.close()
         await client.aclose()
+
+
+class _RefusingConnection:
+    """A connection whose handshake fails and whose clean-up fails too."""
+
+    async def connect(self) -> None:
+        raise redis.exceptions.ConnectionError("refused by the test")
+
+    async def disconnect(self, nowait: bool = False) -> None:
+        raise RuntimeError("clean-up failed too")
+
+
+@pytest.mark.parametrize("failure", ["factory-raises", "connect-and-disconnect-raise"])
+async def test_a_connection_that_fails_to_open_fails_its_calls_and_the_next_call_connects(redis_client, failure):
+    real = pipeline_connections(redis_client)
+    attempts = []
+
+    def connect():
+        attempts.append(failure)
+        if len(attempts) > 1:
+            return real()
+        if failure == "factory-raises":
+            raise ValueError("no connection object this time")
+        return _RefusingConnection()
+
+    pipeline = ScriptPipeline(connect, timeout_s=2.0)
+    try:
+        first = await asyncio.wait_for(asyncio.gather(pipeline.execute("PING"), return_exceptions=True), 5)
+        assert isinstance(first[0], redis.exceptions.ConnectionError)
+        assert await asyncio.wait_for(pipeline.execute("PING"), 5) == "PONG"
+        assert len(attempts) == 2
+    finally:
+        await pipeline.close()
+
+
+async def test_redis_closing_an_idle_connection_is_let_go_at_its_eof(redis_client):
+    pipeline = _pipeline(redis_client)
+    try:
+        lane_id = await pipeline.execute("CLIENT", "ID")
+        lane = pipeline.lanes[0]
+        assert lane.eof_received() is False  # asyncio then closes the transport; the lane already let go
+        assert lane.transport is None
+        assert await pipeline.execute("CLIENT", "ID") != lane_id  # a new connection, no call failed
+    finally:
+        await pipeline.close()
