@@ -78,13 +78,14 @@ async def prepare(database_url: str, users_count: int) -> list[tuple[int, int, i
 class Path_:
     """One way of sending an AI call's hold and settlement; counts what it sent."""
 
-    def __init__(self, name: str, pool: asyncpg.Pool, batchers: int) -> None:
+    def __init__(self, name: str, pool: asyncpg.Pool, batchers: int, lanes: int) -> None:
         self.name, self.pool = name, pool
-        self.batchers = [ledger.Batcher(pool) for _ in range(batchers)]
+        self.batchers = [ledger.Batcher(pool, lanes=lanes) for _ in range(batchers)]
         self.statements = 0
 
-    async def settle_one(self, number: int, principal: tuple[int, int, int], revenue: int) -> None:
+    async def settle_one(self, number: int, principal: tuple[int, int, int], revenues: dict[str, int]) -> None:
         user_id, account, key_id = principal
+        revenue = revenues[ledger.revenue_shard(user_id)]  # as gateway.ai.reservation credits it
         now = dt.datetime.now(dt.timezone.utc)
         call = f"bench:{os.getpid()}:{number}:{random.getrandbits(64):x}"
         hold_fields = {"key": f"ai:{call}:hold", "debit": account, "credit": revenue, "amount_micro": HOLD_MICRO,
@@ -102,7 +103,7 @@ class Path_:
         settle = {"key": f"ai:{call}:settle", "hold_id": hold.id, "now": row.created_at, "post_micro": POST_MICRO,
                   "metadata": {"cost_micro": POST_MICRO, "usage_source": "upstream"}}
         if batcher is not None and self.name == "batched":
-            await batcher.resolve(**settle, expiring=True, usage=usage_log.columns(row))
+            await batcher.resolve(**settle, expiring=True, usage=usage_log.columns(row), user_id=user_id)
         else:
             async with self.pool.acquire() as connection:
                 await usage_log.resolve_with_row(connection, **settle, row=row)
@@ -115,7 +116,7 @@ class Path_:
         return self.statements, self.statements
 
 
-async def drive(path: Path_, principals: list, revenue: int, concurrency: int, seconds: float) -> int:
+async def drive(path: Path_, principals: list, revenues: dict[str, int], concurrency: int, seconds: float) -> int:
     """`concurrency` calls at a time, each a random user's, until `seconds` pass; settlements done."""
     done = 0
     deadline = time.monotonic() + seconds
@@ -123,7 +124,7 @@ async def drive(path: Path_, principals: list, revenue: int, concurrency: int, s
     async def caller(number: int) -> None:
         nonlocal done
         while time.monotonic() < deadline:
-            await path.settle_one(number, random.choice(principals), revenue)
+            await path.settle_one(number, random.choice(principals), revenues)
             done += 1
 
     await asyncio.gather(*(caller(number) for number in range(concurrency)))
@@ -132,15 +133,15 @@ async def drive(path: Path_, principals: list, revenue: int, concurrency: int, s
 
 async def measure(name: str, database_url: str, postmaster: int, principals: list, arguments) -> dict:
     pool = await asyncpg.create_pool(database_url, min_size=arguments.connections, max_size=arguments.connections)
-    path = Path_(name, pool, arguments.batchers if name == "batched" else 0)
-    revenue = await ledger.system_id(pool, "revenue")
-    await drive(path, principals, revenue, arguments.concurrency, arguments.warmup_seconds)
+    path = Path_(name, pool, arguments.batchers if name == "batched" else 0, arguments.lanes)
+    revenues = {code: await ledger.system_id(pool, code) for code in ledger.REVENUE_SHARDS}
+    await drive(path, principals, revenues, arguments.concurrency, arguments.warmup_seconds)
     statements_before, items_before = path.sent()
     commits_before = await pool.fetchval(COMMITS)
     cpu_before = cpu_seconds({"postgres": postmaster})["postgres"]
     self_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    settlements = await drive(path, principals, revenue, arguments.concurrency, arguments.seconds)
+    settlements = await drive(path, principals, revenues, arguments.concurrency, arguments.seconds)
     elapsed = time.perf_counter() - started
     self_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_after = cpu_seconds({"postgres": postmaster})["postgres"]
@@ -179,7 +180,7 @@ def markdown(results: dict) -> str:
     a = results["arguments"]
     return (f"# Ledger bench ({results['started']})\n\n{a['users']} users with one API key each (a quarter with "
             f"budgets), {a['concurrency']} concurrent calls, {a['connections']} connections, "
-            f"{a['batchers']} batcher(s), {a['seconds']} s measured after {a['warmup_seconds']} s warm-up; "
+            f"{a['batchers']} batcher(s) of {a.get('lanes', 1)} lane(s), {a['seconds']} s measured after {a['warmup_seconds']} s warm-up; "
             f"load average {results['load_before']} before, {results['load_after']} after.\n\n{head}{rows}")
 
 
@@ -191,6 +192,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=256, help="calls in flight at once")
     parser.add_argument("--connections", type=int, default=10, help="the pool (as TOLLGATE_DATABASE_POOL_MAX)")
     parser.add_argument("--batchers", type=int, default=1, help="batchers sharing the calls (workers)")
+    parser.add_argument("--lanes", type=int, default=2, help="lanes per batcher (TOLLGATE_LEDGER_BATCH_LANES)")
     parser.add_argument("--paths", default="direct,batched")
     arguments = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="tollgate-bench-ledger-"))

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-SYSTEM = ("revenue", "payment_clearing", "promotions", "refunds", "adjustments")
+# Revenue in shards (migration 0018, decision 0021 "Lanes"): an AI hold credits its user's shard, so
+# the batches of different lanes (users) lock no row in common. "revenue" is shard 0 and takes every
+# other credit (purchases, refunds); the shards together are the revenue.
+REVENUE_SHARDS = ("revenue", "revenue:1", "revenue:2", "revenue:3")
+SYSTEM = (*REVENUE_SHARDS, "payment_clearing", "promotions", "refunds", "adjustments")
 
 SELECT_SYSTEM = "SELECT code, id FROM accounts WHERE code IS NOT NULL"
 ENSURE_USER = """
@@ -51,6 +55,12 @@ async def system_id(connection: asyncpg.Connection | asyncpg.Pool, code: str) ->
         for row in await connection.fetch(SELECT_SYSTEM):
             _system_ids[row["code"]] = row["id"]
     return _system_ids[code]
+
+
+def revenue_shard(user_id: int) -> str:
+    """The revenue account an AI hold of this user credits: one of REVENUE_SHARDS, by user id (a
+    Batcher lane takes users by id modulo its lanes, a divisor of the shards)."""
+    return REVENUE_SHARDS[user_id % len(REVENUE_SHARDS)]
 
 
 async def user_account(connection: asyncpg.Connection | asyncpg.Pool, user_id: int) -> int:

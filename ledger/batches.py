@@ -1,15 +1,18 @@
 """Group commit: the moves and resolutions of concurrent callers, sent to PostgreSQL together.
 
 A caller's `move` or `resolve` is queued and answered by its own Transfer or exception, exactly as
-ledger.move / ledger.resolve answer it. The queue goes as ONE call of ledger_batch (migrations 0015-0017,
-decision 0021): one round trip, one transaction, one write of each account however many items
-touch it. One batch is in flight per Batcher (per worker); what arrives meanwhile waits for it and
-goes next, so a busy worker sends big batches and an idle one adds one turn of the event loop (or
-`window_s`, when set) to a call. Each item is checked on its own in the function; a refusal is
-that item's answer and nothing else's. A batch that fails as a whole with an error of PostgreSQL's
-that is not an outage is sent again one item at a time, so the error stays with the item that
-caused it; an item that fails alone with an error a retry may cure (a deadlock, a serialization
-failure) raises PostgreSQL's own error, as ledger.move would, so callers that retry on it do.
+ledger.move / ledger.resolve answer it. The queue goes as ONE call of ledger_batch (migrations
+0015-0017, decision 0021): one round trip, one transaction, one write of each account however many items
+touch it. One batch is in flight per lane of a Batcher (per worker); what arrives meanwhile waits for it
+and goes next, so a busy worker sends big batches and an idle one adds one turn of the event loop (or
+`window_s`, when set) to a call. A lane takes the items of its users (user id modulo the lanes): with
+the AI holds crediting their user's revenue shard (ledger.accounts.revenue_shard), the batches of two
+lanes lock no row in common and run side by side on two connections. Each item is checked on its own in
+the function; a refusal is that item's answer and nothing else's. A batch that fails as a whole with an
+error of PostgreSQL's that is not an outage is sent again one item at a time, so the error stays with
+the item that caused it; an item that fails alone with an error a retry may cure (a deadlock, a
+serialization failure) raises PostgreSQL's own error, as ledger.move would, so callers that retry on it
+do.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Pending:
     item: dict[str, Any]
     future: asyncio.Future
     body: bytes = b""      # the item as JSON, encoded when it was queued
+    lane: int = 0          # the lane it goes in, again if it is answered 'retry'
     retries: int = 0       # times it was answered 'retry'
     resent: bool = False   # sent again alone after a unique violation
 
@@ -68,12 +72,13 @@ def encode(items: list[dict[str, Any]]) -> str:
 class Batcher:
     """The ledger's writes of one worker, gathered: `await batcher.move(...)` / `resolve(...)`."""
 
-    def __init__(self, pool: asyncpg.Pool, *, window_s: float = 0.0, items_max: int = 256) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, window_s: float = 0.0, items_max: int = 256, lanes: int = 1) -> None:
         self.pool = pool
-        self.window_s = window_s    # how long the first item of an idle batcher waits for company
+        self.window_s = window_s    # how long the first item of an idle lane waits for company
         self.items_max = items_max  # items per call at most; the rest go in the next call
-        self.queue: list[Pending] = []
-        self.sender: asyncio.Task | None = None
+        # Per lane: what waits to be sent, and the task sending it (one batch in flight per lane).
+        self.queues: list[list[Pending]] = [[] for _ in range(lanes)]
+        self.senders: list[asyncio.Task | None] = [None] * lanes
         self.statement = BATCH  # the call; a test may point it at a function of its own
         self.batches = 0  # calls of ledger_batch sent, and the items they carried (bench, metrics)
         self.items = 0
@@ -87,42 +92,47 @@ class Batcher:
         item = move_item(key=key, debit=debit, credit=credit, amount_micro=amount_micro, kind=kind, now=now,
                          user_id=user_id, description=description, metadata=metadata, hold_until=hold_until)
         item["budgeted"], item["api_key_id"] = budgeted, api_key_id
-        return await self._submit(item)
+        return await self._submit(item, user_id)
 
     async def resolve(self, *, key: str, hold_id: int, now: dt.datetime, post_micro: int | None = None,
                       expiring: bool = False, metadata: dict[str, Any] | None = None,
-                      usage: dict[str, Any] | None = None) -> Transfer:
+                      usage: dict[str, Any] | None = None, user_id: int | None = None) -> Transfer:
         """ledger.resolve, batched. `usage`: an ai_usage row (column -> value) written in the same
-        transaction when this resolution is the one that resolved the hold."""
+        transaction when this resolution is the one that resolved the hold. `user_id`: the hold's
+        user, whose lane the resolution goes in (the lane that locks the hold's accounts)."""
         item = resolve_item(key=key, hold_id=hold_id, now=now, post_micro=post_micro, expiring=expiring,
                             metadata=metadata)
         if usage is not None:
             item["usage"] = usage
-        return await self._submit(item)
+        return await self._submit(item, user_id)
 
     async def close(self) -> None:
         """Send what is queued and wait for it (before the pool closes)."""
-        while self.sender is not None and not self.sender.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.sender)
+        for lane in range(len(self.senders)):
+            while (sender := self.senders[lane]) is not None and not sender.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(sender)
 
-    def _submit(self, item: dict[str, Any]) -> asyncio.Future:
+    def _submit(self, item: dict[str, Any], user_id: int | None) -> asyncio.Future:
         # Encoded here: an item that cannot be sent fails its own caller, not the batch it would join.
         body = orjson.dumps(item, default=_json_default, option=orjson.OPT_NAIVE_UTC)
         future = asyncio.get_running_loop().create_future()
-        self.queue.append(Pending(item, future, body))
-        if self.sender is None or self.sender.done():
-            self.sender = asyncio.create_task(self._send_queue(), name="ledger-batches")
+        lane = user_id % len(self.queues) if user_id is not None else 0
+        self.queues[lane].append(Pending(item, future, body, lane))
+        sender = self.senders[lane]
+        if sender is None or sender.done():
+            self.senders[lane] = asyncio.create_task(self._send_queue(lane), name=f"ledger-batches-{lane}")
         return future
 
-    async def _send_queue(self) -> None:
+    async def _send_queue(self, lane: int) -> None:
         await asyncio.sleep(self.window_s)  # 0: the items queued in this turn of the event loop
-        while self.queue:
-            batch, self.queue = self.queue[:self.items_max], self.queue[self.items_max:]
+        queues = self.queues
+        while queues[lane]:
+            batch, queues[lane] = queues[lane][:self.items_max], queues[lane][self.items_max:]
             try:
                 await self._send(batch)
             except BaseException as error:  # cancelled (mid-fallback too): no caller waits for ever
-                queued, self.queue = self.queue, []
+                queued, queues[lane] = queues[lane], []
                 self._fail([*batch, *queued], error)
                 raise
 
@@ -139,7 +149,7 @@ class Batcher:
             return
         for row in rows:
             self._answer(batch[row["item_index"]], row)
-        queued = {id(pending) for pending in self.queue}
+        queued = {id(pending) for pending in self.queues[batch[0].lane]}
         unanswered = [pending for pending in batch if id(pending) not in queued]  # none, unless a bug
         self._fail(unanswered, LedgerError("the ledger batch returned no answer for this transfer"))
 
@@ -171,7 +181,7 @@ class Batcher:
         if row["status"] == "retry":  # its hold's accounts were not locked by this batch: next one
             pending.retries += 1
             if pending.retries <= RETRIES_MAX:
-                self.queue.append(pending)
+                self.queues[pending.lane].append(pending)
             else:  # nothing written; a later call may pass
                 self._fail([pending], ItemFailed(f"the ledger could not lock the accounts of hold "
                                                  f"{pending.item.get('hold_id')} in {RETRIES_MAX + 1} batches"))

@@ -29,7 +29,9 @@ async def reserve(ai: Services, call: Call, raw_body: bytes, body: dict | None, 
         await _reserve_tokens(ai, call)
     amount = max(1, max_cost_micro(price.price, call.input_tokens_bound, output_bound))
     now = dt.datetime.fromtimestamp(ai.clock.now_s(), dt.timezone.utc)
-    revenue = await ledger.system_id(ai.pool, "revenue")  # cached per process after the first call
+    # The user's revenue shard, so the batches of the batcher's lanes lock no row in common (decision
+    # 0021, "Lanes"); the ids are cached per process after the first call.
+    revenue = await ledger.system_id(ai.pool, ledger.revenue_shard(call.principal.user_id))
     # One item of the worker's next ledger batch (decision 0021): ledger_batch locks, checks the balance
     # and the budgets, and writes, as ledger_move_within_budgets did for one call (decisions 0012,
     # 0019). The account id comes with the cached key record (issue 8).

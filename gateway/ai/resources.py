@@ -53,7 +53,7 @@ async def ai_ctx(app: web.Application) -> AsyncIterator[None]:
     keys = ApiKeyAuthenticator(settings, app[REDIS], app[DATABASE], app[CLOCK], app[CREDENTIAL_OUTBOX])
     usage_log = UsageLog(app[DATABASE], lambda: prices.prices, settings.usage_pending_max)
     batcher = ledger.Batcher(app[DATABASE], window_s=settings.ledger_batch_window_s,
-                             items_max=settings.ledger_batch_items_max)
+                             items_max=settings.ledger_batch_items_max, lanes=settings.ledger_batch_lanes)
     app[AI] = Services(settings, app[CLOCK], app[DATABASE], keys, prices, upstreams(settings), session, usage_log,
                        batcher)
     tasks = [asyncio.create_task(prices.run(settings.price_refresh_interval_s), name="prices"),

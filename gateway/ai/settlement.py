@@ -75,7 +75,7 @@ async def resolve_patiently(ai: Services, call: Call, row: UsageRow, cost: int, 
             await ai.ledger.resolve(key=f"ai:{call.call_id}:settle", hold_id=call.hold.id, now=row.created_at,
                                     post_micro=charged if charged else None, expiring=True,
                                     metadata={"cost_micro": cost, "usage_source": row.usage_source},
-                                    usage=usage_log.columns(row))
+                                    usage=usage_log.columns(row), user_id=call.principal.user_id)
             return
         except STORE_FAILURES as error:
             if time.monotonic() + delay_s > deadline_s:

@@ -197,6 +197,9 @@ class Settings:
     # for others, in seconds (0 = one turn of the event loop; 0..0.002), and the most items per batch.
     ledger_batch_window_s: float = 0.0
     ledger_batch_items_max: int = 256
+    # Batches in flight at once per worker, each for its own users (1, 2 or 4: a divisor of the revenue
+    # shards, so two lanes never lock the same row).
+    ledger_batch_lanes: int = 2
     # -- Accounts hygiene (decision 0014) --
     # Requests per minute from one client address (IPv6: one /64) to login, register and magic-link
     # together; 0 = unlimited.
@@ -316,6 +319,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}METRICS_PORT must differ from {PREFIX}PORT (or be 0)")
         if not 0 <= self.ledger_batch_window_s <= 0.002 or self.ledger_batch_items_max < 1:
             raise ConfigError(f"{PREFIX}LEDGER_BATCH_WINDOW_S: 0..0.002; {PREFIX}LEDGER_BATCH_ITEMS_MAX: >= 1")
+        if self.ledger_batch_lanes not in (1, 2, 4):
+            raise ConfigError(f"{PREFIX}LEDGER_BATCH_LANES must be 1, 2 or 4 (a divisor of the revenue shards)")
         if self.log_format not in ("json", "text") or self.access_log not in ("all", "errors", "off"):
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be json or text, {PREFIX}ACCESS_LOG all, errors or off")
         if problems := admin_origin.problems(self, PREFIX):

@@ -156,3 +156,31 @@ async def test_a_hold_the_database_fails_answers_503_and_the_rest_of_its_batch_g
                                    stack.user["id"]) == 0
     assert await database.fetchval("SELECT count(*) FROM transfers WHERE user_id = $1 AND phase = 'post_pending'",
                                    other["id"]) == 5
+
+
+async def test_each_users_calls_credit_the_revenue_shard_of_its_lane(gateway_factory, mock_target, database):
+    """Four users, one per revenue shard: each call's hold and charge go to its user's shard (decision
+    0021, "Lanes"), and the calls of all four, sent at once, settle in the two lanes."""
+    first = await start(gateway_factory, mock_target, database)
+    stacks = [first]
+    for number in range(3):
+        user = await register(first.gateway, f"shard{number}@example.com")
+        await deposit(database, user["id"], 100)
+        stack = type(first)(first.gateway, first.mock, database, user, "")
+        stack.key = await stack.new_key(name="tests")
+        stacks.append(stack)
+    assert sorted(ledger.revenue_shard(stack.user["id"]) for stack in stacks) == sorted(ledger.REVENUE_SHARDS)
+
+    async def one_call(stack) -> None:
+        client = stack.openai()
+        await client.chat.completions.create(model=GPT, messages=MESSAGES, max_tokens=20)
+        await client.close()
+
+    await asyncio.gather(*(one_call(stack) for stack in stacks for _ in range(3)))
+    for stack in stacks:
+        shard = await ledger.system_id(database, ledger.revenue_shard(stack.user["id"]))
+        credited = await database.fetch(
+            "SELECT DISTINCT credit_account_id FROM transfers WHERE user_id = $1 AND kind = 'usage'", stack.user["id"])
+        assert [row["credit_account_id"] for row in credited] == [shard]
+        assert len(await stack.charges()) == 3 and await stack.open_holds() == 0
+    assert (await ledger.reconcile(database)).ok

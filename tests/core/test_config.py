@@ -98,7 +98,8 @@ def test_a_cookie_setting_browsers_would_refuse_stops_start_up_naming_it(environ
 
 
 @pytest.mark.parametrize("changes", [{"ledger_batch_window_s": 0.003}, {"ledger_batch_window_s": -0.001},
-                                     {"ledger_batch_items_max": 0}])
+                                     {"ledger_batch_items_max": 0}, {"ledger_batch_lanes": 0},
+                                     {"ledger_batch_lanes": 3}, {"ledger_batch_lanes": 8}])
 def test_a_ledger_batch_window_beyond_two_milliseconds_or_an_empty_batch_stops_start_up(changes):
     with pytest.raises(config.ConfigError, match="TOLLGATE_LEDGER_BATCH"):
         config.Settings(**changes)

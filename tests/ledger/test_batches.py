@@ -339,6 +339,61 @@ async def test_a_lone_items_key_committed_elsewhere_while_it_waits_is_its_confli
     assert (await ledger.reconcile(pool)).ok
 
 
+# Lanes (decision 0021, "Lanes"): a Batcher sends each lane's users in batches of their own, and an
+# AI hold credits its user's revenue shard, so two lanes' batches lock no row in common.
+
+
+async def funded_user_in_lane(pool, name: str, lane: int, lanes: int = 2) -> tuple[int, int]:
+    """(user id, account id) of a new funded client whose id falls in `lane` of `lanes`."""
+    for attempt in range(lanes + 1):
+        account = await new_account(pool, f"{name}-{attempt}", deposit_micro=10 * PRICE_MICRO)
+        user_id = await pool.fetchval("SELECT user_id FROM accounts WHERE id = $1", account)
+        if user_id % lanes == lane:
+            return user_id, account
+    raise AssertionError("user ids are consecutive: one of lanes + 1 new users is in every lane")
+
+
+async def ai_hold(pool, batcher: ledger.Batcher, key: str, user_id: int, account: int) -> ledger.Transfer:
+    shard = await ledger.system_id(pool, ledger.revenue_shard(user_id))
+    return await batcher.move(key=key, debit=account, credit=shard, amount_micro=PRICE_MICRO, kind="usage", now=NOW,
+                              user_id=user_id, hold_until=LATER)
+
+
+async def test_each_lane_sends_its_own_users_in_a_transaction_of_its_own(pool):
+    batcher = ledger.Batcher(pool, lanes=2)
+    people = [await funded_user_in_lane(pool, f"lane{number}", number % 2) for number in range(8)]
+    holds = await asyncio.gather(*(ai_hold(pool, batcher, f"lane-hold-{n}", *who) for n, who in enumerate(people)))
+    settled = await asyncio.gather(*(batcher.resolve(key=f"lane-post-{n}", hold_id=hold.id, now=NOW, post_micro=1,
+                                                     user_id=people[n][0]) for n, hold in enumerate(holds)))
+    assert (batcher.batches, batcher.items) == (4, 16)  # per lane: one batch of holds, one of settlements
+    writes = await pool.fetch("SELECT user_id % 2 AS lane, xmin::text AS tx FROM transfers "
+                              "WHERE idempotency_key LIKE 'lane-%' GROUP BY 1, 2")
+    assert sorted(row["lane"] for row in writes) == [0, 0, 1, 1]  # two transactions per lane, none shared
+    assert all(transfer.amount_micro == 1 for transfer in settled)
+    assert (await ledger.reconcile(pool)).ok
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+async def test_a_batch_waiting_on_a_lock_holds_up_no_user_of_another_lane(pool, lanes):
+    """One lane's batch waits on its user's row; the other lane's user is answered meanwhile. With
+    one lane both are in the waiting batch (the contrast). Both users crediting one revenue row
+    would hold the second lane up too: the shards keep the lanes' locks apart."""
+    batcher = ledger.Batcher(pool, lanes=lanes)
+    (waiting_user, waiting_account), (free_user, free_account) = [
+        await funded_user_in_lane(pool, f"lock{lane}", lane) for lane in (0, 1)]
+    async with pool.acquire() as blocker:
+        async with blocker.transaction():
+            await blocker.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", waiting_account)
+            waiting = asyncio.ensure_future(ai_hold(pool, batcher, "waits", waiting_user, waiting_account))
+            free = asyncio.ensure_future(ai_hold(pool, batcher, "free", free_user, free_account))
+            assert await a_lock_waited_on(pool)
+            if lanes == 2:
+                assert (await asyncio.wait_for(free, 10)).idempotency_key == "free"
+            assert not free.done() if lanes == 1 else not waiting.done()
+    assert [(await waiting).idempotency_key, (await free).idempotency_key] == ["waits", "free"]
+    assert (await ledger.reconcile(pool)).ok
+
+
 async def a_lock_waited_on(pool) -> bool:
     for _ in range(500):
         if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
@@ -453,8 +508,9 @@ async def test_a_sender_cancelled_while_it_sends_items_alone_leaves_no_caller_wa
                              kind="purchase", now=NOW, user_id=10**12 if number == 0 else user_id)
                 for number in range(3)))
             assert await a_lock_waited_on(pool)
-            assert batcher.sender is not None
-            batcher.sender.cancel()
+            sender = batcher.senders[0]  # one lane: every item in it
+            assert sender is not None
+            sender.cancel()
             outcomes = await asyncio.wait_for(calls, timeout=10)
     assert type(outcomes[0]) is ledger.ItemFailed
     assert all(isinstance(o, asyncio.CancelledError) for o in outcomes[1:]), outcomes

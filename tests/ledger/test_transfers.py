@@ -885,6 +885,7 @@ async def test_the_database_itself_refuses_a_sum_past_the_bound(database):
 
 
 USERS = 3
+LANES = 2  # the batched machine's Batcher: as the gateway's default (TOLLGATE_LEDGER_BATCH_LANES)
 OVERDRAFT_MICRO = {0: 0, 1: 0, 2: 2 * PRICE_MICRO}  # user index -> overdraft limit
 SUMS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 SETTINGS = settings(max_examples=25, stateful_step_count=30, deadline=None)
@@ -902,6 +903,7 @@ class Hold:
     amount_micro: int
     expires_at: dt.datetime
     resolved: bool = False
+    user_id: int | None = None  # its user: the Batcher lane its resolution goes in
 
 
 @dataclass
@@ -913,8 +915,9 @@ class Request:
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    """`batched`: moves and resolutions go through a ledger.Batcher (ledger_batch, decision 0021), as
-    the AI path sends them, and the `burst` rule sends several in one batch."""
+    """`batched`: moves and resolutions go through a ledger.Batcher of two lanes (ledger_batch,
+    decision 0021), as the AI path sends them: each user's moves and resolutions in its lane, its holds
+    crediting its revenue shard; the `burst` rule sends several at once, one batch per lane."""
 
     def __init__(self, database_url: str, batched: bool = False) -> None:
         super().__init__()
@@ -924,7 +927,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.pool: asyncpg.Pool | None = None
         if batched:
             self.pool = self.run(self.create_pool(database_url))
-            self.batcher = ledger.Batcher(self.pool)
+            self.batcher = ledger.Batcher(self.pool, lanes=LANES)
         self.now = NOW
         self.key_number = 0
         self.holds: list[Hold] = []
@@ -932,17 +935,21 @@ class LedgerMachine(RuleBasedStateMachine):
         self.run(self.connection.execute(RESET_DATABASE))
         self.revenue = self.run(ledger.system_id(self.connection, "revenue"))
         self.clearing = self.run(ledger.system_id(self.connection, "payment_clearing"))
+        self.user_ids: list[int] = []
         self.users = [self.run(self.create_user(index)) for index in range(USERS)]
+        self.shards = [self.run(ledger.system_id(self.connection, ledger.revenue_shard(user_id)))
+                       for user_id in self.user_ids]
         self.expected = {row["id"]: dict.fromkeys(SUMS, 0)
                          for row in self.run(self.connection.fetch("SELECT id FROM accounts"))}
 
     @staticmethod
     async def create_pool(database_url: str) -> asyncpg.Pool:
-        return await asyncpg.create_pool(database_url, min_size=1, max_size=1)  # on the machine's loop
+        return await asyncpg.create_pool(database_url, min_size=1, max_size=LANES)  # on the machine's loop
 
     async def create_user(self, index: int) -> int:
         user_id = await users.ensure_client(self.connection, email=f"user{index}@example.com")
         await ledger.set_overdraft(self.connection, user_id, OVERDRAFT_MICRO[index])
+        self.user_ids.append(user_id)
         return await ledger.user_account(self.connection, user_id)
 
     def run(self, coroutine):
@@ -978,6 +985,8 @@ class LedgerMachine(RuleBasedStateMachine):
         try:
             if self.batcher is not None:
                 return await getattr(self.batcher, function)(now=self.now, **fields)
+            if function == "resolve":  # the lane of a batched resolution; ledger.resolve has none
+                fields = {name: value for name, value in fields.items() if name != "user_id"}
             return await getattr(ledger, function)(self.connection, now=self.now, **fields)
         except ledger.LedgerError as error:
             return error
@@ -989,10 +998,14 @@ class LedgerMachine(RuleBasedStateMachine):
     def transfer_fields(self, prefix: str, debit: int, credit: int, amount_micro: int, kind: str,
                         hold_ttl_s: int | None = None) -> dict:
         fields = {"key": self.next_key(prefix), "debit": debit, "credit": credit,
-                  "amount_micro": amount_micro, "kind": kind, "metadata": {"step": self.key_number}}
+                  "amount_micro": amount_micro, "kind": kind, "metadata": {"step": self.key_number},
+                  "user_id": self.user_of(debit) or self.user_of(credit)}
         if hold_ttl_s is not None:
             fields["hold_until"] = self.now + dt.timedelta(seconds=hold_ttl_s)
         return fields
+
+    def user_of(self, account: int) -> int | None:
+        return self.user_ids[self.users.index(account)] if account in self.users else None
 
     def transfer(self, prefix: str, debit: int, credit: int, amount_micro: int, kind: str,
                  hold_ttl_s: int | None = None) -> None:
@@ -1012,7 +1025,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.expected[debit]["debits_" + side] += amount_micro
         self.expected[credit]["credits_" + side] += amount_micro
         if holding:
-            self.holds.append(Hold(outcome.id, debit, credit, amount_micro, fields["hold_until"]))
+            self.holds.append(Hold(outcome.id, debit, credit, amount_micro, fields["hold_until"],
+                                   user_id=fields["user_id"]))
 
     def release(self, hold: Hold, posted_micro: int) -> None:
         hold.resolved = True
@@ -1037,7 +1051,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(user=user_indexes, amount_micro=amounts, hold_ttl_s=st.integers(min_value=1, max_value=120))
     def hold(self, user, amount_micro, hold_ttl_s):
-        self.transfer("hold", self.users[user], self.revenue, amount_micro, "usage", hold_ttl_s)
+        self.transfer("hold", self.users[user], self.shards[user], amount_micro, "usage", hold_ttl_s)
 
     @precondition(lambda self: self.holds)
     @rule(pick=picks, share=st.integers(min_value=0, max_value=11))
@@ -1045,7 +1059,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """Post 0..10 tenths of the hold, or (share 11) one micro-credit more than held."""
         hold = self.holds[pick % len(self.holds)]
         posted_micro = hold.amount_micro + 1 if share == 11 else hold.amount_micro * share // 10
-        fields = {"key": self.next_key("post"), "hold_id": hold.id, "post_micro": posted_micro}
+        fields = {"key": self.next_key("post"), "hold_id": hold.id, "post_micro": posted_micro, "user_id": hold.user_id}
         outcome = self.call("resolve", **fields)
         if hold.resolved:
             assert isinstance(outcome, ledger.HoldResolved), outcome
@@ -1062,7 +1076,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(pick=picks)
     def void(self, pick):
         hold = self.holds[pick % len(self.holds)]
-        fields = {"key": self.next_key("void"), "hold_id": hold.id}
+        fields = {"key": self.next_key("void"), "hold_id": hold.id, "user_id": hold.user_id}
         outcome = self.call("resolve", **fields)
         if hold.resolved:
             assert isinstance(outcome, ledger.HoldResolved), outcome
@@ -1075,16 +1089,18 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(moves=st.lists(st.tuples(user_indexes, amounts, st.sampled_from(["purchase", "hold", "refund"])),
                          min_size=2, max_size=8))
     def burst(self, moves):
-        """Several moves in one batch: each is checked against the sums the ones before it left."""
+        """Several moves at once, one batch per lane: each is checked against the sums the ones before
+        it left (a user's moves are in one lane, in order; the lanes share only system accounts,
+        which have no balance to check)."""
         sides = {"purchase": lambda user: (self.users[user], self.revenue),
-                 "hold": lambda user: (self.users[user], self.revenue),
+                 "hold": lambda user: (self.users[user], self.shards[user]),
                  "refund": lambda user: (self.revenue, self.users[user])}
         batch = [self.transfer_fields(kind, *sides[kind](user), amount_micro,
                                       "usage" if kind == "hold" else kind, 60 if kind == "hold" else None)
                  for user, amount_micro, kind in moves]
         batches_before = self.batcher.batches
         outcomes = self.run(self.together([self.outcome("move", fields) for fields in batch]))
-        assert self.batcher.batches == batches_before + 1
+        assert self.batcher.batches == batches_before + len({fields["user_id"] % LANES for fields in batch})
         for fields, outcome in zip(batch, outcomes):
             self.check_transfer(fields, outcome)
 
