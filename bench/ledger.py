@@ -180,7 +180,8 @@ def markdown(results: dict) -> str:
     a = results["arguments"]
     return (f"# Ledger bench ({results['started']})\n\n{a['users']} users with one API key each (a quarter with "
             f"budgets), {a['concurrency']} concurrent calls, {a['connections']} connections, "
-            f"{a['batchers']} batcher(s) of {a.get('lanes', 1)} lane(s), {a['seconds']} s measured after {a['warmup_seconds']} s warm-up; "
+            f"{a['batchers']} batcher(s) of {a.get('lanes', 1)} lane(s), {a['seconds']} s measured after "
+            f"{a['warmup_seconds']} s warm-up; "
             f"load average {results['load_before']} before, {results['load_after']} after.\n\n{head}{rows}")
 
 

@@ -19,7 +19,8 @@ from ledger.transfers import (KINDS, AmountOutOfRange, HoldExpired, HoldNotFound
                               resolve)
 
 __all__ = [
-    "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "REVENUE_SHARDS", "AmountOutOfRange", "Balance", "Batcher", "HoldExpired",
+    "ACCOUNT_SUM_MAX_MICRO", "AMOUNT_MAX_MICRO", "REVENUE_SHARDS", "AmountOutOfRange", "Balance", "Batcher",
+    "HoldExpired",
     "HoldNotFound", "HoldResolved", "IdempotencyConflict", "InsufficientBalance", "InvalidAmount", "ItemFailed",
     "KINDS",
     "LedgerError",
