@@ -1,7 +1,7 @@
 """The ledger benchmark: AI settlements per second through the real code path (issue 13, decision 0021).
 
     .venv/bin/python -m bench.ledger                    # both paths, 10 s each after 2 s warm-up
-    .venv/bin/python -m bench.ledger --seconds 5 --concurrency 512 --batchers 2
+    .venv/bin/python -m bench.ledger --seconds 5 --concurrency 256 --lanes 1 --batchers 2
 
 Each settlement is what an AI call does to the ledger: a hold within the key's and the user's budgets
 (reservation), then its post at the real cost with the call's usage row (settlement). Many concurrent
@@ -190,7 +190,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup-seconds", type=float, default=2.0)
     parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=256, help="calls in flight at once")
+    # 512: as many calls per lane as one lane had at 256 (decision 0021, "Lanes"), so each lane's batches are as big.
+    parser.add_argument("--concurrency", type=int, default=512, help="calls in flight at once")
     parser.add_argument("--connections", type=int, default=10, help="the pool (as TOLLGATE_DATABASE_POOL_MAX)")
     parser.add_argument("--batchers", type=int, default=1, help="batchers sharing the calls (workers)")
     parser.add_argument("--lanes", type=int, default=2, help="lanes per batcher (TOLLGATE_LEDGER_BATCH_LANES)")
