@@ -193,12 +193,10 @@ class Settings:
     ai_default_max_output_tokens: int = 16384
     price_refresh_interval_s: float = 10.0
     usage_flush_interval_s: float = 1.0
-    # Group commit of AI holds and settlements (decision 0021): how long an idle batcher's first item waits
-    # for others, in seconds (0 = one turn of the event loop; 0..0.002), and the most items per batch.
+    # Group commit of AI holds and settlements (decision 0021): an idle lane's wait for company (s, 0..0.002),
+    # items per batch at most, and lanes (batches in flight per worker, each its users'; 1, 2 or 4).
     ledger_batch_window_s: float = 0.0
     ledger_batch_items_max: int = 256
-    # Batches in flight at once per worker, each for its own users (1, 2 or 4: a divisor of the revenue
-    # shards, so two lanes never lock the same row).
     ledger_batch_lanes: int = 2
     # -- Accounts hygiene (decision 0014) --
     # Requests per minute from one client address (IPv6: one /64) to login, register and magic-link
@@ -302,8 +300,7 @@ class Settings:
         except ValueError as error:
             raise ConfigError(f"{PREFIX}CREDIT_PRICES: {error}") from error
         object.__setattr__(self, "credit_prices", prices)
-        problems = payment_settings.problems(self, PREFIX)
-        if problems:
+        if problems := payment_settings.problems(self, PREFIX):
             raise ConfigError("; ".join(problems))
 
     def _check_serving(self) -> None:
@@ -317,10 +314,10 @@ class Settings:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be >= 0")
         if self.metrics_port and self.metrics_port == self.port:
             raise ConfigError(f"{PREFIX}METRICS_PORT must differ from {PREFIX}PORT (or be 0)")
-        if not 0 <= self.ledger_batch_window_s <= 0.002 or self.ledger_batch_items_max < 1:
-            raise ConfigError(f"{PREFIX}LEDGER_BATCH_WINDOW_S: 0..0.002; {PREFIX}LEDGER_BATCH_ITEMS_MAX: >= 1")
-        if self.ledger_batch_lanes not in (1, 2, 4):
-            raise ConfigError(f"{PREFIX}LEDGER_BATCH_LANES must be 1, 2 or 4 (a divisor of the revenue shards)")
+        if (not 0 <= self.ledger_batch_window_s <= 0.002 or self.ledger_batch_items_max < 1
+                or self.ledger_batch_lanes not in (1, 2, 4)):
+            raise ConfigError(f"{PREFIX}LEDGER_BATCH_WINDOW_S: 0..0.002; {PREFIX}LEDGER_BATCH_ITEMS_MAX: >= 1; "
+                              f"{PREFIX}LEDGER_BATCH_LANES: 1, 2 or 4 (a divisor of the revenue shards)")
         if self.log_format not in ("json", "text") or self.access_log not in ("all", "errors", "off"):
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be json or text, {PREFIX}ACCESS_LOG all, errors or off")
         if problems := admin_origin.problems(self, PREFIX):
