@@ -35,9 +35,15 @@ def finish(process: subprocess.Popen, seconds: int) -> str:
 
 
 def _frame(raw: str) -> str:
+    """`function (module path)`: the project's modules from their package root (gateway/proxy/x.py),
+    others by their last two parts (aiohttp/client.py)."""
     # py-spy writes "function (path/to/module.py:line)"; the line number splits one function in many.
     name, _, where = raw.partition(" (")
-    module = where.removesuffix(")").rsplit(":", 1)[0].rsplit("/", 2)[-2:]
+    path = where.removesuffix(")").rsplit(":", 1)[0]
+    for root in ("/gateway/", "/ledger/"):
+        if root in path and "/site-packages/" not in path:
+            return f"{name} ({root[1:]}{path.rsplit(root, 1)[1]})"
+    module = path.rsplit("/", 2)[-2:]
     return f"{name} ({'/'.join(module)})" if where else name
 
 
