@@ -41,8 +41,8 @@ def _frame(raw: str) -> str:
     name, _, where = raw.partition(" (")
     path = where.removesuffix(")").rsplit(":", 1)[0]
     for root in ("/gateway/", "/ledger/"):
-        if root in path and "/site-packages/" not in path:
-            return f"{name} ({root[1:]}{path.rsplit(root, 1)[1]})"
+        if root in "/" + path and "/site-packages/" not in path:  # absolute, or relative to the checkout
+            return f"{name} ({root[1:]}{('/' + path).rsplit(root, 1)[1]})"
     module = path.rsplit("/", 2)[-2:]
     return f"{name} ({'/'.join(module)})" if where else name
 

@@ -8,7 +8,7 @@ STACKS = "\n".join([
     "process 1:tollgate;run (/work/main/gateway/cli.py:10);proxy (/work/main/gateway/proxy/handler.py:30);"
     "relay (/work/main/gateway/proxy/forwarding.py:150);_request (/v/lib/site-packages/aiohttp/client.py:500) 6",
     "process 1:tollgate;run (/work/main/gateway/cli.py:10);observe (/work/main/gateway/core/middleware.py:90) 3",
-    "process 1:tollgate;run (/work/main/gateway/cli.py:10);move (/work/main/ledger/batches.py:81) 1",
+    "process 1:tollgate;run (/work/main/gateway/cli.py:10);move (ledger/batches.py:81) 1",  # relative
 ])
 
 
