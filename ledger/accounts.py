@@ -9,7 +9,7 @@ import asyncpg
 # Revenue in shards (migration 0018, decision 0021 "Lanes"): an AI hold credits its user's shard, so
 # the batches of different lanes (users) lock no row in common. "revenue" is shard 0 and takes every
 # other credit (purchases, refunds); the shards together are the revenue.
-REVENUE_SHARDS = ("revenue", "revenue:1", "revenue:2", "revenue:3")
+REVENUE_SHARDS = ("revenue", "revenue-1", "revenue-2", "revenue-3")
 SYSTEM = (*REVENUE_SHARDS, "payment_clearing", "promotions", "refunds", "adjustments")
 
 SELECT_SYSTEM = "SELECT code, id FROM accounts WHERE code IS NOT NULL"

@@ -18,7 +18,6 @@ do.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +72,8 @@ class Batcher:
     """The ledger's writes of one worker, gathered: `await batcher.move(...)` / `resolve(...)`."""
 
     def __init__(self, pool: asyncpg.Pool, *, window_s: float = 0.0, items_max: int = 256, lanes: int = 1) -> None:
+        if lanes < 1:
+            raise ValueError("a Batcher needs at least one lane")
         self.pool = pool
         self.window_s = window_s    # how long the first item of an idle lane waits for company
         self.items_max = items_max  # items per call at most; the rest go in the next call
@@ -107,11 +108,11 @@ class Batcher:
         return await self._submit(item, user_id)
 
     async def close(self) -> None:
-        """Send what is queued and wait for it (before the pool closes)."""
-        for lane in range(len(self.senders)):
-            while (sender := self.senders[lane]) is not None and not sender.done():
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(sender)
+        """Send what is queued on every lane and wait for it (before the pool closes), a lane started
+        meanwhile (a settlement retrying) too. A sender that fails or was cancelled is not waited
+        for again; its callers have their answers (`_send_queue`)."""
+        while busy := [sender for sender in self.senders if sender is not None and not sender.done()]:
+            await asyncio.wait(busy)  # never raises their errors, never cancels them
 
     def _submit(self, item: dict[str, Any], user_id: int | None) -> asyncio.Future:
         # Encoded here: an item that cannot be sent fails its own caller, not the batch it would join.

@@ -4,4 +4,4 @@
 -- credits the revenue shard of its user (ledger.accounts.revenue_shard: id modulo 4): batches of
 -- different lanes lock no row in common and run side by side. The shards are system accounts of
 -- kind 'revenue'; 'revenue' itself is shard 0 and still takes every other credit.
-INSERT INTO accounts (kind, code) VALUES ('revenue', 'revenue:1'), ('revenue', 'revenue:2'), ('revenue', 'revenue:3');
+INSERT INTO accounts (kind, code) VALUES ('revenue', 'revenue-1'), ('revenue', 'revenue-2'), ('revenue', 'revenue-3');

@@ -25,6 +25,7 @@ SELECT_REFERRER = "SELECT referred_by FROM users WHERE id = $1"
 PROMISE = """
 INSERT INTO referral_rewards (referred_user_id, referrer_id, purchase_transfer_id, amount_micro, created_at)
 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (referred_user_id) DO NOTHING RETURNING id"""
+UNPAID_REFERRER = "SELECT referrer_id FROM referral_rewards WHERE purchase_transfer_id = $1 AND paid_at IS NULL"
 LOCK_UNPAID = """
 SELECT id, referred_user_id, referrer_id, purchase_transfer_id, amount_micro FROM referral_rewards
 WHERE purchase_transfer_id = $1 AND paid_at IS NULL FOR UPDATE"""
@@ -62,6 +63,11 @@ async def promise(connection: asyncpg.Connection, settings: Settings, *, user_id
                        target_id=referrer, details={"referred_user_id": user_id, "amount_micro": bonus,
                                                     "purchase": purchase.id})
     return bonus
+
+
+async def unpaid_referrer(connection: asyncpg.Connection, purchase_id: int) -> int | None:
+    """The user a bonus of this purchase is still promised to, if any (whose account pay_if_final credits)."""
+    return await connection.fetchval(UNPAID_REFERRER, purchase_id)
 
 
 async def pay_if_final(connection: asyncpg.Connection, *, purchase_id: int, now: dt.datetime) -> bool:

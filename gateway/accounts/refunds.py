@@ -68,6 +68,17 @@ def _microseconds(delta: dt.timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+async def _lock_every_account(connection: asyncpg.Connection, accounts: list[int], purchase_id: int | None) -> None:
+    """The refund's accounts and, when the revoke may pay a referral bonus, the referrer's and
+    `promotions`, locked at once in id order (as every ledger function and ledger_batch lock theirs).
+    Taking the referrer's later, after the user's, could wait in a cycle with a ledger batch that
+    locks both in id order (review of decision 0021, "Lanes")."""
+    if purchase_id is not None and (referrer := await referral_bonuses.unpaid_referrer(connection, purchase_id)):
+        accounts = [*accounts, await ledger.system_id(connection, "promotions"),
+                    await ledger.user_account(connection, referrer)]
+    await ledger.lock_available(connection, accounts)
+
+
 @dataclass(frozen=True, slots=True)
 class Revoked:
     token_id: int
@@ -89,11 +100,13 @@ async def revoke_with_refund(pool: asyncpg.Pool, settings: Settings, *, user_id:
             raise Conflict("token already expired", code="token_expired")
         refund = refund_micro(settings.token_prices, row["price_micro"], row["created_at"],
                               row["expires_at"], now)
+        revenue, account = await ledger.system_id(connection, "revenue"), await ledger.user_account(connection, user_id)
+        await _lock_every_account(connection, [revenue, account], row["purchase_transfer_id"])
         transfer_id = None
         if refund > 0:
             transfer = await ledger.move(
-                connection, key=f"refund:token:{token_id}", debit=await ledger.system_id(connection, "revenue"),
-                credit=await ledger.user_account(connection, user_id), amount_micro=refund, kind="refund",
+                connection, key=f"refund:token:{token_id}", debit=revenue,
+                credit=account, amount_micro=refund, kind="refund",
                 now=now, user_id=user_id, description="unused time of a revoked token",
                 metadata={"token_id": token_id})
             transfer_id = transfer.id

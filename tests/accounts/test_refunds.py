@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
+import asyncpg
 import pytest
 
 import ledger
 from gateway.core.config import Settings
 from gateway.core.plan_settings import DEFAULT_TOKEN_PRICES
-from tests.support.accounts import balance_of, deposit
+from tests.support.accounts import balance_of, deposit, register
 from tests.support.purchases import CREDIT, buy, buy_bundle, revoke, use_for
 
 PRICES = Settings().token_prices
@@ -114,3 +116,73 @@ async def test_refund_rounding_is_down_to_the_micro_credit():
     assert refund_micro(prices, 1_000_000, start, end, end + dt.timedelta(days=1)) == 0
     assert refund_micro(prices, 1_000_000, start, end, start - dt.timedelta(days=1)) == 1_000_000
     assert refund_micro(Settings().token_prices, 0, start, end, start) == 0
+
+
+# -- the revoke's locks beside the ledger's batches (review of decision 0021, "Lanes") -----------
+
+async def _referral_pair_in_one_lane(gateway, database) -> tuple[dict, dict]:
+    """A referrer (10 credits) and a referee (300) whose ids fall in the same of two lanes and on
+    revenue shards other than `revenue`, the referrer's account the older (locked first by id)."""
+    referrer = await register(gateway, "lane-referrer-0@example.com")
+    for number in range(1, 4):
+        if referrer["id"] % 4:
+            break
+        referrer = await register(gateway, f"lane-referrer-{number}@example.com")
+    await deposit(database, referrer["id"], 10)  # its account first, and funds for its own hold
+    for number in range(4):
+        referee = await register(gateway, f"lane-referee-{number}@example.com", referral_code=referrer["referral_code"])
+        if referee["id"] % 2 == referrer["id"] % 2 and referee["id"] % 4:
+            await deposit(database, referee["id"], 300)
+            return referrer, referee
+    raise AssertionError("four consecutive ids hold one of each parity off shard 0")
+
+
+async def _lock_waits(database, count: int) -> None:
+    for _ in range(500):
+        if await database.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} lock waits never showed")
+
+
+async def test_a_revoke_paying_a_referral_bonus_never_waits_in_a_cycle_with_a_ledger_batch(gateway, database,
+                                                                                          servers):
+    """The revoke refunds (revenue -> referee) and then pays the referrer's bonus (promotions ->
+    referrer). Holds of both in one ledger batch lock referrer then referee, in id order. Had the
+    revoke taken the referrer's account only when paying the bonus, each would hold what the other
+    waits for (PostgreSQL then aborts the batch, which goes again item by item); it locks all four
+    accounts up front, in id order, so the batch just waits."""
+    referrer, referee = await _referral_pair_in_one_lane(gateway, database)
+    token_id = (await buy(gateway, referee, 720))["tokens"][0]["id"]
+    await use_for(database, token_id, dt.timedelta(hours=12))  # the purchase keeps something: a bonus is paid
+    purchase = await database.fetchval("SELECT purchase_transfer_id FROM access_tokens WHERE id = $1", token_id)
+    pool = await asyncpg.create_pool(servers.database_url, min_size=2, max_size=4)
+    batcher = ledger.Batcher(pool, lanes=2)
+
+    now = dt.datetime.now(dt.timezone.utc)
+    sides = [(user["id"], await ledger.user_account(database, user["id"]),
+              await ledger.system_id(database, ledger.revenue_shard(user["id"]))) for user in (referrer, referee)]
+
+    def hold(user_id: int, account: int, shard: int):  # queued at once: both in one batch of their lane
+        return batcher.move(key=f"ai:lane-{user_id}:hold", debit=account, credit=shard, amount_micro=CREDIT,
+                            kind="usage", now=now, user_id=user_id, hold_until=now + dt.timedelta(hours=1))
+
+    try:
+        async with database.acquire() as blocker, blocker.transaction():
+            # The revoke stops at the bonus (its reward row held here), after its refund.
+            await blocker.execute("SELECT 1 FROM referral_rewards WHERE purchase_transfer_id = $1 FOR UPDATE", purchase)
+            revoking = asyncio.ensure_future(gateway.delete(f"/api/v1/tokens/{token_id}", headers=referee["headers"]))
+            await _lock_waits(database, 1)
+            holds = asyncio.ensure_future(asyncio.gather(*(hold(*side) for side in sides)))
+            await _lock_waits(database, 2)
+        response = await asyncio.wait_for(revoking, 10)
+        held = await asyncio.wait_for(holds, 10)
+    finally:
+        await batcher.close()
+        await pool.close()
+    assert response.status == 200, await response.text()
+    assert (batcher.batches, len(held)) == (1, 2)  # one batch, never aborted and sent again item by item
+    bonus = await database.fetchval("SELECT amount_micro FROM transfers WHERE kind = 'referral_bonus' AND user_id = $1",
+                                    referrer["id"])
+    assert bonus > 0
+    assert (await ledger.reconcile(database)).ok

@@ -7,8 +7,8 @@ import pytest
 import ledger
 
 
-@pytest.mark.parametrize("user_id, code", [(4, "revenue"), (5, "revenue:1"), (6, "revenue:2"), (7, "revenue:3"),
-                                           (8, "revenue"), (10**12 + 3, "revenue:3")])
+@pytest.mark.parametrize("user_id, code", [(4, "revenue"), (5, "revenue-1"), (6, "revenue-2"), (7, "revenue-3"),
+                                           (8, "revenue"), (10**12 + 3, "revenue-3")])
 def test_a_user_has_one_revenue_shard_by_its_id(user_id, code):
     assert ledger.revenue_shard(user_id) == code
 

@@ -394,6 +394,55 @@ async def test_a_batch_waiting_on_a_lock_holds_up_no_user_of_another_lane(pool, 
     assert (await ledger.reconcile(pool)).ok
 
 
+async def test_closing_waits_for_every_lane_and_a_lane_started_meanwhile(pool):
+    """close() returns once no lane is sending: a lane held up by a lock, and a lane that starts while
+    close() waits (a settlement still retrying) and is still held up when the first one is done."""
+    batcher = ledger.Batcher(pool, lanes=2)
+    (late_user, late_account), (first_user, first_account) = [
+        await funded_user_in_lane(pool, f"closing{lane}", lane) for lane in (0, 1)]
+    first_lock, late_lock = await pool.acquire(), await pool.acquire()
+    try:
+        for connection, account in ((first_lock, first_account), (late_lock, late_account)):
+            await connection.execute("BEGIN; SELECT 1 FROM accounts WHERE id = %d FOR UPDATE" % account)
+        first = asyncio.ensure_future(ai_hold(pool, batcher, "first", first_user, first_account))
+        assert await a_lock_waited_on(pool)
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.sleep(0)
+        late = asyncio.ensure_future(ai_hold(pool, batcher, "late", late_user, late_account))
+        await asyncio.sleep(0.2)
+        await first_lock.execute("COMMIT")
+        assert (await asyncio.wait_for(first, 10)).idempotency_key == "first"
+        await asyncio.sleep(0.2)
+        assert not closing.done() and not late.done()  # the late lane is still sending
+        await late_lock.execute("COMMIT")
+        await asyncio.wait_for(closing, 10)
+        assert late.done() and late.result().idempotency_key == "late"
+    finally:
+        await pool.release(first_lock)
+        await pool.release(late_lock)
+
+
+async def test_closing_goes_on_past_a_cancelled_lane(pool):
+    batcher = ledger.Batcher(pool, lanes=2)
+    (first_user, first_account), (second_user, second_account) = [
+        await funded_user_in_lane(pool, f"cancelled{lane}", lane) for lane in (0, 1)]
+    async with pool.acquire() as blocker:
+        async with blocker.transaction():
+            await blocker.execute("SELECT 1 FROM accounts WHERE id = ANY($1::bigint[]) FOR UPDATE",
+                                  [first_account, second_account])
+            cancelled = asyncio.ensure_future(ai_hold(pool, batcher, "cancelled", first_user, first_account))
+            kept = asyncio.ensure_future(ai_hold(pool, batcher, "kept", second_user, second_account))
+            await asyncio.sleep(0.2)
+            batcher.senders[0].cancel()
+            closing = asyncio.ensure_future(batcher.close())
+            await asyncio.sleep(0.2)
+            assert not closing.done()
+    await asyncio.wait_for(closing, 10)  # no CancelledError from lane 0's sender
+    assert (await kept).idempotency_key == "kept"
+    assert isinstance((await asyncio.gather(cancelled, return_exceptions=True))[0], asyncio.CancelledError)
+    assert (await ledger.reconcile(pool)).ok
+
+
 async def a_lock_waited_on(pool) -> bool:
     for _ in range(500):
         if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
