@@ -49,12 +49,17 @@ class RecordingTarget:
         return web.Response(text="recorded")
 
 
+async def serve_target(aiohttp_server, handler) -> str:
+    """A real target answering every method and path with `handler`; its base URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return str((await aiohttp_server(app)).make_url("")).rstrip("/")
+
+
 @pytest.fixture
 async def recording_target(aiohttp_server) -> RecordingTarget:
     target = RecordingTarget()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", target.record)
-    target.url = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    target.url = await serve_target(aiohttp_server, target.record)
     return target
 
 
@@ -72,9 +77,7 @@ async def early_target(aiohttp_server) -> str:
         await response.write(b"done")
         return response
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer_first)
-    return str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    return await serve_target(aiohttp_server, answer_first)
 
 
 @pytest.fixture
@@ -453,10 +456,7 @@ async def test_the_status_and_headers_reach_the_client_before_any_body_exists(ai
         await response.write_eof(b"body")
         return response
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", headers_then_wait)
-    target = str((await aiohttp_server(app)).make_url("")).rstrip("/")
-    gateway = await gateway_factory(target_url=target)
+    gateway = await gateway_factory(target_url=await serve_target(aiohttp_server, headers_then_wait))
     response = await asyncio.wait_for(gateway.get(PROXY + "/x", headers=credentials), 5)
     headers_seen.set()
     assert (response.status, response.headers["X-Before-Body"], await response.read()) == (200, "yes", b"body")
@@ -485,10 +485,7 @@ async def test_headers_are_not_held_when_the_first_bytes_rewrite_to_nothing(aioh
         await response.write_eof(whole[len(first):])
         return response
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", first_bytes_then_wait)
-    target = str((await aiohttp_server(app)).make_url("")).rstrip("/")
-    gateway = await gateway_factory(target_url=target)
+    gateway = await gateway_factory(target_url=await serve_target(aiohttp_server, first_bytes_then_wait))
     response = await asyncio.wait_for(gateway.get(PROXY + "/x", headers=credentials), 5)
     headers_seen.set()
     expected = b"<p>page</p>" if encoding == "gzip" else b"hi there"
