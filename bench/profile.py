@@ -40,9 +40,10 @@ def _frame(raw: str) -> str:
     # py-spy writes "function (path/to/module.py:line)"; the line number splits one function in many.
     name, _, where = raw.partition(" (")
     path = where.removesuffix(")").rsplit(":", 1)[0]
+    rooted = "/" + path  # absolute, or relative to the checkout
     for root in ("/gateway/", "/ledger/"):
-        if root in "/" + path and "/site-packages/" not in path:  # absolute, or relative to the checkout
-            return f"{name} ({root[1:]}{('/' + path).rsplit(root, 1)[1]})"
+        if root in rooted and "/site-packages/" not in path:
+            return f"{name} ({root[1:]}{rooted.rsplit(root, 1)[1]})"
     module = path.rsplit("/", 2)[-2:]
     return f"{name} ({'/'.join(module)})" if where else name
 
