@@ -68,14 +68,24 @@ FROM budgets b LEFT JOIN held h ON h.budget_id = b.id
 WHERE b.held_micro <> COALESCE(h.held, 0)
 ORDER BY b.id"""
 
-# A budget link lives from its hold to the hold's resolution, and holds the hold's amount.
+# A budget link lives from its hold to the hold's resolution, and holds the hold's amount; its hold
+# exists (the table keeps no foreign key to transfers since migration 0019).
 BAD_BUDGET_HOLDS = """
-SELECT l.hold_id,
+SELECT l.hold_id, p.id IS NULL AS missing,
        EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = l.hold_id) AS resolved
-FROM budget_holds l JOIN transfers p ON p.id = l.hold_id
-WHERE p.phase <> 'pending' OR l.amount_micro <> p.amount_micro
+FROM budget_holds l LEFT JOIN transfers p ON p.id = l.hold_id
+WHERE p.id IS NULL OR p.phase <> 'pending' OR l.amount_micro <> p.amount_micro
    OR EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = l.hold_id)
 ORDER BY l.hold_id LIMIT 100"""
+
+# Every usage row names a user, and a key and a hold when it names one, that exist (ai_usage keeps
+# no foreign keys since migration 0019: the gateway writes the ids it has just authenticated or held).
+USAGE_ORPHANS = """
+SELECT u.id FROM ai_usage u
+WHERE NOT EXISTS (SELECT 1 FROM users x WHERE x.id = u.user_id)
+   OR (u.api_key_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = u.api_key_id))
+   OR (u.hold_transfer_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = u.hold_transfer_id))
+ORDER BY u.id LIMIT 100"""
 
 SUMS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
@@ -121,6 +131,7 @@ async def check_books(connection: asyncpg.Connection) -> Report:
     bad_debts = await connection.fetch(BAD_DEBTS)
     bad_budgets = await connection.fetch(BAD_BUDGETS)
     bad_links = await connection.fetch(BAD_BUDGET_HOLDS)
+    usage_orphans = await connection.fetch(USAGE_ORPHANS)
     report.accounts = len(rows)
     totals = dict.fromkeys(SUMS, 0)
     for row in rows:
@@ -144,6 +155,8 @@ async def check_books(connection: asyncpg.Connection) -> Report:
     for row in bad_debts:
         report.problems.append(f"{_name(row)}: stored owed {row['owed_micro']} != {row['expected']} from debts")
     _report_budgets(report, bad_budgets, bad_links)
+    for row in usage_orphans:
+        report.problems.append(f"usage row {row['id']} names a user, key or hold that does not exist")
     return report
 
 
@@ -153,5 +166,5 @@ def _report_budgets(report: Report, bad_budgets: list[asyncpg.Record], bad_links
         report.problems.append(f"budget {row['id']} ({scope}): stored held {row['held_micro']} != "
                                f"{row['expected']} from its open holds")
     for row in bad_links:
-        what = "is resolved" if row["resolved"] else "does not match it"
+        what = "does not exist" if row["missing"] else "is resolved" if row["resolved"] else "does not match it"
         report.problems.append(f"budget link of hold {row['hold_id']}: the hold {what}")

@@ -37,8 +37,8 @@ WHERE k.key_hash = $1 OR k.previous_key_hash = $1"""
 # The settings a key's owner may change (PATCH), each a column.
 SETTINGS = ("name", "allowed_models", "ip_allowlist", "rpm_limit", "tpm_limit", "expires_at")
 # NO KEY UPDATE, as the PATCH's own UPDATE takes: it still serialises with a revocation or rotation, but
-# not with the key-share lock a settling call's usage row takes on the key (its foreign key) after the
-# call's budget rows; FOR UPDATE here, then the budget's upsert, closed a deadlock with that settlement.
+# not with a key-share lock on the key (a usage row's foreign key took one after the call's budget rows
+# until migration 0019; FOR UPDATE here, then the budget's upsert, closed a deadlock with that settlement).
 LOCK_LIVE = "SELECT id FROM api_keys WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL FOR NO KEY UPDATE"
 ROTATE = """
 UPDATE api_keys SET previous_key_hash = key_hash, previous_expires_at = $5, key_hash = $3, prefix = $4,

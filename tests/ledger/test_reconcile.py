@@ -15,6 +15,9 @@ import ledger
 from gateway.accounts import budgets
 from tests.support.ledger import NOW, PRICE_MICRO, move, new_account, resolve
 
+# A key of alice's, written directly (its prefix and hash as the table demands).
+NEW_KEY = ("INSERT INTO api_keys (user_id, name, key_hash, prefix, created_at)"
+           " VALUES ($1, 'k', $2, 'tg_abcdefgh', now())")
 # The console script as an operator runs it.
 TOLLGATE = str(Path(sys.executable).parent / "tollgate")
 
@@ -215,6 +218,57 @@ async def test_a_budget_link_outliving_its_hold_is_reported(servers, database, b
     assert f"budget link of hold {hold}: the hold is resolved" in text
     assert f"budget {budgeted['budget']} (user {budgeted['alice_user_id']}): stored held {PRICE_MICRO} != 0" in text
     assert (await ledger.reconcile(database)).ok
+
+
+
+async def test_a_budget_link_naming_no_hold_is_reported(database, budgeted):
+    """budget_holds keeps no foreign key to transfers (migration 0019): reconcile looks."""
+    missing = await database.fetchval("SELECT max(id) + 1000 FROM transfers")
+    await database.execute("INSERT INTO budget_holds (hold_id, budget_ids, amount_micro) VALUES ($1, $2, 1)",
+                           missing, [budgeted["budget"]])
+    try:
+        text = (await ledger.reconcile(database)).text()
+    finally:
+        await database.execute("DELETE FROM budget_holds WHERE hold_id = $1", missing)
+    assert f"budget link of hold {missing}: the hold does not exist" in text
+    assert (await ledger.reconcile(database)).ok
+
+
+@pytest.mark.parametrize("column", ["user_id", "api_key_id", "hold_transfer_id"])
+async def test_a_usage_row_naming_a_user_key_or_hold_that_does_not_exist_is_reported(database, books, column):
+    """ai_usage keeps no foreign keys (migration 0019): the gateway writes the ids it has just
+    authenticated or held, users and keys are never deleted, and reconcile looks."""
+    hold = await database.fetchval("SELECT max(id) FROM transfers WHERE phase = 'pending'")
+    key = await database.fetchval(NEW_KEY + " RETURNING id", books["alice_user_id"], b"\x01" * 32)
+    values = {"user_id": books["alice_user_id"], "api_key_id": key, "hold_transfer_id": hold}
+    insert = ("INSERT INTO ai_usage (request_id, user_id, api_key_id, hold_transfer_id, provider, model, outcome,"
+              " created_at) VALUES ($1, $2, $3, $4, 'openai', 'gpt-4o-mini', 'ok', now()) RETURNING id")
+    sound = await database.fetchval(insert, "sound", *values.values())
+    values[column] = 10**12
+    orphan = await database.fetchval(insert, "orphan", *values.values())
+    try:
+        text = (await ledger.reconcile(database)).text()
+    finally:
+        await database.execute("DELETE FROM ai_usage WHERE id = $1", orphan)
+    assert f"usage row {orphan} names a user, key or hold that does not exist" in text
+    assert f"usage row {sound} " not in text
+    assert (await ledger.reconcile(database)).ok
+
+
+@pytest.mark.parametrize("table", ["users", "api_keys"])
+async def test_users_and_api_keys_are_never_deleted_or_renumbered(database, books, table):
+    """What the usage rows' ids name stays (migration 0019), as accounts do (0016, 0017)."""
+    if table == "api_keys":
+        await database.execute(NEW_KEY, books["alice_user_id"], b"\x02" * 32)
+    row_id = await database.fetchval(f"SELECT max(id) FROM {table}")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match=f"{table} are never removed: DELETE"):
+        await database.execute(f"DELETE FROM {table} WHERE id = $1", row_id)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match=f"{table} are never removed: TRUNCATE"):
+        await database.execute(f"TRUNCATE {table} CASCADE")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match=f"{table} ids never change"):
+        await database.execute(f"UPDATE {table} SET id = id + 1000000 WHERE id = $1", row_id)
+    await database.execute(f"UPDATE {table} SET id = id WHERE id = $1", row_id)  # no change: allowed
+    assert await database.fetchval(f"SELECT count(*) FROM {table} WHERE id = $1", row_id) == 1
 
 
 # The command line
