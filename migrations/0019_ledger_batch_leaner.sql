@@ -5,12 +5,14 @@
 --
 -- 1. ai_usage and budget_holds keep no foreign keys. Each checked its reference on every insert
 --    with a key-share row lock (on the user, the key, the hold: three per AI call, each a locked,
---    dirtied and logged heap row), for rows written only by the gateway with ids it has just read:
---    the call's authenticated user and key, the hold ledger_batch resolved. What the keys guarded
---    is kept as 0016 kept it for the transfers' accounts: users and API keys are never deleted or
---    renumbered (triggers below; transfers already never change), and reconcile reports a usage row
---    or a budget link naming a user, key or hold that does not exist (ledger.reconcile). The
---    transfers' own key to users stays: every money path writes through it.
+--    dirtied and logged heap row), for rows written only by the gateway with ids it holds: the
+--    call's authenticated user and key (read from PostgreSQL or the Redis credential cache), the hold
+--    ledger_batch resolved. A usage row naming a key only a stale cache still knew (after a
+--    restore) failed its settlement before; now the call is charged and reconcile names the row.
+--    What the keys guarded is kept as 0016 kept it for the transfers' accounts: users and API keys
+--    are never deleted or renumbered (triggers below; transfers already never change), and
+--    reconcile reports a usage row or a budget link naming a user, key or hold that does not exist
+--    (ledger.reconcile). The transfers' own key to users stays: every money path writes through it.
 -- 2. ledger_batch builds each transfer as one row (one statement per item instead of thirteen);
 --    a hold's budgets are found once, when checked, and charged from there; the budget update and
 --    the trigger setting run only when the batch has something for them.

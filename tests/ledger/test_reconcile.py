@@ -250,7 +250,8 @@ async def test_a_usage_row_naming_a_user_key_or_hold_that_does_not_exist_is_repo
         text = (await ledger.reconcile(database)).text()
     finally:
         await database.execute("DELETE FROM ai_usage WHERE id = $1", orphan)
-    assert f"usage row {orphan} names a user, key or hold that does not exist" in text
+    missing = {"user_id": "user", "api_key_id": "key", "hold_transfer_id": "hold"}[column]
+    assert f"usage row {orphan} names a {missing} that does not exist" in text
     assert f"usage row {sound} " not in text
     assert (await ledger.reconcile(database)).ok
 
