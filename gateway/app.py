@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -19,7 +18,7 @@ from gateway.api import (admin_keys, admin_tokens, admin_users, auth, budgets, b
 from gateway.core import health, metrics, redis_client
 from gateway.core.admin_origin import AdminOrigin
 from gateway.core.app_keys import (ADMIN_ORIGIN, BROWSER_POLICY, CLOCK, DATABASE, ERROR_SHAPE_PREFIXES,
-                                   LEDGER_DATABASE, READINESS_PROBES, REDIS, REPORTS_DATABASE, SETTINGS, STOPPING)
+                                   READINESS_PROBES, REDIS, REPORTS_DATABASE, SETTINGS, STOPPING)
 from gateway.core.browser import BrowserPolicy
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
@@ -35,29 +34,16 @@ async def _count_queries(connection: asyncpg.Connection) -> None:
 
 # How the reports' connections name themselves (pg_stat_activity on the replica shows them).
 REPORTS_APPLICATION_NAME = "tollgate-reports"
-# And the ledger batches' (decision 0021, "Connections of their own").
-LEDGER_APPLICATION_NAME = "tollgate-ledger"
 
 
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """A ledger connection's release resets nothing: it runs ledger_batch alone, each call its own
-    transaction whose settings are transaction-local (asyncpg still rolls back one left open)."""
-
-
-async def _pool(settings: Settings, url: str, min_size: int, max_size: int | None = None,
-                **connect: Any) -> asyncpg.Pool:
-    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size or settings.database_pool_max,
+async def _pool(settings: Settings, url: str, min_size: int, **connect: object) -> asyncpg.Pool:
+    return await asyncpg.create_pool(url, min_size=min_size, max_size=settings.database_pool_max,
                                      init=_count_queries, command_timeout=settings.database_timeout_s, **connect)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[DATABASE] = await _pool(settings, settings.database_url.value, settings.database_pool_min)
-    # One connection per lane of the AI ledger's Batcher, opened when first needed; released with no
-    # session reset (a round trip and four statements per batch saved: decision 0021).
-    app[LEDGER_DATABASE] = await _pool(settings, settings.database_url.value, 0, settings.ledger_batch_lanes,
-                                       reset=_keep_session,
-                                       server_settings={"application_name": LEDGER_APPLICATION_NAME})
     replica_url = settings.database_replica_url.value
     # min_size=0: no connection at start-up, so the gateway starts and serves everything but the
     # reports while the replica is down (they answer 503 until it is back).
@@ -66,7 +52,6 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     if app[REPORTS_DATABASE] is not app[DATABASE]:
         await app[REPORTS_DATABASE].close()
-    await app[LEDGER_DATABASE].close()
     await app[DATABASE].close()
 
 

@@ -9,8 +9,8 @@ import gzip
 import asyncpg
 import pytest
 
-from gateway.app import LEDGER_APPLICATION_NAME, REPORTS_APPLICATION_NAME
-from gateway.core.app_keys import DATABASE, LEDGER_DATABASE, REPORTS_DATABASE, SETTINGS
+from gateway.app import REPORTS_APPLICATION_NAME
+from gateway.core.app_keys import REPORTS_DATABASE
 from devkit.embedded import free_port
 from tests.support.accounts import make_token, proxy_headers, register
 from tests.support.bodies import deflate
@@ -141,23 +141,6 @@ async def _calls_reported(stack, export: bool = False) -> int:
 async def _chat(stack) -> None:
     answer = await stack.openai().chat.completions.create(model=GPT, max_tokens=5, messages=MESSAGES)
     assert answer.usage.total_tokens > 0
-
-
-async def test_the_ai_ledger_batches_go_through_connections_of_their_own_kept_without_a_reset(
-        gateway_factory, mock_target, database):
-    """One connection per lane of the Batcher (decision 0021, "Connections of their own"), named in
-    pg_stat_activity; a release runs no session reset, so the last statement each ran is a batch."""
-    stack = await start(gateway_factory, mock_target, database)
-    for _ in range(3):
-        await _chat(stack)
-    assert await stack.open_holds() == 0 and len(await stack.charges()) == 3
-    rows = await database.fetch("SELECT state, query FROM pg_stat_activity WHERE application_name = $1",
-                                LEDGER_APPLICATION_NAME)
-    lanes = stack.gateway.server.app[SETTINGS].ledger_batch_lanes
-    assert 1 <= len(rows) <= lanes, rows
-    assert all(row["state"] == "idle" and "ledger_batch(" in row["query"] for row in rows), rows
-    ledger_pool = stack.gateway.server.app[LEDGER_DATABASE]
-    assert ledger_pool is not stack.gateway.server.app[DATABASE] and ledger_pool.get_max_size() == lanes
 
 
 async def test_the_usage_reports_are_read_from_the_replica_and_every_write_goes_to_the_primary(

@@ -19,7 +19,7 @@ from gateway.ai.authentication import ApiKeyAuthenticator
 from gateway.ai.price_table import PriceTable
 from gateway.ai.providers import Upstream, upstreams
 from gateway.ai.usage_log import UsageLog
-from gateway.core.app_keys import CLOCK, DATABASE, LEDGER_DATABASE, REDIS, SETTINGS
+from gateway.core.app_keys import CLOCK, DATABASE, REDIS, SETTINGS
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
 
@@ -52,7 +52,7 @@ async def ai_ctx(app: web.Application) -> AsyncIterator[None]:
     await prices.load()
     keys = ApiKeyAuthenticator(settings, app[REDIS], app[DATABASE], app[CLOCK], app[CREDENTIAL_OUTBOX])
     usage_log = UsageLog(app[DATABASE], lambda: prices.prices, settings.usage_pending_max)
-    batcher = ledger.Batcher(app[LEDGER_DATABASE], window_s=settings.ledger_batch_window_s,
+    batcher = ledger.Batcher(app[DATABASE], window_s=settings.ledger_batch_window_s,
                              items_max=settings.ledger_batch_items_max, lanes=settings.ledger_batch_lanes)
     app[AI] = Services(settings, app[CLOCK], app[DATABASE], keys, prices, upstreams(settings), session, usage_log,
                        batcher)

@@ -22,8 +22,6 @@ DATABASE = web.AppKey("database", asyncpg.Pool)
 # The pool of the admin UI's and the usage reports' reads: the read replica's when
 # TOLLGATE_DATABASE_REPLICA_URL is set, else DATABASE itself (decision 0024). Nothing writes through it.
 REPORTS_DATABASE = web.AppKey("reports_database", asyncpg.Pool)
-# The AI ledger batches' own connections, one per lane (decision 0021, "Connections of their own").
-LEDGER_DATABASE = web.AppKey("ledger_database", asyncpg.Pool)
 REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 # Dependencies /ready checks besides PostgreSQL and Redis, registered by the wings that need them
 # (the proxy's target): name -> a probe that raises when the dependency does not answer.
