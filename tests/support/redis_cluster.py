@@ -1,7 +1,10 @@
 """A real Redis Cluster on loopback for the tests: 3 masters and a replica each, started by the
 tests (`redis-server --cluster-enabled yes`, `redis-cli --cluster create`), stopped and removed after.
 
-Ports stay at or below 55535: a cluster node also listens on its port + 10000 (the cluster bus).
+A cluster node also listens on its port + 10000 (the cluster bus): both stay below the kernel's
+ephemeral range, where every other test server (free_port) and every outgoing connection takes its
+port, so none can take a node's port or bus between the probe and the node's start (a bus port at
+40072 once was: "node 30072 did not start").
 Every path is absolute: redis-server resolves a relative cluster config file inside its --dir.
 """
 
@@ -22,7 +25,7 @@ import redis
 MASTERS = 3
 # A master silent this long is failed over to its replica: short, so a test's failover takes seconds.
 NODE_TIMEOUT_MS = 1000
-PORT_LOW, PORT_HIGH = 20000, 45000  # well under 55535, and outside the ephemeral range
+PORT_LOW = 10000
 READY_TIMEOUT_S = 30.0
 
 
@@ -35,11 +38,21 @@ def _free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_ports(count: int) -> list[int]:
-    """`count` ports whose cluster bus ports (+10000) are free too."""
+    """`count` ports whose cluster bus ports (+10000) are free too, all below the ephemeral range."""
+    high = _ephemeral_low() - 10001
+    assert high - PORT_LOW >= 100 * count, f"no room for {count} cluster ports below the ephemeral range"
     ports: list[int] = []
     while len(ports) < count:
-        port = random.randint(PORT_LOW, PORT_HIGH)
+        port = random.randint(PORT_LOW, high)
         if port not in ports and _free(port) and _free(port + 10000):
             ports.append(port)
     return ports
@@ -77,7 +90,7 @@ class LocalRedisCluster:
              "--save", "", "--appendonly", "no", "--daemonize", "yes", "--dir", str(directory),
              "--pidfile", str(directory / "redis.pid"), "--logfile", str(directory / "log")],
             check=True, stdout=subprocess.DEVNULL)
-        self._wait(lambda: self.node(port).ping(), f"node {port} did not start")
+        self._wait(lambda: self.node(port).ping(), f"node {port} did not start", directory / "log")
 
     def start(self) -> None:
         for port in self.ports:
@@ -180,7 +193,7 @@ class LocalRedisCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
     @staticmethod
-    def _wait(check, message: str) -> None:
+    def _wait(check, message: str, log: Path | None = None) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
@@ -189,4 +202,6 @@ class LocalRedisCluster:
             except (redis.RedisError, OSError):
                 pass
             time.sleep(0.05)
+        if log is not None and log.exists():  # the node's own words (e.g. a port already in use)
+            message += ":\n" + "\n".join(log.read_text(errors="replace").splitlines()[-5:])
         raise AssertionError(message)
