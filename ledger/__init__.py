@@ -15,7 +15,7 @@ from ledger.money import (ACCOUNT_SUM_MAX_MICRO, AMOUNT_MAX_MICRO, MICRO_PER_CRE
                           MoneyError, format_micro, parse_credits)
 from ledger.transfers import (KINDS, AmountOutOfRange, HoldExpired, HoldNotFound, HoldResolved,
                               IdempotencyConflict, InsufficientBalance, InvalidAmount, ItemFailed, LedgerError,
-                              LimitExceeded, Transfer, expire_holds, expire_holds_since, move,
+                              LimitExceeded, Transfer, expire_due_holds, expire_holds, move,
                               resolve)
 
 __all__ = [
@@ -25,8 +25,8 @@ __all__ = [
     "KINDS",
     "LedgerError",
     "LimitExceeded",
-    "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_holds",
-    "expire_holds_since",
+    "MICRO_PER_CREDIT", "MoneyError", "Transfer", "USER_BALANCE_MAX_MICRO", "balance", "expire_due_holds",
+    "expire_holds",
     "daily", "format_micro", "history", "lock_available", "move", "Report", "parse_credits", "reconcile", "resolve",
     "revenue_shard",
     "set_overdraft", "system_id", "SYSTEM_ACCOUNTS", "TakeBack", "take_back", "repay", "Totals", "totals",

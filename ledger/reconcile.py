@@ -92,6 +92,17 @@ WHERE x.id IS NULL OR (u.api_key_id IS NOT NULL AND k.id IS NULL)
    OR (u.hold_transfer_id IS NOT NULL AND t.id IS NULL)
 ORDER BY u.id LIMIT 100"""
 
+# The table of open holds (migration 0020) holds every open hold, as it is, and nothing else: the
+# expiry sweep and the open-hold gauges read only it.
+BAD_OPEN_HOLDS = """
+WITH open AS (
+    SELECT p.id, p.expires_at, p.amount_micro FROM transfers p
+    WHERE p.phase = 'pending' AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id))
+SELECT COALESCE(h.id, o.hold_id) AS hold_id, o.hold_id IS NULL AS missing, h.id IS NULL AS extra
+FROM open h FULL JOIN open_holds o ON o.hold_id = h.id
+WHERE h.id IS NULL OR o.hold_id IS NULL OR o.expires_at <> h.expires_at OR o.amount_micro <> h.amount_micro
+ORDER BY 1 LIMIT 100"""
+
 SUMS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
 
@@ -137,6 +148,7 @@ async def check_books(connection: asyncpg.Connection) -> Report:
     bad_budgets = await connection.fetch(BAD_BUDGETS)
     bad_links = await connection.fetch(BAD_BUDGET_HOLDS)
     usage_orphans = await connection.fetch(USAGE_ORPHANS)
+    bad_open_holds = await connection.fetch(BAD_OPEN_HOLDS)
     report.accounts = len(rows)
     totals = dict.fromkeys(SUMS, 0)
     for row in rows:
@@ -163,6 +175,10 @@ async def check_books(connection: asyncpg.Connection) -> Report:
     for row in usage_orphans:
         missing = " and ".join(name for name in ("user", "key", "hold") if row["no_" + name])
         report.problems.append(f"usage row {row['id']} names a {missing} that does not exist")
+    for row in bad_open_holds:
+        what = ("is missing from" if row["missing"] else "is not open but is in" if row["extra"]
+                else "does not match its row in")
+        report.problems.append(f"hold {row['hold_id']} {what} the table of open holds")
     return report
 
 

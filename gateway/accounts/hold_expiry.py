@@ -15,33 +15,31 @@ from gateway.core.failures import POSTGRES_FAILURES
 log = logging.getLogger(__name__)
 
 
-# A sweep looks back this far behind the previous complete one: holds placed by a gateway whose clock
-# runs behind, or committed a little after that sweep read, are still found.
-LOOKBACK = dt.timedelta(minutes=10)
-# Every this many sweeps one looks at the whole history again (anything the look-back could miss).
-FULL_SWEEP_EVERY = 720
+# At most this many holds voided per batch, and batches per sweep: a backlog (holds left by a gateway
+# that stopped) drains at up to BATCH_MAX * SWEEP_BATCHES_MAX per interval without one sweep holding a
+# connection for long.
+BATCH_MAX = 500
+SWEEP_BATCHES_MAX = 20
 
 
 class Sweeper:
-    """The expiry sweep of one process: after a complete sweep it looks only at the holds that
-    expired since (less LOOKBACK), so its cost follows the rate of holds, not the ledger's age."""
+    """The expiry sweep of one process. It reads the table of open holds (migration 0020, decision
+    0029), so a sweep costs what is due, whatever the ledger's age or the rate of holds."""
 
     def __init__(self, pool: asyncpg.Pool, clock: Clock) -> None:
         self.pool, self.clock = pool, clock
-        self.expired_after = ledger.transfers.BEGINNING
-        self.sweeps = 0
 
     async def sweep(self) -> int:
+        """Void the holds due now, batch after batch until none is left (or SWEEP_BATCHES_MAX)."""
         now = dt.datetime.fromtimestamp(self.clock.now_s(), dt.timezone.utc)
-        if self.sweeps % FULL_SWEEP_EVERY == 0:
-            self.expired_after = ledger.transfers.BEGINNING
-        self.sweeps += 1
-        async with self.pool.acquire() as connection:
-            expired, complete = await ledger.expire_holds_since(connection, now=now,
-                                                                expired_after=self.expired_after)
-        if complete:
-            self.expired_after = now - LOOKBACK
-        return expired
+        voided = 0
+        for _ in range(SWEEP_BATCHES_MAX):
+            async with self.pool.acquire() as connection:
+                expired, complete = await ledger.expire_due_holds(connection, now=now, batch_max=BATCH_MAX)
+            voided += expired
+            if complete:
+                break
+        return voided
 
 
 async def expire_once(pool: asyncpg.Pool, clock: Clock) -> int:

@@ -17,19 +17,13 @@ from gateway.core.failures import POSTGRES_FAILURES
 
 log = logging.getLogger(__name__)
 
-# The open holds, read through the partial index on expiry within a bounded range: unexpired ones
-# (placed within TOLLGATE_AI_HOLD_TTL_S) and those expired within the last HOLD_BACKLOG_LOOKBACK_S.
-# Every hold ever placed stays a 'pending' row (its resolution is another row), so an unbounded
-# range would read the ledger's whole history on every check.
+# The open holds, from the table that holds only them (migration 0020): the read costs what is open,
+# not what the ledger ever held.
 OPEN_HOLDS = """
-SELECT count(*) FILTER (WHERE p.expires_at > $1) AS open,
-       count(*) FILTER (WHERE p.expires_at <= $1) AS expired,
-       COALESCE(sum(p.amount_micro), 0)::bigint AS held_micro
-FROM transfers p
-WHERE p.phase = 'pending' AND p.expires_at > $1 - make_interval(secs => $2)
-  AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)"""
-# An expired hold still open is counted in the backlog for this long (the alert fires well within it).
-HOLD_BACKLOG_LOOKBACK_S = 3600.0
+SELECT count(*) FILTER (WHERE o.expires_at > $1) AS open,
+       count(*) FILTER (WHERE o.expires_at <= $1) AS expired,
+       COALESCE(sum(o.amount_micro), 0)::bigint AS held_micro
+FROM open_holds o"""
 # One reconciliation at a time across every worker and gateway: the others skip their turn.
 RECONCILE_LOCK = 0x7011_6A7E_0025
 
@@ -37,7 +31,7 @@ RECONCILE_LOCK = 0x7011_6A7E_0025
 async def count_holds(pool: asyncpg.Pool, clock: Clock) -> None:
     """Set the open-hold gauges from one read."""
     now = dt.datetime.fromtimestamp(clock.now_s(), dt.timezone.utc)
-    row = await pool.fetchrow(OPEN_HOLDS, now, HOLD_BACKLOG_LOOKBACK_S)
+    row = await pool.fetchrow(OPEN_HOLDS, now)
     metrics.OPEN_HOLDS.set(row["open"] + row["expired"])
     metrics.EXPIRED_HOLDS.set(row["expired"])
     metrics.OPEN_HOLDS_MICRO.set(row["held_micro"])

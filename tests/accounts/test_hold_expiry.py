@@ -50,41 +50,27 @@ async def _voided(database, hold: ledger.Transfer) -> bool:
     return bool(await database.fetchval("SELECT count(*) FROM transfers WHERE pending_id = $1", hold.id))
 
 
-async def test_after_a_complete_sweep_only_recent_expiries_are_looked_at_and_a_full_sweep_comes_back(
-        gateway, database):
-    user = await register(gateway, "sweeps@example.com")
-    await deposit(database, user["id"], 10)
-    start = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
-    first = await _hold(database, user["id"], "first", start)
-    clock = FixedClock(start + dt.timedelta(hours=1))
-    sweeper = hold_expiry.Sweeper(database, clock)
-    assert await sweeper.sweep() == 1 and await _voided(database, first)  # the first sweep reads everything
-    # A hold that expired well before the last complete sweep (a clock far behind) is not looked at
-    # by the next ones; one that expired within the look-back is.
-    stale = await _hold(database, user["id"], "stale", start + dt.timedelta(minutes=30))
-    recent = await _hold(database, user["id"], "recent", clock.at - hold_expiry.LOOKBACK / 2)
-    clock.at += dt.timedelta(seconds=5)
-    assert await sweeper.sweep() == 1
-    assert await _voided(database, recent) and not await _voided(database, stale)
-    # The periodic full sweep finds it.
-    sweeper.sweeps = hold_expiry.FULL_SWEEP_EVERY
-    assert await sweeper.sweep() == 1 and await _voided(database, stale)
-    assert (await ledger.balance(database, user["id"])).available_micro == 10_000_000
-
-
-async def test_a_sweep_cut_short_by_its_batch_keeps_looking_from_where_it_was(gateway, database, monkeypatch):
+async def test_a_sweep_voids_every_hold_due_batch_after_batch_and_leaves_the_rest(gateway, database, monkeypatch):
+    """A backlog (holds of a gateway that stopped) drains in one sweep, a batch at a time."""
+    monkeypatch.setattr(hold_expiry, "BATCH_MAX", 2)
     user = await register(gateway, "batches@example.com")
     await deposit(database, user["id"], 10)
     start = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
-    holds = [await _hold(database, user["id"], f"h{n}", start + dt.timedelta(minutes=n)) for n in range(3)]
-    original = ledger.expire_holds_since
-
-    async def two_at_a_time(connection, **fields):
-        return await original(connection, **{**fields, "batch_max": 2})
-
-    monkeypatch.setattr(ledger, "expire_holds_since", two_at_a_time)
+    due = [await _hold(database, user["id"], f"h{n}", start + dt.timedelta(minutes=n)) for n in range(5)]
+    later = await _hold(database, user["id"], "later", start + dt.timedelta(hours=3))
     sweeper = hold_expiry.Sweeper(database, FixedClock(start + dt.timedelta(hours=2)))
-    assert await sweeper.sweep() == 2
-    assert sweeper.expired_after == ledger.transfers.BEGINNING  # not complete: the floor stays
-    assert await sweeper.sweep() == 1
-    assert all([await _voided(database, hold) for hold in holds])
+    assert await sweeper.sweep() == 5
+    assert all([await _voided(database, hold) for hold in due]) and not await _voided(database, later)
+    assert await sweeper.sweep() == 0
+    assert (await ledger.balance(database, user["id"])).available_micro == 9_000_000
+
+
+async def test_a_hold_placed_with_a_clock_far_behind_is_still_voided(gateway, database):
+    """The sweep reads every open hold due, however long ago it expired (no look-back window)."""
+    user = await register(gateway, "behind@example.com")
+    await deposit(database, user["id"], 10)
+    now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
+    sweeper = hold_expiry.Sweeper(database, FixedClock(now))
+    assert await sweeper.sweep() == 0
+    stale = await _hold(database, user["id"], "stale", now - dt.timedelta(days=30))
+    assert await sweeper.sweep() == 1 and await _voided(database, stale)

@@ -20,7 +20,7 @@ from tests.support.accounts import deposit
 from tests.support import ledger_model
 from tests.support.ai import GPT, MESSAGES
 from tests.support.ai import PRICE_MICRO as AI_PRICE_MICRO
-from tests.support.ledger import NOW, PRICE_MICRO, move, new_account, posted, resolve, sums
+from tests.support.ledger import NOW, PRICE_MICRO, move, new_account, open_holds, posted, resolve, sums
 from tests.support.processes import TOLLGATE, gateway_env, stop, wait_until_up
 
 LATER = NOW + dt.timedelta(minutes=5)
@@ -109,6 +109,24 @@ async def test_resolutions_in_one_batch_post_a_hold_once(pool, batcher):
     assert outcome_names(outcomes) == {"Transfer": 1, "HoldResolved": 9}
     assert (await posted(pool, buyer), (await sums(pool, buyer))["debits_pending"]) == (9 * PRICE_MICRO, 0)
     assert (await sums(pool, revenue))["credits_pending"] == 0
+
+
+async def test_a_batchs_holds_and_resolutions_enter_and_leave_the_table_of_open_holds(pool, batcher):
+    """One ledger_batch call appends many holds (or resolutions) in one statement: the trigger of
+    migration 0020 fires once for them all and follows each."""
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    holds = await asyncio.gather(*(
+        batcher.move(key=f"hold-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO, kind="usage",
+                     now=NOW, hold_until=LATER + dt.timedelta(seconds=number)) for number in range(6)))
+    assert batcher.batches < len(holds)
+    assert await open_holds(pool) == sorted((held.id, held.expires_at, PRICE_MICRO) for held in holds)
+    outcomes = await gather_outcomes(
+        [batcher.resolve(key=f"post-{held.id}", hold_id=held.id, now=NOW, post_micro=1) for held in holds[:3]]
+        + [batcher.resolve(key=f"void-{held.id}", hold_id=held.id, now=NOW) for held in holds[3:5]]
+        + [batcher.resolve(key="post-again", hold_id=holds[0].id, now=NOW, post_micro=1)])
+    assert outcome_names(outcomes) == {"Transfer": 5, "HoldResolved": 1}
+    assert await open_holds(pool) == [(holds[5].id, holds[5].expires_at, PRICE_MICRO)]
 
 
 async def test_every_refusal_of_a_resolution_is_the_items_own(pool, batcher):
@@ -475,6 +493,7 @@ async def test_a_hold_naming_an_account_that_does_not_exist_is_refused_not_sent_
         await pool.execute("SET session_replication_role = replica;"
                            " DELETE FROM transfers WHERE idempotency_key = 'sneaked-hold';"
                            " RESET session_replication_role")
+        await pool.execute("DELETE FROM open_holds WHERE hold_id = $1", hold_id)
     assert type(outcomes[0]) is ledger.LedgerError and str(outcomes[0]) == str(direct.value)
     assert str(outcomes[0]) == f"unknown account(s) [{missing}]"
     assert isinstance(outcomes[1], ledger.Transfer) and batcher.batches == 1

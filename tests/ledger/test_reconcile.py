@@ -113,6 +113,9 @@ async def test_a_resolution_posting_more_than_its_hold_is_reported(servers, data
         await raw.execute("SET session_replication_role = replica;"
                           " DELETE FROM transfers WHERE idempotency_key = 'sneak';"
                           " RESET session_replication_role")
+        # The hold is open again: back in the table of open holds the sneaked resolution took it from.
+        await raw.execute("INSERT INTO open_holds (hold_id, expires_at, amount_micro) SELECT id, expires_at,"
+                          " amount_micro FROM transfers WHERE idempotency_key = 'hold-0'")
         await raw.close()
 
 
@@ -253,6 +256,32 @@ async def test_a_usage_row_naming_a_user_key_or_hold_that_does_not_exist_is_repo
     missing = {"user_id": "user", "api_key_id": "key", "hold_transfer_id": "hold"}[column]
     assert f"usage row {orphan} names a {missing} that does not exist" in text
     assert f"usage row {sound} " not in text
+    assert (await ledger.reconcile(database)).ok
+
+
+@pytest.mark.parametrize("fault", ["missing", "resolved", "changed"])
+async def test_a_table_of_open_holds_that_disagrees_with_the_transfers_is_reported(database, books, fault):
+    """open_holds (migration 0020) is what the expiry sweep reads: a hold missing there would never
+    expire, a resolved one there would be read for ever."""
+    open_hold = await database.fetchval("SELECT id FROM transfers WHERE idempotency_key = 'hold-0'")
+    posted_hold = await database.fetchval("SELECT id FROM transfers WHERE idempotency_key = 'hold-1'")
+    edits = {"missing": ("DELETE FROM open_holds WHERE hold_id = $1", open_hold,
+                         "INSERT INTO open_holds SELECT id, expires_at, amount_micro FROM transfers WHERE id = $1",
+                         f"hold {open_hold} is missing from the table of open holds"),
+             "resolved": ("INSERT INTO open_holds SELECT id, expires_at, amount_micro FROM transfers WHERE id = $1",
+                          posted_hold, "DELETE FROM open_holds WHERE hold_id = $1",
+                          f"hold {posted_hold} is not open but is in the table of open holds"),
+             "changed": ("UPDATE open_holds SET amount_micro = amount_micro + 1 WHERE hold_id = $1", open_hold,
+                         "UPDATE open_holds SET amount_micro = amount_micro - 1 WHERE hold_id = $1",
+                         f"hold {open_hold} does not match its row in the table of open holds")}
+    edit, hold_id, undo, expected = edits[fault]
+    assert await database.fetchval("SELECT count(*) FROM open_holds") == 1
+    await database.execute(edit, hold_id)
+    try:
+        report = await ledger.reconcile(database)
+    finally:
+        await database.execute(undo, hold_id)
+    assert report.problems == [expected]
     assert (await ledger.reconcile(database)).ok
 
 

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import ledger
 from gateway.accounts import users
+from gateway.core import migrate
 from ledger import (
     AMOUNT_MAX_MICRO, HoldExpired, HoldNotFound, HoldResolved, IdempotencyConflict, InsufficientBalance, InvalidAmount,
     LedgerError,
@@ -22,7 +23,7 @@ from ledger.transfers import _outcome
 from tests.support.accounts import deposit, register
 from tests.support.database import RESET_DATABASE
 from tests.support.ledger import (
-    NOW, PRICE_MICRO, expire, move, new_account, posted, resolve, snapshot, sums, transfer_count,
+    NOW, PRICE_MICRO, expire, move, new_account, open_holds, posted, resolve, snapshot, sums, transfer_count,
 )
 
 LATER = NOW + dt.timedelta(minutes=5)
@@ -387,6 +388,67 @@ async def test_an_expired_hold_is_voided_with_a_recognisable_key(database, alice
     await expire(database, LATER)
     row = await database.fetchrow("SELECT * FROM transfers WHERE pending_id = $1", held.id)
     assert (row["phase"], row["idempotency_key"]) == ("void_pending", f"expire:{held.id}")
+
+
+async def test_the_table_of_open_holds_follows_each_hold_from_its_placing_to_its_resolution(database, alice, revenue):
+    """Migration 0020: what the expiry sweep and the gauges read, kept by the database on every path."""
+    soon = NOW + dt.timedelta(minutes=1)
+    to_post = await hold(database, alice, revenue, key="to-post")
+    to_void = await hold(database, alice, revenue, PRICE_MICRO, key="to-void")
+    to_expire = await hold(database, alice, revenue, PRICE_MICRO, key="to-expire", until=soon)
+    await hold(database, alice, revenue, PRICE_MICRO, key="to-expire", until=soon)  # a replay writes nothing
+    await purchase(database, alice, revenue)  # a posted move is no hold
+    assert await open_holds(database) == [(to_post.id, LATER, 3 * PRICE_MICRO), (to_void.id, LATER, PRICE_MICRO),
+                                          (to_expire.id, soon, PRICE_MICRO)]
+    await resolve(database, key="post", hold_id=to_post.id, post_micro=PRICE_MICRO)
+    await resolve(database, key="void", hold_id=to_void.id)
+    with pytest.raises(HoldResolved):
+        await resolve(database, key="post-again", hold_id=to_post.id, post_micro=PRICE_MICRO)
+    assert await open_holds(database) == [(to_expire.id, soon, PRICE_MICRO)]
+    assert await expire(database, soon) == 1
+    assert await open_holds(database) == []
+
+
+async def test_migration_0020_fills_the_table_of_open_holds_with_the_holds_open_before_it(servers):
+    """A ledger with history before the table existed: each open hold goes in, resolved ones do not."""
+    admin = await asyncpg.connect(servers.admin_database_url)
+    await admin.execute('DROP DATABASE IF EXISTS "open_holds_backfill"')
+    await admin.execute('CREATE DATABASE "open_holds_backfill"')
+    await admin.close()
+    url = servers.admin_database_url.rsplit("/", 1)[0] + "/open_holds_backfill"
+    before, rest = [], []
+    for migration in migrate.discover():
+        (before if migration.version < 20 else rest).append(migration)
+    await migrate.apply(url, before)
+    connection = await asyncpg.connect(url)
+    try:
+        user_id = await users.ensure_client(connection, email="backfill@example.com")
+        alice = await ledger.user_account(connection, user_id)
+        revenue = await ledger.system_id(connection, "revenue")
+        clearing = await ledger.system_id(connection, "payment_clearing")
+        await ledger.move(connection, key="fund", debit=clearing, credit=alice, amount_micro=10 * PRICE_MICRO,
+                          kind="deposit", now=NOW, user_id=user_id)
+        held = [await ledger.move(connection, key=f"hold-{n}", debit=alice, credit=revenue, amount_micro=PRICE_MICRO,
+                                  kind="usage", now=NOW, user_id=user_id, hold_until=LATER) for n in range(3)]
+        await ledger.resolve(connection, key="post", hold_id=held[0].id, now=NOW, post_micro=1)
+        await ledger.resolve(connection, key="void", hold_id=held[1].id, now=NOW)
+        assert [m.version for m in rest] == await migrate.apply(url) and rest[0].version == 20
+        assert await open_holds(connection) == [(held[2].id, LATER, PRICE_MICRO)]
+        assert (await ledger.reconcile(connection)).ok
+    finally:
+        await connection.close()
+
+
+async def test_the_expiry_sweep_skips_a_row_of_open_holds_that_names_no_hold(database, alice, revenue):
+    """Only a hand-edited table has one (reconcile names it): the sweep voids the real holds past it."""
+    held = await hold(database, alice, revenue, PRICE_MICRO)
+    await database.execute("INSERT INTO open_holds (hold_id, expires_at, amount_micro) VALUES (0, $1, 1)", NOW)
+    try:
+        assert await expire(database, LATER) == 1
+        assert [row[0] for row in await open_holds(database)] == [0]
+    finally:
+        await database.execute("DELETE FROM open_holds WHERE hold_id = 0")
+    assert await database.fetchval("SELECT phase FROM transfers WHERE pending_id = $1", held.id) == "void_pending"
 
 
 # The database's own guards

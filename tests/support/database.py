@@ -8,10 +8,10 @@ from importlib import resources
 
 RESET_DATABASE = """
 SET session_replication_role = replica;  -- the append-only triggers stay on for everyone else
-TRUNCATE payment_history, payments, debts, transfers, audit_log, proxy_sessions, access_tokens, referral_rewards,
-         refresh_tokens, magic_links, bundles, ai_usage, api_keys, model_prices, credential_cache_outbox,
-         device_bindings, browser_sessions, browser_session_links, admin_sessions, ledger_daily,
-         ledger_days_rolled, ai_usage_daily, ai_usage_days_rolled,
+TRUNCATE payment_history, payments, debts, transfers, open_holds, audit_log, proxy_sessions, access_tokens,
+         referral_rewards, refresh_tokens, magic_links, bundles, ai_usage, api_keys, model_prices,
+         credential_cache_outbox, device_bindings, browser_sessions, browser_session_links, admin_sessions,
+         ledger_daily, ledger_days_rolled, ai_usage_daily, ai_usage_days_rolled,
          budgets, budget_holds
          RESTART IDENTITY;
 DELETE FROM accounts WHERE kind = 'user';

@@ -40,6 +40,12 @@ async def expire(pool: asyncpg.Pool, now: dt.datetime) -> int:
         return await ledger.expire_holds(connection, now=now)
 
 
+async def open_holds(pool: asyncpg.Pool | asyncpg.Connection) -> list[tuple[int, dt.datetime, int]]:
+    """The table of open holds (migration 0020): (hold id, expiry, amount) in hold order."""
+    rows = await pool.fetch("SELECT hold_id, expires_at, amount_micro FROM open_holds ORDER BY hold_id")
+    return [(row["hold_id"], row["expires_at"], row["amount_micro"]) for row in rows]
+
+
 async def sums(pool: asyncpg.Pool | asyncpg.Connection, account_id: int) -> dict[str, int]:
     """The four stored sums of one account, plus `posted` (credits - debits) and `available`."""
     row = await pool.fetchrow(
