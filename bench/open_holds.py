@@ -29,7 +29,7 @@ import asyncpg
 from devkit.embedded import EmbeddedPostgres, free_port
 from gateway.accounts.ledger_watch import OPEN_HOLDS
 from gateway.core import migrate
-from ledger.transfers import OPEN_EXPIRED_HOLDS
+from ledger.transfers import FIRST_DUE, OPEN_EXPIRED_HOLDS
 
 # The reads as they were up to migration 0019.
 COUNT_BEFORE = """
@@ -89,7 +89,7 @@ async def measure(admin_url: str, holds: int) -> dict:
         migration_s = round(time.perf_counter() - started, 2)
         await connection.execute("VACUUM ANALYZE open_holds")
         after = {"count_ms": await timed_ms(connection, OPEN_HOLDS, now),
-                 "sweep_ms": await timed_ms(connection, OPEN_EXPIRED_HOLDS, now, 500)}
+                 "sweep_ms": await timed_ms(connection, OPEN_EXPIRED_HOLDS, now, 500, *FIRST_DUE)}
         open_count = await connection.fetchval("SELECT count(*) FROM open_holds")
         unresolved = await connection.fetchval(
             "SELECT count(*) FROM transfers p WHERE p.phase = 'pending'"

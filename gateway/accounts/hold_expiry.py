@@ -30,15 +30,16 @@ class Sweeper:
         self.pool, self.clock = pool, clock
 
     async def sweep(self) -> int:
-        """Void the holds due now, batch after batch until none is left (or SWEEP_BATCHES_MAX)."""
+        """Void the holds due now, batch after batch until every one was read (or SWEEP_BATCHES_MAX)."""
         now = dt.datetime.fromtimestamp(self.clock.now_s(), dt.timezone.utc)
-        voided = 0
+        voided, after = 0, ledger.transfers.FIRST_DUE
         for _ in range(SWEEP_BATCHES_MAX):
             async with self.pool.acquire() as connection:
-                expired, complete = await ledger.expire_due_holds(connection, now=now, batch_max=BATCH_MAX)
+                expired, more = await ledger.expire_due_holds(connection, now=now, batch_max=BATCH_MAX, after=after)
             voided += expired
-            if complete:
+            if more is None:
                 break
+            after = more  # the next batch reads on from the last hold this one read
         return voided
 
 

@@ -74,3 +74,20 @@ async def test_a_hold_placed_with_a_clock_far_behind_is_still_voided(gateway, da
     assert await sweeper.sweep() == 0
     stale = await _hold(database, user["id"], "stale", now - dt.timedelta(days=30))
     assert await sweeper.sweep() == 1 and await _voided(database, stale)
+
+
+async def test_rows_the_sweep_cannot_void_hold_up_no_hold_behind_them(gateway, database, monkeypatch):
+    """More rows naming no hold (a hand-edited table) than a batch, due before a real hold: the sweep
+    reads on past them, never the same row twice, and voids the hold."""
+    monkeypatch.setattr(hold_expiry, "BATCH_MAX", 2)
+    user = await register(gateway, "junk@example.com")
+    await deposit(database, user["id"], 10)
+    start = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
+    await database.execute("INSERT INTO open_holds (hold_id, expires_at, amount_micro)"
+                           " SELECT -n, $1, 1 FROM generate_series(1, 5) n", start)
+    try:
+        real = await _hold(database, user["id"], "real", start + dt.timedelta(minutes=1))
+        sweeper = hold_expiry.Sweeper(database, FixedClock(start + dt.timedelta(hours=1)))
+        assert await sweeper.sweep() == 1 and await _voided(database, real)
+    finally:
+        await database.execute("DELETE FROM open_holds WHERE hold_id < 0")
