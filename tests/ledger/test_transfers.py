@@ -515,24 +515,30 @@ async def test_migration_0020_misses_no_hold_committed_while_it_waited_for_its_l
         await connection.close()
 
 
+SNEAKED_HOLD = """
+INSERT INTO transfers (idempotency_key, request_hash, debit_account_id, credit_account_id, amount_micro, phase,
+                       kind, expires_at)
+VALUES ($1, '', $2, $3, $4, 'pending', 'usage', $5) RETURNING id"""
+
+
 async def test_the_expiry_sweep_goes_past_what_it_cannot_void(database, alice, revenue, caplog):
-    """A row naming no hold (open_holds edited by hand: reconcile names it) and a hold the ledger
-    refuses to void (its account does not exist: written around the ledger) hold up no other hold."""
+    """What only SQL written around the ledger makes: a row of open_holds naming no hold, a hold whose
+    account does not exist (the ledger refuses its void), a hold whose pending sum was never booked
+    (its void breaks the account's CHECK). Each is logged and holds up no hold due after it."""
     held = await hold(database, alice, revenue, PRICE_MICRO)
     await database.execute("INSERT INTO open_holds (hold_id, expires_at, amount_micro) VALUES (0, $1, 1)", NOW)
-    unvoidable = await database.fetchval(
-        "INSERT INTO transfers (idempotency_key, request_hash, debit_account_id, credit_account_id, amount_micro,"
-        " phase, kind, expires_at) VALUES ('sneaked', '', $1, $2, 1, 'pending', 'usage', $3) RETURNING id",
-        10**12, revenue, NOW)
+    no_account = await database.fetchval(SNEAKED_HOLD, "sneaked-1", 10**12, revenue, 1, NOW)
+    unbooked = await database.fetchval(SNEAKED_HOLD, "sneaked-2", alice, revenue, 5 * PRICE_MICRO, NOW)
     try:
         assert await expire(database, LATER) == 1
-        assert sorted(row[0] for row in await open_holds(database)) == [0, unvoidable]
-        assert f"hold {unvoidable} not voided: unknown account(s) [{10**12}]" in caplog.text
+        assert sorted(row[0] for row in await open_holds(database)) == [0, no_account, unbooked]
+        assert f"hold {no_account} not voided: unknown account(s) [{10**12}]" in caplog.text
+        assert f"hold {unbooked} not voided: CheckViolationError" in caplog.text
     finally:
         await database.execute("SET session_replication_role = replica;"
-                               " DELETE FROM transfers WHERE idempotency_key = 'sneaked';"
+                               " DELETE FROM transfers WHERE idempotency_key LIKE 'sneaked-%';"
                                " RESET session_replication_role")
-        await database.execute("DELETE FROM open_holds WHERE hold_id = ANY($1::bigint[])", [0, unvoidable])
+        await database.execute("DELETE FROM open_holds WHERE hold_id = ANY($1::bigint[])", [0, no_account, unbooked])
     assert await database.fetchval("SELECT phase FROM transfers WHERE pending_id = $1", held.id) == "void_pending"
 
 
