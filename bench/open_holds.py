@@ -29,6 +29,7 @@ import asyncpg
 from devkit.embedded import EmbeddedPostgres, free_port
 from gateway.accounts.ledger_watch import OPEN_HOLDS
 from gateway.core import migrate
+from ledger.reconcile import OPEN_HOLDS as OPEN_BY_TRANSFERS
 from ledger.transfers import FIRST_DUE, OPEN_EXPIRED_HOLDS
 
 # The reads as they were up to migration 0019.
@@ -91,9 +92,7 @@ async def measure(admin_url: str, holds: int) -> dict:
         after = {"count_ms": await timed_ms(connection, OPEN_HOLDS, now),
                  "sweep_ms": await timed_ms(connection, OPEN_EXPIRED_HOLDS, now, 500, *FIRST_DUE)}
         open_count = await connection.fetchval("SELECT count(*) FROM open_holds")
-        unresolved = await connection.fetchval(
-            "SELECT count(*) FROM transfers p WHERE p.phase = 'pending'"
-            " AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)")
+        unresolved = await connection.fetchval(f"SELECT count(*) FROM ({OPEN_BY_TRANSFERS}) h")
     finally:
         await connection.close()
     return {"holds": holds, "open": open_count, "unresolved": unresolved, "before_0020": before,

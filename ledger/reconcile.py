@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+# The holds still open, as the transfers say: a pending row no resolution names.
+OPEN_HOLDS = """
+SELECT p.* FROM transfers p
+WHERE p.phase = 'pending' AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)"""
+
 # One pass over transfers: what every account's four sums must be.
-EXPECTED = """
-WITH open_holds AS (
-    SELECT p.* FROM transfers p
-    WHERE p.phase = 'pending' AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)
+EXPECTED = f"""
+WITH unresolved AS ({OPEN_HOLDS}
 ), legs AS (
     SELECT debit_account_id AS account_id, amount_micro AS debit_posted, 0::bigint AS credit_posted,
            0::bigint AS debit_pending, 0::bigint AS credit_pending
@@ -18,9 +21,9 @@ WITH open_holds AS (
     UNION ALL
     SELECT credit_account_id, 0, amount_micro, 0, 0 FROM transfers WHERE phase IN ('posted', 'post_pending')
     UNION ALL
-    SELECT debit_account_id, 0, 0, amount_micro, 0 FROM open_holds
+    SELECT debit_account_id, 0, 0, amount_micro, 0 FROM unresolved
     UNION ALL
-    SELECT credit_account_id, 0, 0, 0, amount_micro FROM open_holds
+    SELECT credit_account_id, 0, 0, 0, amount_micro FROM unresolved
 )
 SELECT a.id, a.kind, a.code, a.user_id, a.overdraft_micro,
        a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending,
@@ -94,12 +97,10 @@ ORDER BY u.id LIMIT 100"""
 
 # The table of open holds (migration 0020) holds every open hold, as it is, and nothing else: the
 # expiry sweep and the open-hold gauges read only it.
-BAD_OPEN_HOLDS = """
-WITH open AS (
-    SELECT p.id, p.expires_at, p.amount_micro FROM transfers p
-    WHERE p.phase = 'pending' AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id))
+BAD_OPEN_HOLDS = f"""
+WITH unresolved AS ({OPEN_HOLDS})
 SELECT COALESCE(h.id, o.hold_id) AS hold_id, o.hold_id IS NULL AS missing, h.id IS NULL AS extra
-FROM open h FULL JOIN open_holds o ON o.hold_id = h.id
+FROM unresolved h FULL JOIN open_holds o ON o.hold_id = h.id
 WHERE h.id IS NULL OR o.hold_id IS NULL OR o.expires_at <> h.expires_at OR o.amount_micro <> h.amount_micro
 ORDER BY 1 LIMIT 100"""
 

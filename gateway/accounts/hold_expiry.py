@@ -22,38 +22,28 @@ BATCH_MAX = 500
 SWEEP_BATCHES_MAX = 20
 
 
-class Sweeper:
-    """The expiry sweep of one process. It reads the table of open holds (migration 0020, decision
-    0029), so a sweep costs what is due, whatever the ledger's age or the rate of holds."""
-
-    def __init__(self, pool: asyncpg.Pool, clock: Clock) -> None:
-        self.pool, self.clock = pool, clock
-
-    async def sweep(self) -> int:
-        """Void the holds due now, batch after batch until every one was read (or SWEEP_BATCHES_MAX)."""
-        now = dt.datetime.fromtimestamp(self.clock.now_s(), dt.timezone.utc)
-        voided, after = 0, ledger.transfers.FIRST_DUE
-        for _ in range(SWEEP_BATCHES_MAX):
-            async with self.pool.acquire() as connection:
-                expired, more = await ledger.expire_due_holds(connection, now=now, batch_max=BATCH_MAX, after=after)
-            voided += expired
-            if more is None:
-                break
-            after = more  # the next batch reads on from the last hold this one read
-        return voided
-
-
 async def expire_once(pool: asyncpg.Pool, clock: Clock) -> int:
-    """One whole sweep; safe from every worker at once (each hold is resolved exactly once)."""
-    return await Sweeper(pool, clock).sweep()
+    """One sweep: void the holds due now, batch after batch until every one was read (or
+    SWEEP_BATCHES_MAX). It reads the table of open holds (migration 0020, decision 0029), so it costs
+    what is due, whatever the ledger's age or the rate of holds. Safe from every worker at once (each
+    hold is resolved exactly once)."""
+    now = dt.datetime.fromtimestamp(clock.now_s(), dt.timezone.utc)
+    voided, after = 0, ledger.transfers.FIRST_DUE
+    for _ in range(SWEEP_BATCHES_MAX):
+        async with pool.acquire() as connection:
+            expired, more = await ledger.expire_due_holds(connection, now=now, batch_max=BATCH_MAX, after=after)
+        voided += expired
+        if more is None:
+            break
+        after = more  # the next batch reads on from the last hold this one read
+    return voided
 
 
 async def run(pool: asyncpg.Pool, clock: Clock, interval_s: float) -> None:
-    sweeper = Sweeper(pool, clock)
     while True:
         await asyncio.sleep(interval_s)
         try:
-            expired = await sweeper.sweep()
+            expired = await expire_once(pool, clock)
             if expired:
                 log.info("voided %d expired hold(s)", expired)
         except POSTGRES_FAILURES as error:

@@ -58,10 +58,10 @@ async def test_a_sweep_voids_every_hold_due_batch_after_batch_and_leaves_the_res
     start = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
     due = [await _hold(database, user["id"], f"h{n}", start + dt.timedelta(minutes=n)) for n in range(5)]
     later = await _hold(database, user["id"], "later", start + dt.timedelta(hours=3))
-    sweeper = hold_expiry.Sweeper(database, FixedClock(start + dt.timedelta(hours=2)))
-    assert await sweeper.sweep() == 5
+    clock = FixedClock(start + dt.timedelta(hours=2))
+    assert await hold_expiry.expire_once(database, clock) == 5
     assert all([await _voided(database, hold) for hold in due]) and not await _voided(database, later)
-    assert await sweeper.sweep() == 0
+    assert await hold_expiry.expire_once(database, clock) == 0
     assert (await ledger.balance(database, user["id"])).available_micro == 9_000_000
 
 
@@ -70,10 +70,10 @@ async def test_a_hold_placed_with_a_clock_far_behind_is_still_voided(gateway, da
     user = await register(gateway, "behind@example.com")
     await deposit(database, user["id"], 10)
     now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
-    sweeper = hold_expiry.Sweeper(database, FixedClock(now))
-    assert await sweeper.sweep() == 0
+    clock = FixedClock(now)
+    assert await hold_expiry.expire_once(database, clock) == 0
     stale = await _hold(database, user["id"], "stale", now - dt.timedelta(days=30))
-    assert await sweeper.sweep() == 1 and await _voided(database, stale)
+    assert await hold_expiry.expire_once(database, clock) == 1 and await _voided(database, stale)
 
 
 async def test_rows_the_sweep_cannot_void_hold_up_no_hold_behind_them(gateway, database, monkeypatch):
@@ -87,7 +87,7 @@ async def test_rows_the_sweep_cannot_void_hold_up_no_hold_behind_them(gateway, d
                            " SELECT -n, $1, 1 FROM generate_series(1, 5) n", start)
     try:
         real = await _hold(database, user["id"], "real", start + dt.timedelta(minutes=1))
-        sweeper = hold_expiry.Sweeper(database, FixedClock(start + dt.timedelta(hours=1)))
-        assert await sweeper.sweep() == 1 and await _voided(database, real)
+        clock = FixedClock(start + dt.timedelta(hours=1))
+        assert await hold_expiry.expire_once(database, clock) == 1 and await _voided(database, real)
     finally:
         await database.execute("DELETE FROM open_holds WHERE hold_id < 0")

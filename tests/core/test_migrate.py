@@ -8,14 +8,7 @@ import asyncpg
 import pytest
 
 from gateway.core import migrate
-
-
-async def fresh_database(servers, name: str) -> str:
-    connection = await asyncpg.connect(servers.admin_database_url)
-    await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    await connection.execute(f'CREATE DATABASE "{name}"')
-    await connection.close()
-    return servers.admin_database_url.rsplit("/", 1)[0] + "/" + name
+from tests.support.database import fresh_database
 
 
 async def test_migrations_apply_in_order_and_are_recorded(servers):

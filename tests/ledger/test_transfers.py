@@ -21,7 +21,7 @@ from ledger import (
 )
 from ledger.transfers import _outcome
 from tests.support.accounts import deposit, register
-from tests.support.database import RESET_DATABASE
+from tests.support.database import RESET_DATABASE, fresh_database
 from tests.support.ledger import (
     NOW, PRICE_MICRO, expire, move, new_account, open_holds, posted, resolve, snapshot, sums, transfer_count,
 )
@@ -411,11 +411,7 @@ async def test_the_table_of_open_holds_follows_each_hold_from_its_placing_to_its
 
 async def ledger_before_0020(servers, name: str) -> str:
     """A new database migrated up to 0019 (the release before the table of open holds); its URL."""
-    admin = await asyncpg.connect(servers.admin_database_url)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = servers.admin_database_url.rsplit("/", 1)[0] + "/" + name
+    url = await fresh_database(servers, name)
     await migrate.apply(url, [migration for migration in migrate.discover() if migration.version < 20])
     return url
 

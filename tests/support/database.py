@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+import asyncpg
+
 RESET_DATABASE = """
 SET session_replication_role = replica;  -- the append-only triggers stay on for everyone else
 TRUNCATE payment_history, payments, debts, transfers, open_holds, audit_log, proxy_sessions, access_tokens,
@@ -31,3 +33,12 @@ class Servers:
     database_url: str
     redis_url: str
     admin_database_url: str
+
+
+async def fresh_database(servers: Servers, name: str) -> str:
+    """An empty database `name` on the test server (dropped first if a run left one); its URL."""
+    connection = await asyncpg.connect(servers.admin_database_url)
+    await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await connection.execute(f'CREATE DATABASE "{name}"')
+    await connection.close()
+    return servers.admin_database_url.rsplit("/", 1)[0] + "/" + name
