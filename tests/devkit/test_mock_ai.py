@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
@@ -643,7 +642,10 @@ async def test_request_log_shows_what_was_sent(control, claude) -> None:
 
 async def test_request_log_is_bounded_and_clearable(control, oai) -> None:
     """The log keeps the last 100 requests; DELETE empties it."""
-    await asyncio.gather(*(oai.models.list() for _ in range(105)))
+    # One after another: 105 connections opened at once outran the SDK's 2 s connect timeout on a
+    # loaded machine (a CI run failed so), and the log's bound is what is tested here.
+    for _ in range(105):
+        await oai.models.list()
     full = len(await control("GET", "requests"))
     await control("DELETE", "requests")
     assert (full, await control("GET", "requests")) == (100, [])
