@@ -16,10 +16,22 @@ def test_the_defaults_measure_whole_and_streamed_in_a_short_run():
 
 
 @pytest.mark.parametrize("argv", [["--seconds", "0"], ["--seconds", "61"], ["--rounds", "11"],
-                                  ["--scenarios", "embeddings"], ["--baseline", "/nonexistent"]])
+                                  ["--scenarios", "embeddings"], ["--baseline", "/nonexistent"],
+                                  ["--baseline-env", "TOLLGATE_LEDGER_BATCH_LANES"],
+                                  ["--baseline-env", "PATH=/tmp"], ["--baseline-env", "TOLLGATE_=1"],
+                                  ["--baseline-env", "TOLLGATE_A;B=1"]])
 def test_arguments_out_of_bounds_are_refused(argv):
     with pytest.raises(SystemExit):
         ai_pairs.parse_args(argv)
+
+
+def test_baseline_settings_are_tollgate_names_with_a_value_each():
+    args = ai_pairs.parse_args(["--baseline-env", "TOLLGATE_LEDGER_BATCH_LANES=1",
+                                "--baseline-env", "TOLLGATE_LEDGER_BATCH_WINDOW_S=0.001"])
+    assert [ai_pairs.setting_pair(text) for text in args.baseline_env] == [
+        ("TOLLGATE_LEDGER_BATCH_LANES", "1"), ("TOLLGATE_LEDGER_BATCH_WINDOW_S", "0.001")]
+    assert ai_pairs.setting_pair("TOLLGATE_MAIL_SENDER=") == ("TOLLGATE_MAIL_SENDER", "")
+    assert ai_pairs.parse_args([]).baseline_env == []
 
 
 def test_cpu_per_call_is_the_cpu_time_over_the_calls_in_microseconds():

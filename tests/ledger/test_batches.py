@@ -777,3 +777,38 @@ async def register_over_http(session: aiohttp.ClientSession, base: str) -> dict:
                             json={"email": body["email"], "password": body["password"]}) as response:
         tokens = await response.json()
     return {**user, "headers": {"Authorization": f"Bearer {tokens['access_token']}"}}
+
+
+# PostgreSQL's plan cache: a statement's first five runs get plans of their own, the sixth and later
+# the generic plan it settled on (or, if that is dearer, their own again).
+RUNS_TO_A_CACHED_PLAN = 6
+# auto_explain sends the plan of every statement (those run inside functions and triggers too) to the
+# client as a notice.
+PLANS_AS_NOTICES = {"session_preload_libraries": "auto_explain", "auto_explain.log_min_duration": "0",
+                    "auto_explain.log_nested_statements": "on", "auto_explain.log_level": "notice"}
+
+
+async def test_a_connection_warmed_on_small_tables_plans_index_probes_not_table_scans(servers, database):
+    """Migration 0021 (decision 0030): plans cached while the tables were small are kept for the
+    connection's life, and a table scan planned then reads every row once the tables have grown.
+    The money functions' plans probe indexes whatever the tables' size."""
+    buyer = await new_account(database, "buyer", deposit_micro=100 * PRICE_MICRO)
+    revenue = await ledger.system_id(database, "revenue")
+    plans: list[str] = []
+    connection = await asyncpg.connect(servers.database_url, server_settings=PLANS_AS_NOTICES)
+    connection.add_log_listener(lambda _connection, message: plans.append(message.message))
+    try:
+        for number in range(RUNS_TO_A_CACHED_PLAN + 1):
+            plans.clear()
+            hold = ledger.transfers.move_item(key=f"hold-{number}", debit=buyer, credit=revenue,
+                                              amount_micro=PRICE_MICRO, kind="usage", now=NOW, hold_until=LATER)
+            hold.update(budgeted=True, api_key_id=None)
+            [held] = await connection.fetch(ledger.batches.BATCH, ledger.batches.encode([hold]))
+            post = ledger.transfers.resolve_item(key=f"post-{number}", hold_id=held["id"], now=NOW, post_micro=1)
+            [resolved] = await connection.fetch(ledger.batches.BATCH, ledger.batches.encode([post]))
+            assert (held["status"], resolved["status"]) == ("ok", "ok")
+        seen = "\n".join(plans)
+        assert "Index Scan using transfers_pkey" in seen and "Seq Scan" not in seen, seen
+    finally:
+        await connection.close()
+    assert (await sums(database, buyer))["debits_posted"] == RUNS_TO_A_CACHED_PLAN + 1
