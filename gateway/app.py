@@ -15,7 +15,7 @@ from gateway.ai import crm as ai_crm
 from gateway.ai import handler as ai_handler
 from gateway.api import (admin_keys, admin_tokens, admin_users, auth, budgets, bundles, currency, keys, openapi,
                          payments, prices, referrals, tokens, usage, webhooks)
-from gateway.core import health, metrics, redis_client
+from gateway.core import database_pool, health, metrics, redis_client
 from gateway.core.admin_origin import AdminOrigin
 from gateway.core.app_keys import (ADMIN_ORIGIN, BROWSER_POLICY, CLOCK, DATABASE, ERROR_SHAPE_PREFIXES,
                                    READINESS_PROBES, REDIS, REPORTS_DATABASE, SETTINGS, STOPPING)
@@ -37,8 +37,8 @@ REPORTS_APPLICATION_NAME = "tollgate-reports"
 
 
 async def _pool(settings: Settings, url: str, min_size: int, **connect: object) -> asyncpg.Pool:
-    return await asyncpg.create_pool(url, min_size=min_size, max_size=settings.database_pool_max,
-                                     init=_count_queries, command_timeout=settings.database_timeout_s, **connect)
+    return await database_pool.create(url, min_size=min_size, max_size=settings.database_pool_max,
+                                      init=_count_queries, command_timeout=settings.database_timeout_s, **connect)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -68,6 +68,14 @@ def encode(items: list[dict[str, Any]]) -> str:
     return orjson.dumps(items, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
 
 
+def _session_untouched(connection: Any) -> None:
+    """Tells a pool that can skip its reset on release (gateway.core.database_pool) that this use
+    changed nothing in the session: one ledger_batch call, whose settings are its transaction's own."""
+    untouched = getattr(connection, "session_untouched", None)
+    if untouched is not None:
+        untouched()
+
+
 class Batcher:
     """The ledger's writes of one worker, gathered: `await batcher.move(...)` / `resolve(...)`."""
 
@@ -174,6 +182,7 @@ class Batcher:
         payload = (b"[" + b",".join(pending.body for pending in batch) + b"]").decode()
         async with self.pool.acquire() as connection:
             rows = await connection.fetch(self.statement, payload)
+            _session_untouched(connection)
         self.batches += 1
         self.items += len(batch)
         return rows
