@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from gateway.app import REPORTS_APPLICATION_NAME
-from gateway.core.app_keys import REPORTS_DATABASE
+from gateway.core.app_keys import DATABASE, REPORTS_DATABASE
 from devkit.embedded import free_port
 from tests.support.accounts import make_token, proxy_headers, register
 from tests.support.bodies import deflate
@@ -31,6 +31,15 @@ async def test_the_query_counter_sees_a_cold_lookup(gateway, database):
     await settle()
     # The lookup itself, plus the pool's reset statement when the connection is released.
     assert database_queries() > before
+
+
+async def test_the_gateways_pools_let_the_ledgers_batches_skip_the_reset(gateway, database):
+    """Both pools are gateway.core.database_pool's (decision 0031): a connection that can be told its
+    session was left untouched, and a reset that then skips its query."""
+    for key in (DATABASE, REPORTS_DATABASE):
+        async with gateway.server.app[key].acquire() as connection:
+            assert callable(connection.session_untouched)
+            assert await connection.fetchval("SELECT 1") == 1
 
 
 # Request bodies with a Content-Encoding are forwarded byte for byte on the proxy. The attack of

@@ -32,8 +32,9 @@ async def reset(connection: Connection) -> None:
     """The pool's reset, after asyncpg's own part (listeners dropped, an open transaction rolled back):
     asyncpg's reset query, unless the connection's user left the session untouched."""
     untouched, connection._session_untouched = connection._session_untouched, False
-    if not untouched:
-        await connection.execute(connection.get_reset_query())
+    query = connection.get_reset_query()
+    if query and not untouched:  # empty where the server has none of what it resets (asyncpg's check)
+        await connection.execute(query)
 
 
 async def create(url: str, *, min_size: int, max_size: int, **options: Any) -> asyncpg.Pool:

@@ -81,3 +81,17 @@ async def test_the_ledgers_batches_go_back_to_the_pool_without_a_reset(logged_po
     async with pool.acquire() as connection:  # anyone else's release is reset again
         await connection.fetchval("SELECT 1")
     assert resets(sent) == 1
+
+
+async def test_a_batch_the_database_refused_is_reset_on_release(logged_pool):
+    """Only a batch call that succeeded says its session was untouched; one PostgreSQL refused is reset
+    as any other use. A NUL in a transfer's metadata: jsonb refuses the whole batch's parameter."""
+    pool, sent = logged_pool
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    sent.clear()
+    batcher = ledger.Batcher(pool)
+    with pytest.raises(ledger.LedgerError):
+        await batcher.move(key="hold", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO, kind="usage", now=NOW,
+                           hold_until=NOW + dt.timedelta(minutes=5), metadata={"note": "a\x00b"})
+    assert sent and all("ledger_batch" in query for query in sent[:-1]) and RESET_QUERY_MARK in sent[-1]

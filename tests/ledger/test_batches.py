@@ -812,3 +812,18 @@ async def test_a_connection_warmed_on_small_tables_plans_index_probes_not_table_
     finally:
         await connection.close()
     assert (await sums(database, buyer))["debits_posted"] == RUNS_TO_A_CACHED_PLAN + 1
+
+
+MONEY_FUNCTIONS = ("ledger_batch", "ledger_move", "ledger_move_within_budgets", "ledger_resolve", "ledger_debt",
+                   "follow_open_holds", "budget_hold_resolved")
+
+
+async def test_every_money_function_carries_its_setting_in_its_own_definition(database):
+    """A CREATE OR REPLACE that forgot the SET clause would drop it (decision 0030): each of the
+    seven plans with sequential scans made dear, and they are all the functions that move money."""
+    settings = dict(await database.fetch(
+        "SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'public' AND (p.proname LIKE 'ledger%' OR p.proname = ANY($1::text[]))",
+        list(MONEY_FUNCTIONS)))
+    assert sorted(settings) == sorted(MONEY_FUNCTIONS)
+    assert all(settings[name] == ["enable_seqscan=off"] for name in MONEY_FUNCTIONS), settings
