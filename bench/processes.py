@@ -102,7 +102,9 @@ def wait_ready(server: Server, url: str) -> None:
 
 
 def _process_table() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, user+system clock ticks) for every live process."""
+    """pid -> (parent pid, clock ticks) for every live process: its user and system time, and that of
+    its children it has reaped — a PostgreSQL backend or autovacuum worker that exited during a
+    measurement counts in the postmaster's, so a tree's sum loses nothing and counts nothing twice."""
     table: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -113,12 +115,13 @@ def _process_table() -> dict[int, tuple[int, int]]:
             continue  # exited while we looked
         # The command name may hold spaces and parentheses; the fields after its last ")" do not.
         fields = stat[stat.rindex(")") + 2:].split()
-        table[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+        table[int(entry.name)] = (int(fields[1]), sum(int(field) for field in fields[11:15]))
     return table
 
 
 def cpu_seconds(root_pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds used so far by each named process together with all its live descendants."""
+    """CPU seconds used so far by each named process together with all its descendants (live, or
+    exited and reaped within the tree)."""
     table = _process_table()
     children: dict[int, list[int]] = {}
     for pid, (parent, _ticks) in table.items():
