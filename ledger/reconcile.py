@@ -42,12 +42,16 @@ WHERE r.pending_id IS NOT NULL
        OR r.debit_account_id <> p.debit_account_id OR r.credit_account_id <> p.credit_account_id
        OR (r.phase = 'post_pending' AND r.amount_micro > p.amount_micro))"""
 
-# Every transfer moves between accounts that exist (the table keeps no foreign key to them: the
-# ledger's functions check them under lock, migration 0016).
+# Every transfer moves between accounts that exist and names a user that exists, if any (the table
+# keeps no foreign key to them: the ledger's functions check the accounts under lock, migration 0016;
+# its writers name the user whose account they read, and users are never deleted, migration 0022).
 ORPHANS = """
-SELECT t.id FROM transfers t
-WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.debit_account_id)
-   OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.credit_account_id)
+SELECT t.id, d.id IS NULL OR c.id IS NULL AS no_account, t.user_id IS NOT NULL AND u.id IS NULL AS no_user
+FROM transfers t
+LEFT JOIN accounts d ON d.id = t.debit_account_id
+LEFT JOIN accounts c ON c.id = t.credit_account_id
+LEFT JOIN users u ON u.id = t.user_id
+WHERE d.id IS NULL OR c.id IS NULL OR (t.user_id IS NOT NULL AND u.id IS NULL)
 ORDER BY t.id LIMIT 100"""
 
 # A debt's running sum on its account equals its rows: owed less repaid (ledger.debts).
@@ -169,7 +173,9 @@ async def check_books(connection: asyncpg.Connection) -> Report:
     for row in bad:
         report.problems.append(f"transfer {row['id']} does not match the hold {row['pending_id']} it resolves")
     for row in orphans:
-        report.problems.append(f"transfer {row['id']} names an account that does not exist")
+        missing = " and ".join(name for name in ("account", "user") if row["no_" + name])
+        article = "an" if row["no_account"] else "a"
+        report.problems.append(f"transfer {row['id']} names {article} {missing} that does not exist")
     for row in bad_debts:
         report.problems.append(f"{_name(row)}: stored owed {row['owed_micro']} != {row['expected']} from debts")
     _report_budgets(report, bad_budgets, bad_links)

@@ -155,19 +155,44 @@ async def test_every_refusal_of_a_resolution_is_the_items_own(pool, batcher):
 
 
 async def test_an_item_that_fails_in_the_database_fails_alone(pool, batcher):
-    """A user id no user has breaks the transfer's foreign key: the batch's one statement fails and
-    writes nothing, its items go again one per call; the bad one answers an error, written nowhere,
-    the items around it go through."""
+    """A NUL in one item's metadata, which jsonb refuses: the batch's one statement fails and writes
+    nothing, its items go again one per call; the bad one answers an error, written nowhere, the
+    items around it go through."""
     buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
     revenue = await ledger.system_id(pool, "revenue")
     outcomes = await gather_outcomes(
         batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO, kind="purchase",
-                     now=NOW, user_id=10**12 if number == 1 else None) for number in range(3))
+                     now=NOW, metadata={"note": "a\x00b"} if number == 1 else None) for number in range(3))
     assert (batcher.batches, batcher.items) == (2, 2)  # the failed batch counts nothing; two items alone
     assert [type(o).__name__ for o in outcomes] == ["Transfer", "ItemFailed", "Transfer"]
-    assert "23503" in str(outcomes[1])  # foreign_key_violation
+    assert "22P05" in str(outcomes[1])  # untranslatable_character
     assert await posted(pool, buyer) == 8 * PRICE_MICRO
     assert await pool.fetchval("SELECT count(*) FROM transfers WHERE idempotency_key = 'buy-1'") == 0
+
+
+async def test_a_batch_never_answers_an_item_with_another_items_transfer(pool, batcher):
+    """The batch reads its rows back in id order and takes the ids to follow its items' order; it
+    checks that, never assumes it. Ids handed out backwards (a trigger here): the batch refuses
+    itself, writes nothing, and each item goes again alone and gets its own transfer."""
+    buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
+    revenue = await ledger.system_id(pool, "revenue")
+    await pool.execute("""
+        CREATE SEQUENCE backwards INCREMENT BY -1 START WITH 1000000000 MAXVALUE 1000000000;
+        CREATE FUNCTION ids_backwards() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN NEW.id := nextval('backwards'); RETURN NEW; END $$;
+        CREATE TRIGGER ids_backwards BEFORE INSERT ON transfers FOR EACH ROW EXECUTE FUNCTION ids_backwards();""")
+    try:
+        outcomes = await gather_outcomes(
+            batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO + number,
+                         kind="purchase", now=NOW) for number in range(3))
+    finally:
+        await pool.execute("DROP TRIGGER ids_backwards ON transfers; DROP FUNCTION ids_backwards();"
+                           " DROP SEQUENCE backwards")
+    assert (batcher.batches, batcher.items) == (3, 3)  # the refused batch counts nothing; three alone
+    assert [(o.idempotency_key, o.amount_micro) for o in outcomes] == [
+        (f"buy-{number}", PRICE_MICRO + number) for number in range(3)]
+    assert await posted(pool, buyer) == 10 * PRICE_MICRO - 3 * PRICE_MICRO - 3
+    assert (await ledger.reconcile(pool)).ok
 
 
 async def test_a_batch_writes_each_account_once(pool, batcher):
@@ -563,17 +588,17 @@ async def test_an_item_that_cannot_be_sent_fails_its_caller_alone(pool, batcher)
 
 
 async def test_a_sender_cancelled_while_it_sends_items_alone_leaves_no_caller_waiting(pool, batcher):
-    """The batch fails (a user nobody has), its items go alone; the second waits on a lock the test
-    holds (its user's row) when the sender is cancelled: every caller gets an answer."""
+    """The batch fails (a NUL jsonb refuses, before any lock), its items go alone; the second waits
+    on a lock the test holds (its account's row) when the sender is cancelled: every caller gets an
+    answer."""
     buyer = await new_account(pool, "buyer", deposit_micro=10 * PRICE_MICRO)
     revenue = await ledger.system_id(pool, "revenue")
-    user_id = await pool.fetchval("SELECT user_id FROM accounts WHERE id = $1", buyer)
     async with pool.acquire() as first:
         async with first.transaction():
-            await first.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
+            await first.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", buyer)
             calls = asyncio.ensure_future(gather_outcomes(
                 batcher.move(key=f"buy-{number}", debit=buyer, credit=revenue, amount_micro=PRICE_MICRO,
-                             kind="purchase", now=NOW, user_id=10**12 if number == 0 else user_id)
+                             kind="purchase", now=NOW, metadata={"note": "a\x00b"} if number == 0 else None)
                 for number in range(3)))
             assert await a_lock_waited_on(pool)
             sender = batcher.senders[0]  # one lane: every item in it

@@ -119,9 +119,11 @@ async def test_a_resolution_posting_more_than_its_hold_is_reported(servers, data
         await raw.close()
 
 
-@pytest.mark.parametrize("fault", ["no such account", "no such hold"])
-async def test_a_transfer_naming_an_account_or_hold_that_does_not_exist_is_reported(servers, database, books, fault):
-    """The transfers keep no foreign key to accounts or holds (migration 0016): reconcile looks."""
+@pytest.mark.parametrize("fault", ["no such account", "no such hold", "no such user"])
+async def test_a_transfer_naming_an_account_hold_or_user_that_does_not_exist_is_reported(servers, database, books,
+                                                                                        fault):
+    """The transfers keep no foreign key to accounts or holds (migration 0016) or users (0022):
+    reconcile looks."""
     raw = await asyncpg.connect(servers.database_url)
     try:
         missing = await raw.fetchval("SELECT max(id) + 1000 FROM transfers")
@@ -131,6 +133,12 @@ async def test_a_transfer_naming_an_account_or_hold_that_does_not_exist_is_repor
                 " amount_micro, phase, kind) VALUES ('sneak', '', $1, $2, 1, 'posted', 'adjustment') RETURNING id",
                 books["revenue"], 10**12)
             expected = f"transfer {sneaked} names an account that does not exist"
+        elif fault == "no such user":
+            sneaked = await raw.fetchval(
+                "INSERT INTO transfers (idempotency_key, request_hash, debit_account_id, credit_account_id,"
+                " amount_micro, phase, kind, user_id) VALUES ('sneak', '', $1, $2, 1, 'posted', 'adjustment', $3)"
+                " RETURNING id", books["revenue"], books["alice"], 10**12)
+            expected = f"transfer {sneaked} names a user that does not exist"
         else:
             sneaked = await raw.fetchval(
                 "INSERT INTO transfers (idempotency_key, request_hash, debit_account_id, credit_account_id,"
