@@ -9,6 +9,10 @@ from pathlib import Path
 from bench.report import _markdown_table
 
 NA = "n/a"
+# The issue's PostgreSQL target, 150 µs per AI call, was set on a machine where the mock alone cost
+# 61 µs per call (the same row of its table): read here as a ratio to the mock's own CPU in the
+# same run, as every other target is a ratio (absolute figures vary by machine, decision 0032).
+POSTGRES_PER_MOCK_MAX = round(150 / 61, 2)
 SEED_REQUESTS_PER_S = 1000
 SEED_P95_MS = 200.0
 SEED_ERROR_SHARE = 0.001
@@ -51,6 +55,7 @@ def _ai_rows(workers: str, ai: dict) -> list[dict]:
         rows.append(_row(f"AI {label} ÷ LiteLLM ({workers}w)", f"{ratio:.1f}×" if ratio else NA, "≥ 20×",
                          None if ratio is None else ratio >= 20))
         if scenario == "chat":
+            rows.append(_postgres_row(workers, load))
             portkey = load.get("portkey")
             ratio = _ratio(tollgate, portkey["wrk"]["requests_per_s"]) if portkey else None
             rows.append(_row(f"AI whole ÷ Portkey ({workers}w; Portkey 1 process)", f"{ratio:.2f}×" if ratio else NA,
@@ -67,6 +72,19 @@ def _ai_rows(workers: str, ai: dict) -> list[dict]:
                          "rows = calls = holds, 0 open, reconcile ok", exact,
                          f"{counted['database_queries_per_call']} PostgreSQL statements per call"))
     return rows
+
+
+def _postgres_row(workers: str, load: dict) -> dict:
+    """PostgreSQL's CPU per whole AI call, absolute and over the mock's own CPU per call (direct)."""
+    cpu = load["tollgate"].get("cpu_us_per_request", {})
+    postgres = cpu.get("postgres")
+    mock = load.get("direct", {}).get("cpu_us_per_request", {}).get("mock")
+    ratio = _ratio(postgres, mock) if postgres is not None and mock else None
+    measured = f"{postgres:.0f} µs = {ratio:.2f}× the mock's {mock:.0f} µs" if ratio is not None else NA
+    return _row(f"AI whole PostgreSQL CPU per call ({workers}w)", measured,
+                f"≤ 150 µs where the mock costs 61 µs: ≤ {POSTGRES_PER_MOCK_MAX}×",
+                None if ratio is None else ratio <= POSTGRES_PER_MOCK_MAX,
+                f"gateway {cpu.get('tollgate', 0):.0f} µs, Redis {cpu.get('redis', 0):.0f} µs per call")
 
 
 def _seed_rows(workers: str, section: dict) -> list[dict]:

@@ -20,7 +20,9 @@ def _results() -> dict:
     desktop = {"load": {"direct": _found(9000, 5), "bare": _found(2000, 20, bare=150),
                         "tollgate": _found(1500, 30, tollgate=250, redis=20)},
                "serial": {"direct": _found(5000, 0.07), "bare": _found(3000, 0.21), "tollgate": _found(2000, 0.40)}}
-    ai = {"chat": {"load": {"tollgate": _found(1100, 50), "litellm": _found(100, 500), "portkey": _found(1000, 60)},
+    ai = {"chat": {"load": {"direct": _found(8000, 8, mock=100),
+                            "tollgate": _found(1100, 50, tollgate=400, redis=30, postgres=240),
+                            "litellm": _found(100, 500), "portkey": _found(1000, 60)},
                    "metering": metering},
           "chat-stream": {"load": {"tollgate": _found(850, 60), "litellm": _found(40, 900)}, "metering": metering}}
     return {"workers": {"1": {"desktop": desktop, "ai": ai}},
@@ -45,3 +47,19 @@ def test_metering_that_lost_a_call_is_not_exact():
     results["workers"]["1"]["ai"]["chat"]["metering"]["usage_rows"] = 99
     rows = {row["target"]: row for row in all_report.summarise(results)}
     assert rows["AI whole metering exact (1w)"]["met"] is False
+
+
+def test_postgres_per_call_is_judged_against_the_mocks_own_cpu_in_the_same_run():
+    """The issue's 150 µs sat beside a mock costing 61 µs: at most 2.46 times the mock's CPU."""
+    rows = {row["target"]: row for row in all_report.summarise(_results())}
+    row = rows["AI whole PostgreSQL CPU per call (1w)"]
+    assert row["measured"] == "240 µs = 2.40× the mock's 100 µs" and row["met"] is True
+    assert row["goal"] == "≤ 150 µs where the mock costs 61 µs: ≤ 2.46×"
+    assert row["note"] == "gateway 400 µs, Redis 30 µs per call"
+    results = _results()
+    results["workers"]["1"]["ai"]["chat"]["load"]["tollgate"]["cpu_us_per_request"]["postgres"] = 250
+    target = "AI whole PostgreSQL CPU per call (1w)"
+    assert {r["target"]: r for r in all_report.summarise(results)}[target]["met"] is False
+    del results["workers"]["1"]["ai"]["chat"]["load"]["direct"]
+    unmeasured = {r["target"]: r for r in all_report.summarise(results)}[target]
+    assert (unmeasured["measured"], unmeasured["met"]) == ("n/a", None)
