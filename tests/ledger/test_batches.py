@@ -851,4 +851,29 @@ async def test_every_money_function_carries_its_setting_in_its_own_definition(da
         "WHERE n.nspname = 'public' AND (p.proname LIKE 'ledger%' OR p.proname = ANY($1::text[]))",
         list(MONEY_FUNCTIONS)))
     assert sorted(settings) == sorted(MONEY_FUNCTIONS)
-    assert all(settings[name] == ["enable_seqscan=off"] for name in MONEY_FUNCTIONS), settings
+    assert settings.pop("ledger_batch") == ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"]
+    assert all(settings[name] == ["enable_seqscan=off"] for name in MONEY_FUNCTIONS[1:]), settings
+
+
+async def test_a_batch_plans_its_statements_once_per_connection(servers, database):
+    """Migration 0023: every statement of ledger_batch runs on its generic plan (parameters, not the
+    call's values, in the plan), the accounts' update too, which PostgreSQL planned again on every
+    call when left to choose."""
+    buyer = await new_account(database, "buyer", deposit_micro=100 * PRICE_MICRO)
+    revenue = await ledger.system_id(database, "revenue")
+    plans: list[str] = []
+    connection = await asyncpg.connect(servers.database_url,
+                                       server_settings={**PLANS_AS_NOTICES, "auto_explain.log_verbose": "on"})
+    connection.add_log_listener(lambda _connection, message: plans.append(message.message))
+    try:
+        for number in range(RUNS_TO_A_CACHED_PLAN + 1):
+            plans.clear()
+            item = ledger.transfers.move_item(key=f"buy-{number}", debit=buyer, credit=revenue,
+                                              amount_micro=PRICE_MICRO, kind="purchase", now=NOW)
+            [row] = await connection.fetch(ledger.batches.BATCH, ledger.batches.encode([item]))
+            assert row["status"] == "ok"
+    finally:
+        await connection.close()
+    [update] = [plan for plan in plans if "UPDATE accounts a SET debits_posted" in plan]
+    assert "Function Call: unnest($" in update and "Function Call: unnest('" not in update, update
+    assert (await sums(database, buyer))["debits_posted"] == (RUNS_TO_A_CACHED_PLAN + 1) * PRICE_MICRO
