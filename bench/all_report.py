@@ -9,10 +9,11 @@ from pathlib import Path
 from bench.report import _markdown_table
 
 NA = "n/a"
-# The issue's PostgreSQL target, 150 µs per AI call, was set on a machine where the mock alone cost
-# 61 µs per call (the same row of its table): read here as a ratio to the mock's own CPU in the
-# same run, as every other target is a ratio (absolute figures vary by machine, decision 0032).
-POSTGRES_PER_MOCK_MAX = round(150 / 61, 2)
+# The issue's PostgreSQL target, in µs, judged as written. Its table read it beside a mock that cost
+# 61 µs per call; the same scaling of this run's figure (µs × 61 ÷ the mock's µs here) is shown as an
+# estimate only: the mock's own figure swings with the machine more than PostgreSQL's does (0032).
+POSTGRES_US_MAX = 150
+ISSUE_MOCK_US = 61
 SEED_REQUESTS_PER_S = 1000
 SEED_P95_MS = 200.0
 SEED_ERROR_SHARE = 0.001
@@ -75,16 +76,17 @@ def _ai_rows(workers: str, ai: dict) -> list[dict]:
 
 
 def _postgres_row(workers: str, load: dict) -> dict:
-    """PostgreSQL's CPU per whole AI call, absolute and over the mock's own CPU per call (direct)."""
+    """PostgreSQL's CPU per whole AI call, as the issue states the target; the mock-scaled estimate
+    beside it in the note."""
     cpu = load["tollgate"].get("cpu_us_per_request", {})
     postgres = cpu.get("postgres")
     mock = load.get("direct", {}).get("cpu_us_per_request", {}).get("mock")
-    ratio = _ratio(postgres, mock) if postgres is not None and mock else None
-    measured = f"{postgres:.0f} µs = {ratio:.2f}× the mock's {mock:.0f} µs" if ratio is not None else NA
-    return _row(f"AI whole PostgreSQL CPU per call ({workers}w)", measured,
-                f"≤ 150 µs where the mock costs 61 µs: ≤ {POSTGRES_PER_MOCK_MAX}×",
-                None if ratio is None else ratio <= POSTGRES_PER_MOCK_MAX,
-                f"gateway {cpu.get('tollgate', 0):.0f} µs, Redis {cpu.get('redis', 0):.0f} µs per call")
+    note = f"gateway {cpu.get('tollgate', 0):.0f} µs, Redis {cpu.get('redis', 0):.0f} µs per call"
+    if postgres is not None and mock:
+        note += (f"; the mock here {mock:.0f} µs per call (the issue's 61): scaled by it, "
+                 f"~{postgres * ISSUE_MOCK_US / mock:.0f} µs there (an estimate)")
+    return _row(f"AI whole PostgreSQL CPU per call ({workers}w)", f"{postgres:.0f} µs" if postgres is not None else NA,
+                f"≤ {POSTGRES_US_MAX} µs", None if postgres is None else postgres <= POSTGRES_US_MAX, note)
 
 
 def _seed_rows(workers: str, section: dict) -> list[dict]:

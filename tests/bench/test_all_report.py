@@ -49,17 +49,22 @@ def test_metering_that_lost_a_call_is_not_exact():
     assert rows["AI whole metering exact (1w)"]["met"] is False
 
 
-def test_postgres_per_call_is_judged_against_the_mocks_own_cpu_in_the_same_run():
-    """The issue's 150 µs sat beside a mock costing 61 µs: at most 2.46 times the mock's CPU."""
+def test_postgres_per_call_is_judged_in_microseconds_with_the_mock_scaled_estimate_beside_it():
+    """The issue's 150 µs as written; its table read it beside a mock of 61 µs, so the same scaling
+    of this run's figure is given in the note as an estimate, never as the verdict."""
     rows = {row["target"]: row for row in all_report.summarise(_results())}
     row = rows["AI whole PostgreSQL CPU per call (1w)"]
-    assert row["measured"] == "240 µs = 2.40× the mock's 100 µs" and row["met"] is True
-    assert row["goal"] == "≤ 150 µs where the mock costs 61 µs: ≤ 2.46×"
-    assert row["note"] == "gateway 400 µs, Redis 30 µs per call"
+    assert (row["measured"], row["goal"], row["met"]) == ("240 µs", "≤ 150 µs", False)
+    assert row["note"] == ("gateway 400 µs, Redis 30 µs per call; the mock here 100 µs per call (the issue's 61): "
+                           "scaled by it, ~146 µs there (an estimate)")
     results = _results()
-    results["workers"]["1"]["ai"]["chat"]["load"]["tollgate"]["cpu_us_per_request"]["postgres"] = 250
+    results["workers"]["1"]["ai"]["chat"]["load"]["tollgate"]["cpu_us_per_request"]["postgres"] = 150
     target = "AI whole PostgreSQL CPU per call (1w)"
-    assert {r["target"]: r for r in all_report.summarise(results)}[target]["met"] is False
+    assert {r["target"]: r for r in all_report.summarise(results)}[target]["met"] is True
     del results["workers"]["1"]["ai"]["chat"]["load"]["direct"]
+    unmeasured_mock = {r["target"]: r for r in all_report.summarise(results)}[target]
+    assert (unmeasured_mock["measured"], unmeasured_mock["met"]) == ("150 µs", True)
+    assert "estimate" not in unmeasured_mock["note"]
+    del results["workers"]["1"]["ai"]["chat"]["load"]["tollgate"]["cpu_us_per_request"]["postgres"]
     unmeasured = {r["target"]: r for r in all_report.summarise(results)}[target]
     assert (unmeasured["measured"], unmeasured["met"]) == ("n/a", None)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 
 import ledger
 from devkit.embedded import free_port
-from gateway.accounts import api_keys
+from gateway.accounts import api_keys, budgets
 from tests.support.accounts import deposit
 from tests.support import ledger_model
 from tests.support.ai import GPT, MESSAGES
@@ -851,16 +851,22 @@ async def test_every_money_function_carries_its_setting_in_its_own_definition(da
         "WHERE n.nspname = 'public' AND (p.proname LIKE 'ledger%' OR p.proname = ANY($1::text[]))",
         list(MONEY_FUNCTIONS)))
     assert sorted(settings) == sorted(MONEY_FUNCTIONS)
-    assert settings.pop("ledger_batch") == ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"]
-    assert all(settings[name] == ["enable_seqscan=off"] for name in MONEY_FUNCTIONS[1:]), settings
+    assert settings.pop("ledger_batch") == ["enable_seqscan=off", "plan_cache_mode=force_generic_plan",
+                                            "enable_hashjoin=off", "enable_mergejoin=off"]
+    assert all(settings[name] == ["enable_seqscan=off"] for name in settings), settings
 
 
-async def test_a_batch_plans_its_statements_once_per_connection(servers, database):
-    """Migration 0023: every statement of ledger_batch runs on its generic plan (parameters, not the
-    call's values, in the plan), the accounts' update too, which PostgreSQL planned again on every
-    call when left to choose."""
+async def test_a_batch_plans_once_per_connection_and_joins_by_index_probes(servers, database):
+    """Migrations 0023 and 0024: ledger_batch's statements run on their generic plans (parameters,
+    not the call's values, in the plan: the accounts' update was planned again on every call when
+    PostgreSQL chose), and the updates that join the batch's arrays with accounts and budgets probe
+    each row's key, even on tables analyzed while small."""
     buyer = await new_account(database, "buyer", deposit_micro=100 * PRICE_MICRO)
     revenue = await ledger.system_id(database, "revenue")
+    user_id = await database.fetchval("SELECT user_id FROM accounts WHERE id = $1", buyer)
+    await budgets.put(database, user_id=user_id, key_id=None, spec=budgets.BudgetSpec(50 * PRICE_MICRO, "day"),
+                      now=NOW)
+    await database.execute("ANALYZE accounts; ANALYZE budgets")
     plans: list[str] = []
     connection = await asyncpg.connect(servers.database_url,
                                        server_settings={**PLANS_AS_NOTICES, "auto_explain.log_verbose": "on"})
@@ -868,12 +874,22 @@ async def test_a_batch_plans_its_statements_once_per_connection(servers, databas
     try:
         for number in range(RUNS_TO_A_CACHED_PLAN + 1):
             plans.clear()
-            item = ledger.transfers.move_item(key=f"buy-{number}", debit=buyer, credit=revenue,
-                                              amount_micro=PRICE_MICRO, kind="purchase", now=NOW)
-            [row] = await connection.fetch(ledger.batches.BATCH, ledger.batches.encode([item]))
-            assert row["status"] == "ok"
+            hold = ledger.transfers.move_item(key=f"hold-{number}", debit=buyer, credit=revenue,
+                                              amount_micro=PRICE_MICRO, kind="usage", now=NOW, hold_until=LATER,
+                                              user_id=user_id)
+            hold.update(budgeted=True, api_key_id=None)
+            [held] = await connection.fetch(ledger.batches.BATCH, ledger.batches.encode([hold]))
+            post = ledger.transfers.resolve_item(key=f"post-{number}", hold_id=held["id"], now=NOW, post_micro=1)
+            [posted_row] = await connection.fetch(ledger.batches.BATCH, ledger.batches.encode([post]))
+            assert (held["status"], posted_row["status"]) == ("ok", "ok")
     finally:
         await connection.close()
-    [update] = [plan for plan in plans if "UPDATE accounts a SET debits_posted" in plan]
-    assert "Function Call: unnest($" in update and "Function Call: unnest('" not in update, update
-    assert (await sums(database, buyer))["debits_posted"] == (RUNS_TO_A_CACHED_PLAN + 1) * PRICE_MICRO
+    for table, key in (("accounts", "accounts_pkey"), ("budgets", "budgets_pkey")):
+        updates = [plan for plan in plans if f"UPDATE {table} " in plan.split("\n", 2)[1]]
+        assert len(updates) == 2  # the hold's batch and the post's
+        for update in updates:
+            assert "Function Call: unnest($" in update and "Function Call: unnest('" not in update, update
+            assert "Nested Loop" in update and f"Index Scan using {key}" in update, update
+    assert not [plan for plan in plans if "Hash Join" in plan or "Merge Join" in plan or "Seq Scan" in plan], plans
+    assert (await sums(database, buyer))["debits_posted"] == RUNS_TO_A_CACHED_PLAN + 1
+    assert (await ledger.reconcile(database)).ok
