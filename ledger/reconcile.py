@@ -173,9 +173,9 @@ async def check_books(connection: asyncpg.Connection) -> Report:
     for row in bad:
         report.problems.append(f"transfer {row['id']} does not match the hold {row['pending_id']} it resolves")
     for row in orphans:
-        missing = [name for name in ("an account", "a user") if row["no_" + name.split()[1]]]
-        verb = "does" if len(missing) == 1 else "do"
-        report.problems.append(f"transfer {row['id']} names {' and '.join(missing)} that {verb} not exist")
+        absent = [name for name in ("an account", "a user") if row["no_" + name.split()[1]]]
+        verb = "does" if len(absent) == 1 else "do"
+        report.problems.append(f"transfer {row['id']} names {' and '.join(absent)} that {verb} not exist")
     for row in bad_debts:
         report.problems.append(f"{_name(row)}: stored owed {row['owed_micro']} != {row['expected']} from debts")
     _report_budgets(report, bad_budgets, bad_links)
